@@ -1,0 +1,187 @@
+/* File helpers. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fileio.h"
+
+int ck_write_full(int fd, const void *buf, size_t len)
+{
+  const uint8_t *p = buf;
+
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int ck_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+  const uint8_t *p = buf;
+
+  while (len > 0) {
+    ssize_t n = pwrite(fd, p, len, (off_t)off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += n;
+    off += (uint64_t)n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int ck_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+  uint8_t *p = buf;
+
+  while (len > 0) {
+    ssize_t n = pread(fd, p, len, (off_t)off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    if (n == 0)
+      return CK_ETRUNC;
+    p += n;
+    off += (uint64_t)n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int ck_fsync_dir(const char *dir)
+{
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = 0;
+
+  if (fd < 0)
+    return -errno;
+  if (fsync(fd) != 0 && errno != EINVAL)
+    rc = -errno;
+  close(fd);
+  return rc;
+}
+
+char *ck_dirname(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+
+  if (slash == NULL)
+    return strdup(".");
+  if (slash == path)
+    return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
+
+char *ck_basename(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+
+  return strdup(slash ? slash + 1 : path);
+}
+
+char *ck_asprintf(const char *fmt, ...)
+{
+  va_list ap;
+  char *s = NULL;
+  int n;
+
+  va_start(ap, fmt);
+  n = vasprintf(&s, fmt, ap);
+  va_end(ap);
+  return n < 0 ? NULL : s;
+}
+
+char *ck_path_join(const char *a, const char *b)
+{
+  size_t la = strlen(a);
+
+  if (b[0] == '/' || la == 0)
+    return strdup(b);
+  if (a[la - 1] == '/')
+    return ck_asprintf("%s%s", a, b);
+  return ck_asprintf("%s/%s", a, b);
+}
+
+char *ck_temp_name(const char *final_path)
+{
+  static atomic_uint counter;
+  char *dir = ck_dirname(final_path);
+  char *base = ck_basename(final_path);
+  char *tmp = NULL;
+
+  if (dir && base)
+    tmp = ck_asprintf("%s/.%s.ckptd-tmp.%ld.%u", dir, base, (long)getpid(),
+                      atomic_fetch_add(&counter, 1));
+  free(dir);
+  free(base);
+  return tmp;
+}
+
+int ck_create_excl(const char *path)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+
+  return fd < 0 ? -errno : fd;
+}
+
+int ck_obuf_init(struct ck_obuf *o, int fd, size_t cap)
+{
+  o->fd = fd;
+  o->cap = cap;
+  o->len = 0;
+  o->pos = 0;
+  o->buf = malloc(cap);
+  return o->buf ? 0 : -ENOMEM;
+}
+
+int ck_obuf_flush(struct ck_obuf *o)
+{
+  int rc = ck_write_full(o->fd, o->buf, o->len);
+
+  o->len = 0;
+  return rc;
+}
+
+int ck_obuf_append(struct ck_obuf *o, const void *data, size_t len)
+{
+  const uint8_t *p = data;
+  int rc;
+
+  o->pos += len;
+  if (len >= o->cap) { /* large pieces go straight to the file */
+    if ((rc = ck_obuf_flush(o)) != 0)
+      return rc;
+    return ck_write_full(o->fd, p, len);
+  }
+  if (o->len + len > o->cap && (rc = ck_obuf_flush(o)) != 0)
+    return rc;
+  memcpy(o->buf + o->len, p, len);
+  o->len += len;
+  return 0;
+}
+
+void ck_obuf_free(struct ck_obuf *o)
+{
+  free(o->buf);
+  o->buf = NULL;
+}

@@ -1,0 +1,48 @@
+/* Helpers shared by the tests: fixtures, temporary directories, file comparison. */
+#ifndef CK_TESTUTIL_H
+#define CK_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* $CKPTD_FIXTURES/tf, or NULL (with a TAP skip or failure line printed) if absent. */
+const char *tu_fixtures_tf(void);
+
+/* A new empty temporary directory (removed by tu_rmtree). */
+char *tu_tmpdir(void);
+
+/* Remove a directory tree. */
+void tu_rmtree(const char *dir);
+
+/* Read a whole file; NULL if it cannot be read. */
+uint8_t *tu_read_file(const char *path, size_t *len);
+
+/* Write a whole file. 0 or -1. */
+int tu_write_file(const char *path, const void *data, size_t len);
+
+/* 1 if both files exist and hold the same bytes. */
+int tu_files_equal(const char *a, const char *b);
+
+/* Copy a file. 0 or -1. */
+int tu_copy_file(const char *from, const char *to);
+
+/* Number of entries in a directory (excluding . and ..). */
+int tu_count_dir(const char *dir);
+
+/* One row of MANIFEST.tsv. */
+struct tu_manifest_row {
+  char fixture[128];
+  char prefix[128];
+  char key[512];
+  char dtype[32];
+  char shape[128];
+  int shard;
+  unsigned long long offset;
+  unsigned long long size;
+  unsigned crc;
+};
+
+/* Parse MANIFEST.tsv; returns the number of rows (rows is malloc'd) or -1. */
+int tu_read_manifest(const char *path, struct tu_manifest_row **rows);
+
+#endif
