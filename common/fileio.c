@@ -167,6 +167,8 @@ int ck_obuf_append(struct ck_obuf *o, const void *data, size_t len)
   const uint8_t *p = data;
   int rc;
 
+  if (len == 0)
+    return 0;
   o->pos += len;
   if (len >= o->cap) { /* large pieces go straight to the file */
     if ((rc = ck_obuf_flush(o)) != 0)

@@ -69,6 +69,9 @@ static int write_fixed(struct ck_bundle_writer *w, const char *name, int dtype, 
 {
   size_t esize = ck_dtype_size(dtype);
   uint64_t nelem = bytes / esize, off = 0, total;
+
+  if (nelem >= 1024)
+    nelem -= nelem % 256; /* realistic 2-D shapes: rows of 256 to 1024 */
   int64_t dims[2];
   int rank = shape_for(nelem, dims), rc;
 
@@ -128,8 +131,10 @@ int ck_synth_tf(const char *prefix, const struct ck_synth_opts *o, struct ck_err
   }
   for (unsigned i = 0; i < n; i++) {
     double u = (double)(splitmix(&s) >> 11) / 9007199254740992.0;
+    int dtype = o->ndtypes ? o->dtypes[i % (unsigned)o->ndtypes] : CK_DT_FLOAT;
     weight[i] = exp(u * log(spread));
-    sum += weight[i];
+    if (!ck_dtype_is_varlen(dtype)) /* string tensors are small fixed vocabularies */
+      sum += weight[i];
   }
   if ((rc = ck_bundle_writer_open(prefix, &wo, &w, err)) != 0)
     goto out;
