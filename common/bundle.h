@@ -94,6 +94,10 @@ int ck_bundle_stream(struct ck_bundle *b, const struct ck_entry *e, void *buf, s
 int ck_bundle_verify(struct ck_bundle *b, const struct ck_entry *e, void *buf, size_t bufsize,
                      struct ck_err *err);
 
+/* Verify every data entry with nthreads threads (each with its own bufsize buffer),
+ * largest first. Returns 0 or the first failure (its message in err). */
+int ck_bundle_verify_all(struct ck_bundle *b, int nthreads, size_t bufsize, struct ck_err *err);
+
 /* Stream a whole tensor in row-major order: a data entry as stored, or a partitioned
  * variable assembled from its slices (fixed-size dtypes), each slice verified first. */
 int ck_bundle_stream_tensor(struct ck_bundle *b, const struct ck_entry *e, void *buf,

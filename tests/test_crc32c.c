@@ -54,6 +54,16 @@ int main(void)
         agree = 0;
   ok(agree, "hardware and portable agree on lengths 0..299 at 9 alignments");
   ok(ck_crc32c_extend_sw(0, buf, 70000) == ck_crc32c_extend_hw(0, buf, 70000), "agree on 70000 bytes");
+  {
+    /* around the three-stream block boundaries (3 x 256 and 3 x 8192 bytes) */
+    static const size_t lens[] = { 767, 768, 769, 1535, 24575, 24576, 24577, 49152, 49159, 69000 };
+    int agree3 = 1;
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+      for (int off = 0; off < 3; off++)
+        if (ck_crc32c_extend_sw(7, buf + off, lens[i]) != ck_crc32c_extend_hw(7, buf + off, lens[i]))
+          agree3 = 0;
+    ok(agree3, "agree around the 3-stream block boundaries");
+  }
 
   c = ck_crc32c("foo", 3);
   ok(ck_crc32c_mask(c) != c, "mask changes the value");

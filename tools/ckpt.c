@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bundle.h"
 #include "crc32c.h"
@@ -20,7 +21,7 @@
 #include "synth.h"
 
 #define EXIT_USAGE 2
-#define VERIFY_BUF (8u << 20)
+#define VERIFY_BUF (256u << 10) /* pread + crc in L2-sized pieces: fastest measured */
 
 static void usage(FILE *f)
 {
@@ -32,8 +33,9 @@ static void usage(FILE *f)
           "commands:\n"
           "  ls PATH [--format text|tsv|json]\n"
           "      list every tensor: name, dtype, shape, bytes (and shard, offset, crc32c in tsv/json)\n"
-          "  verify PATH\n"
-          "      read every tensor and verify its crc32c; exit 1 on the first bad one\n"
+          "  verify PATH [--threads N]\n"
+          "      read every tensor and verify its crc32c (N threads, default: CPUs up to 4);\n"
+          "      exit 1 on the first bad one\n"
           "  synth PREFIX [--size BYTES] [--tensors N] [--spread R] [--dtypes a,b] [--seed S]\n"
           "               [--shard-size BYTES]\n"
           "      write a synthetic checkpoint (sizes take K, M, G suffixes)\n"
@@ -156,37 +158,40 @@ static double now(void)
 
 static int cmd_verify(int argc, char **argv)
 {
+  static const struct option opts[] = { { "threads", required_argument, NULL, 't' },
+                                        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
   struct ck_bundle *b;
   struct ck_err err = { 0 };
-  uint8_t *buf;
   uint64_t bytes = 0;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = ncpu > 4 ? 4 : ncpu < 1 ? 1 : (int)ncpu, c, rc;
   double t0 = now(), dt;
-  int rc = 0;
 
-  if (argc != 2 || argv[1][0] == '-') {
-    usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
-    return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : EXIT_USAGE;
+  while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+    if (c == 't' && atoi(optarg) > 0) {
+      threads = atoi(optarg);
+    } else {
+      usage(c == 'h' ? stdout : stderr);
+      return c == 'h' ? 0 : EXIT_USAGE;
+    }
   }
-  if (ck_bundle_open(argv[1], 0, &b, &err) != 0) {
+  if (optind + 1 != argc) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (ck_bundle_open(argv[optind], 0, &b, &err) != 0) {
     fprintf(stderr, "ckpt: %s\n", err.msg);
     return 1;
   }
-  if ((buf = malloc(VERIFY_BUF)) == NULL) {
-    ck_bundle_close(b);
-    fprintf(stderr, "ckpt: out of memory\n");
-    return 1;
-  }
-  for (size_t i = 0; i < ck_bundle_data_count(b) && rc == 0; i++) {
-    const struct ck_entry *e = ck_bundle_data_entry(b, i);
-    if ((rc = ck_bundle_verify(b, e, buf, VERIFY_BUF, &err)) != 0)
-      fprintf(stderr, "ckpt: %s\n", err.msg);
-    bytes += e->size;
-  }
+  for (size_t i = 0; i < ck_bundle_data_count(b); i++)
+    bytes += ck_bundle_data_entry(b, i)->size;
+  if ((rc = ck_bundle_verify_all(b, threads, VERIFY_BUF, &err)) != 0)
+    fprintf(stderr, "ckpt: %s\n", err.msg);
   dt = now() - t0;
   if (rc == 0)
-    printf("%s: %zu entries, %" PRIu64 " bytes verified in %.3f s (%.1f MB/s, crc32c %s)\n", ck_bundle_prefix(b),
-           ck_bundle_data_count(b), bytes, dt, dt > 0 ? (double)bytes / dt / 1e6 : 0.0, ck_crc32c_impl());
-  free(buf);
+    printf("%s: %zu entries, %" PRIu64 " bytes verified in %.3f s (%.1f MB/s, %d thread(s), crc32c %s)\n",
+           ck_bundle_prefix(b), ck_bundle_data_count(b), bytes, dt, dt > 0 ? (double)bytes / dt / 1e6 : 0.0,
+           threads, ck_crc32c_impl());
   ck_bundle_close(b);
   return rc == 0 ? 0 : 1;
 }
