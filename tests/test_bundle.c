@@ -405,7 +405,7 @@ static void shards_and_atomicity(const char *tmp)
 
 int main(void)
 {
-  const char *fx = tu_fixtures_tf();
+  const char *fx = tap_fixtures();
   char *tmp = tu_tmpdir();
 
   if (fx)

@@ -13,7 +13,7 @@
 
 int main(void)
 {
-  const char *fx = tu_fixtures_tf();
+  const char *fx = tap_fixtures();
   char *dir = tu_tmpdir();
   char path[4300], sub[4300];
   struct ck_ckptstate cs;

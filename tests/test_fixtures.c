@@ -48,14 +48,15 @@ static void check_row(struct ck_bundle *b, const struct tu_manifest_row *r, int 
 
 int main(void)
 {
-  const char *fx = tu_fixtures_tf();
+  const char *fx = tap_fixtures();
   struct tu_manifest_row *rows;
   char path[4200];
   int n, i = 0, prefixes = 0;
-  uint8_t *buf = malloc(BUF);
+  uint8_t *buf;
 
   if (fx == NULL)
     return tap_done();
+  buf = malloc(BUF);
   snprintf(path, sizeof(path), "%s/MANIFEST.tsv", fx);
   n = tu_read_manifest(path, &rows);
   ok(n > 900, "MANIFEST.tsv has %d rows", n);

@@ -13,20 +13,19 @@
 
 #include "testutil.h"
 
-const char *tu_fixtures_tf(void)
+const char *tu_fixtures_tf(int *required, const char **why)
 {
-  static char path[4096];
+  static char path[4096], msg[4200];
   const char *base = getenv("CKPTD_FIXTURES");
   const char *req = getenv("CKPTD_REQUIRE_FIXTURES");
   struct stat st;
 
   snprintf(path, sizeof(path), "%s/tf", base ? base : "../shared/fixtures");
+  *required = req && *req && strcmp(req, "0") != 0;
+  snprintf(msg, sizeof(msg), "fixtures not found at %s", path);
+  *why = msg;
   if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
     return path;
-  if (req && *req && strcmp(req, "0") != 0)
-    printf("not ok - fixtures required but %s is missing (CKPTD_REQUIRE_FIXTURES is set)\n", path);
-  else
-    printf("ok - # SKIP fixtures not found at %s (set CKPTD_FIXTURES)\n", path);
   return NULL;
 }
 

@@ -5,8 +5,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* $CKPTD_FIXTURES/tf, or NULL (with a TAP skip or failure line printed) if absent. */
-const char *tu_fixtures_tf(void);
+/* $CKPTD_FIXTURES/tf, or NULL if absent; *required tells whether CKPTD_REQUIRE_FIXTURES
+ * is set, *why says what is missing. */
+const char *tu_fixtures_tf(int *required, const char **why);
+
+#ifdef CK_TAP_H
+/* The fixtures, or NULL after a TAP skip line (a failure when they are required). */
+__attribute__((unused))
+static const char *tap_fixtures(void)
+{
+  const char *why;
+  int required;
+  const char *fx = tu_fixtures_tf(&required, &why);
+
+  if (fx == NULL) {
+    if (required)
+      ok(0, "%s (CKPTD_REQUIRE_FIXTURES is set)", why);
+    else
+      tap_skip("%s (set CKPTD_FIXTURES)", why);
+  }
+  return fx;
+}
+#endif
 
 /* A new empty temporary directory (removed by tu_rmtree). */
 char *tu_tmpdir(void);

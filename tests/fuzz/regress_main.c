@@ -107,7 +107,7 @@ static size_t mutate(const struct seed *s, uint8_t *out, size_t cap)
 
 int main(void)
 {
-  const char *fx = tu_fixtures_tf();
+  const char *fx = tap_fixtures();
   const char *secs = getenv("CKPTD_FUZZ_SECONDS");
   double limit = secs ? atof(secs) : 15;
   uint8_t *buf = malloc(1 << 20);
