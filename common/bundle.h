@@ -148,6 +148,9 @@ int ck_bundle_writer_append(struct ck_bundle_writer *w, const void *data, size_t
 /* End the current tensor: checks its size against dtype and shape, records its crc32c. */
 int ck_bundle_writer_end(struct ck_bundle_writer *w, struct ck_err *err);
 
+/* The masked crc32c of the tensor last ended. */
+uint32_t ck_bundle_writer_last_crc(const struct ck_bundle_writer *w);
+
 /* Convenience: begin + append + end. */
 int ck_bundle_writer_add(struct ck_bundle_writer *w, const void *key, size_t klen, int dtype,
                          int rank, const int64_t *dims, const void *data, size_t len,

@@ -44,6 +44,7 @@ struct ck_bundle_writer {
   struct ck_entry *cur; /* entry being written, or NULL */
   uint64_t expect;      /* its size for fixed-size dtypes, else UINT64_MAX */
   struct ck_tcrc tcrc;
+  uint32_t last_crc;
   int failed;
 };
 
@@ -399,7 +400,13 @@ int ck_bundle_writer_end(struct ck_bundle_writer *w, struct ck_err *err)
     return ck_err_set(err, rc, "%s: %s", e->key, w->tcrc.why);
   }
   e->crc32c = ck_crc32c_mask(crc);
+  w->last_crc = e->crc32c;
   return 0;
+}
+
+uint32_t ck_bundle_writer_last_crc(const struct ck_bundle_writer *w)
+{
+  return w->last_crc;
 }
 
 int ck_bundle_writer_add(struct ck_bundle_writer *w, const void *key, size_t klen, int dtype, int rank,

@@ -94,7 +94,7 @@ static int write_fixed(struct ck_bundle_writer *w, const char *name, int dtype, 
 static int write_strings(struct ck_bundle_writer *w, const char *name, uint64_t seed, unsigned idx,
                          struct ck_err *err)
 {
-  static const char *words[] = { "", "checkpoint", "ckptd", "\xff\x00binary", "a longer string value" };
+  static const char *words[] = { "", "checkpoint", "ckptd", "\xff\x00" "binary", "a longer string value" };
   const uint8_t *strs[5];
   size_t lens[5];
   uint8_t *enc;

@@ -1,0 +1,143 @@
+/* Progress, source identity and checksum helpers for the converters. */
+#include "config.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "convert_internal.h"
+#include "crc32c.h"
+#include "tensor_crc.h"
+
+double ck_now(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_ms(void)
+{
+  return (uint64_t)(ck_now() * 1000.0);
+}
+
+void ck_progress_init(struct ck_progress *p, const struct ck_convert_opts *o)
+{
+  p->o = o;
+  atomic_store(&p->done, 0);
+  atomic_store(&p->last_report_ms, now_ms());
+}
+
+int ck_progress_add(struct ck_progress *p, uint64_t n)
+{
+  uint64_t done = atomic_fetch_add(&p->done, n) + n, now, last;
+
+  if (p->o == NULL)
+    return 0;
+  if (p->o->cancel && *p->o->cancel)
+    return -ECANCELED;
+  if (p->o->progress) {
+    now = now_ms();
+    last = atomic_load(&p->last_report_ms);
+    if (now - last >= 100 && atomic_compare_exchange_strong(&p->last_report_ms, &last, now))
+      p->o->progress(p->o->progress_ctx, done, p->total);
+  }
+  return 0;
+}
+
+void ck_progress_done(struct ck_progress *p)
+{
+  if (p->o && p->o->progress)
+    p->o->progress(p->o->progress_ctx, atomic_load(&p->done), p->total);
+}
+
+int ck_srcid_add(struct ck_srcid *id, const char *path, struct ck_err *err)
+{
+  struct ck_srcfile *nf = realloc(id->f, (id->n + 1) * sizeof(*nf));
+  struct stat st;
+
+  if (nf == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  id->f = nf;
+  if (stat(path, &st) != 0)
+    return ck_err_set(err, -errno, "%s: %s", path, strerror(errno));
+  nf[id->n].path = strdup(path);
+  nf[id->n].dev = st.st_dev;
+  nf[id->n].ino = st.st_ino;
+  nf[id->n].size = st.st_size;
+  nf[id->n].mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+  id->n++;
+  return nf[id->n - 1].path ? 0 : ck_err_set(err, -ENOMEM, "out of memory");
+}
+
+int ck_srcid_bundle(struct ck_srcid *id, const struct ck_bundle *b, struct ck_err *err)
+{
+  char path[4200];
+  int rc;
+
+  snprintf(path, sizeof(path), "%s.index", ck_bundle_prefix(b));
+  if ((rc = ck_srcid_add(id, path, err)) != 0)
+    return rc;
+  for (int i = 0; i < ck_bundle_num_shards(b); i++)
+    if ((rc = ck_srcid_add(id, ck_bundle_shard_path(b, i), err)) != 0)
+      return rc;
+  return 0;
+}
+
+int ck_srcid_check(const struct ck_srcid *id, struct ck_err *err)
+{
+  for (size_t i = 0; i < id->n; i++) {
+    const struct ck_srcfile *f = &id->f[i];
+    struct stat st;
+    if (stat(f->path, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino || st.st_size != f->size ||
+        (long long)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec != f->mtime_ns)
+      return ck_err_set(err, -EAGAIN, "%s: the source changed during the conversion; nothing was written", f->path);
+  }
+  return 0;
+}
+
+void ck_srcid_free(struct ck_srcid *id)
+{
+  for (size_t i = 0; i < id->n; i++)
+    free(id->f[i].path);
+  free(id->f);
+  id->f = NULL;
+  id->n = 0;
+}
+
+struct crc_ctx {
+  struct ck_tcrc s;
+};
+
+static int crc_chunk(void *ctx, const void *data, size_t len)
+{
+  struct crc_ctx *c = ctx;
+
+  return ck_tcrc_update(&c->s, data, len);
+}
+
+int ck_tensor_crc_h5(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize, uint32_t *crc,
+                     struct ck_err *err)
+{
+  struct crc_ctx c;
+  uint32_t raw;
+  int rc;
+
+  ck_tcrc_init(&c.s, t->dtype, t->nelem);
+  if ((rc = ck_h5r_stream_tf(r, t, buf, bufsize, crc_chunk, &c, err)) != 0)
+    return c.s.why[0] ? ck_err_set(err, rc, "%s: %s", t->path, c.s.why) : rc;
+  if ((rc = ck_tcrc_final(&c.s, &raw)) != 0)
+    return ck_err_set(err, rc, "%s: %s", t->path, c.s.why);
+  *crc = ck_crc32c_mask(raw);
+  return 0;
+}
+
+int ck_glob_match(const char *pattern, const char *name)
+{
+  return fnmatch(pattern, name, 0) == 0;
+}

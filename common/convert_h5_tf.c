@@ -1,0 +1,183 @@
+/* HDF5 -> TensorFlow bundle.
+ *
+ * Tensors are taken in the file's creation order (name order where untracked) and
+ * streamed in TensorFlow's stored layout into the bundle writer through one buffer;
+ * the writer computes each crc32c, which must equal the tf_crc32c attribute where
+ * the file has one. The bundle is published atomically (data files, then index),
+ * then the directory's `checkpoint` file names it. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "ckptstate.h"
+#include "convert.h"
+#include "convert_internal.h"
+#include "dtype.h"
+#include "fileio.h"
+#include "h5.h"
+
+struct h5_tf {
+  const struct ck_convert_opts *o;
+  struct ck_bundle_writer *w;
+  struct ck_progress prog;
+  struct ck_err *err;
+};
+
+static int append(void *ctx, const void *data, size_t len)
+{
+  struct h5_tf *c = ctx;
+  int rc = ck_bundle_writer_append(c->w, data, len, c->err);
+
+  if (rc == 0 && (rc = ck_progress_add(&c->prog, len)) != 0)
+    ck_err_set(c->err, rc, "cancelled");
+  return rc;
+}
+
+static int rule_shard(void *ctx, const uint8_t *key, size_t klen)
+{
+  const struct ck_convert_opts *o = ctx;
+  char name[4096];
+
+  snprintf(name, sizeof(name), "%.*s", (int)klen, key);
+  for (size_t i = 0; i < o->nrules; i++)
+    if (ck_glob_match(o->rules[i].pattern, name))
+      return o->rules[i].shard;
+  return 0;
+}
+
+static int one_tensor(struct h5_tf *c, struct ck_h5r *r, const struct ck_h5_tensor *t, uint8_t *buf, size_t bufsize,
+                      struct ck_err *err)
+{
+  int rc = ck_bundle_writer_begin(c->w, t->name, t->nlen, t->dtype, t->rank, t->dims, err);
+
+  if (rc != 0)
+    return rc;
+  if ((rc = ck_h5r_stream_tf(r, t, buf, bufsize, append, c, err)) != 0)
+    return rc;
+  if ((rc = ck_bundle_writer_end(c->w, err)) != 0)
+    return rc;
+  if (t->has_crc && ck_bundle_writer_last_crc(c->w) != t->tf_crc32c)
+    return ck_err_set(err, CK_ECHECKSUM, "%s: %s: data has crc32c %08x but its tf_crc32c attribute says %08x",
+                      ck_h5r_path(r), t->path, ck_bundle_writer_last_crc(c->w), t->tf_crc32c);
+  return 0;
+}
+
+static int verify_output(const char *prefix, struct ck_h5r *r, uint8_t *buf, size_t bufsize, int threads,
+                         struct ck_err *err)
+{
+  struct ck_bundle *b;
+  int rc = ck_bundle_open(prefix, 0, &b, err);
+
+  if (rc != 0)
+    return rc;
+  rc = ck_bundle_verify_all(b, threads > 0 ? threads : 2, bufsize > (1u << 18) ? 1u << 18 : bufsize, err);
+  for (size_t i = 0; rc == 0 && i < ck_h5r_count(r); i++) {
+    const struct ck_h5_tensor *t = ck_h5r_tensor(r, i);
+    const struct ck_entry *e = ck_bundle_find(b, t->name, t->nlen);
+    uint32_t crc;
+    if (e == NULL)
+      rc = ck_err_set(err, CK_EFORMAT, "%s: verify: %s missing from the output", prefix, t->name);
+    else if ((rc = ck_tensor_crc_h5(r, t, buf, bufsize, &crc, err)) == 0 && crc != e->crc32c)
+      rc = ck_err_set(err, CK_ECHECKSUM, "%s: verify: %s: crc32c %08x, source has %08x", prefix, t->name,
+                      e->crc32c, crc);
+  }
+  ck_bundle_close(b);
+  return rc;
+}
+
+/* Remove what finish published, if verification then fails. */
+static void unpublish(const char *prefix)
+{
+  struct ck_bundle *b;
+  char path[4200];
+
+  if (ck_bundle_open(prefix, CK_BUNDLE_INDEX_ONLY, &b, NULL) != 0)
+    return;
+  snprintf(path, sizeof(path), "%s.index", prefix);
+  unlink(path);
+  for (int i = 0; i < ck_bundle_num_shards(b); i++) {
+    snprintf(path, sizeof(path), "%s.data-%05d-of-%05d", prefix, i, ck_bundle_num_shards(b));
+    unlink(path);
+  }
+  ck_bundle_close(b);
+}
+
+int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck_convert_opts *o,
+                        struct ck_convert_stats *st, struct ck_err *err)
+{
+  struct ck_convert_opts defaults = { 0 };
+  struct ck_convert_stats local;
+  struct ck_bundle_writer_opts wo = { 0 };
+  struct h5_tf c = { .err = err };
+  struct ck_srcid id = { 0 };
+  struct ck_h5r *r = NULL;
+  size_t bufsize;
+  uint8_t *buf = NULL;
+  double t0 = ck_now();
+  int rc;
+
+  o = o ? o : &defaults;
+  st = st ? st : &local;
+  memset(st, 0, sizeof(*st));
+  c.o = o;
+  bufsize = o->buffer_size ? o->buffer_size : CK_CONVERT_DEFAULT_BUFFER;
+  if ((rc = ck_h5r_open(src, &r, err)) != 0)
+    return rc;
+  if ((rc = ck_srcid_add(&id, src, err)) != 0)
+    goto out;
+  if ((buf = malloc(bufsize)) == NULL) {
+    rc = ck_err_set(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  wo.max_shard_bytes = o->max_shard_bytes;
+  /* large appends bypass the writer's buffer, so a small one suffices */
+  wo.buffer_size = 1u << 20;
+  if (o->nrules) {
+    wo.shard_of = rule_shard;
+    wo.shard_ctx = (void *)o;
+  }
+  for (size_t i = 0; i < ck_h5r_count(r); i++) {
+    const struct ck_h5_tensor *t = ck_h5r_tensor(r, i);
+    c.prog.total += ck_dtype_size(t->dtype) ? t->nelem * ck_dtype_size(t->dtype) : 0;
+  }
+  ck_progress_init(&c.prog, o);
+  if ((rc = ck_bundle_writer_open(dst_prefix, &wo, &c.w, err)) != 0)
+    goto out;
+  for (size_t i = 0; i < ck_h5r_count(r) && rc == 0; i++) {
+    const struct ck_h5_tensor *t = ck_h5r_tensor(r, i);
+    rc = one_tensor(&c, r, t, buf, bufsize, err);
+    st->tensors++;
+    st->bytes += ck_dtype_size(t->dtype) ? t->nelem * ck_dtype_size(t->dtype) : 0;
+  }
+  if (rc == 0)
+    rc = ck_srcid_check(&id, err);
+  if (rc != 0) {
+    ck_bundle_writer_abort(c.w);
+    goto out;
+  }
+  if ((rc = ck_bundle_writer_finish(c.w, err)) != 0)
+    goto out;
+  if (o->verify && (rc = verify_output(dst_prefix, r, buf, bufsize, o->threads, err)) != 0) {
+    unpublish(dst_prefix);
+    goto out;
+  }
+  if (!o->no_checkpoint_file) {
+    char *dir = ck_dirname(dst_prefix), *base = ck_basename(dst_prefix);
+    rc = dir && base ? ck_ckptstate_add(dir, base, err) : ck_err_set(err, -ENOMEM, "out of memory");
+    free(dir);
+    free(base);
+  }
+out:
+  st->skipped = r ? ck_h5r_skipped_count(r) : 0;
+  ck_progress_done(&c.prog);
+  st->seconds = ck_now() - t0;
+  ck_srcid_free(&id);
+  ck_h5r_close(r);
+  free(buf);
+  return rc;
+}

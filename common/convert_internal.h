@@ -1,0 +1,56 @@
+/* Pieces shared by the two conversion directions (not part of the public API). */
+#ifndef CK_CONVERT_INTERNAL_H
+#define CK_CONVERT_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bundle.h"
+#include "convert.h"
+#include "error.h"
+#include "h5.h"
+
+/* Seconds on the monotonic clock. */
+double ck_now(void);
+
+/* Byte progress, safe to add to from several threads; reports to opts->progress
+ * at most every 100 ms, and turns opts->cancel into -ECANCELED. */
+struct ck_progress {
+  const struct ck_convert_opts *o;
+  uint64_t total;
+  atomic_uint_fast64_t done;
+  atomic_uint_fast64_t last_report_ms;
+};
+
+void ck_progress_init(struct ck_progress *p, const struct ck_convert_opts *o);
+int ck_progress_add(struct ck_progress *p, uint64_t n);
+void ck_progress_done(struct ck_progress *p);
+
+/* Identity of source files, to notice a source that changes under a conversion. */
+struct ck_srcfile {
+  char *path;
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  long long mtime_ns;
+};
+
+struct ck_srcid {
+  struct ck_srcfile *f;
+  size_t n;
+};
+
+int ck_srcid_add(struct ck_srcid *id, const char *path, struct ck_err *err);
+int ck_srcid_bundle(struct ck_srcid *id, const struct ck_bundle *b, struct ck_err *err);
+int ck_srcid_check(const struct ck_srcid *id, struct ck_err *err);
+void ck_srcid_free(struct ck_srcid *id);
+
+/* Masked crc32c of an HDF5 tensor's bytes in TensorFlow's stored layout. */
+int ck_tensor_crc_h5(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize, uint32_t *crc,
+                     struct ck_err *err);
+
+/* 1 if name matches the glob pattern (fnmatch without FNM_PATHNAME: '*' crosses '/'). */
+int ck_glob_match(const char *pattern, const char *name);
+
+#endif

@@ -1,0 +1,127 @@
+/* HDF5 checkpoints: the layouts of ../shared/FORMATS.md section 2.
+ * The writer creates ckptd's layout (flat quote-escaped or nested names, TensorFlow
+ * dtypes mapped as h5py does, tf_dtype / tf_crc32c attributes, __SUCCESS__ last);
+ * the reader accepts ckptd's, both Cerebras layouts and plain h5py / Keras trees,
+ * and produces each tensor's bytes in TensorFlow's stored layout. */
+#ifndef CK_H5_H
+#define CK_H5_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bundle.h"
+#include "error.h"
+
+enum { CK_H5_FLAT = 0, CK_H5_NESTED = 1 };
+enum { CK_H5_NONE = 0, CK_H5_GZIP = 1, CK_H5_LZ4 = 2 };
+
+#define CK_H5_LZ4_FILTER 32004
+
+/* Names: Python's urllib.parse.quote(name, safe='') and its inverse. */
+char *ck_h5_quote(const uint8_t *name, size_t len);
+int ck_h5_unquote(const char *s, uint8_t **out, size_t *outlen);
+
+/* Parse "none", "gzip", "gzip:6" or "lz4". 0 or CK_EINVAL. */
+int ck_h5_parse_compression(const char *s, int *kind, int *level);
+
+/* Silence HDF5's own error printing (errors are reported through ck_err). */
+void ck_h5_init(void);
+
+/* ---- writer ---- */
+
+struct ck_h5_write_opts {
+  int layout;       /* CK_H5_FLAT or CK_H5_NESTED */
+  int compression;  /* CK_H5_NONE, CK_H5_GZIP, CK_H5_LZ4 */
+  int gzip_level;
+  const char *source_name; /* ckptd_source root attribute */
+};
+
+struct ck_h5w;
+struct ck_h5w_ds;
+
+/* Create a new HDF5 file at path (must not exist). */
+int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_h5w **out, struct ck_err *err);
+
+/* Create the dataset of a tensor (dtype a TensorFlow DataType) and its attributes. */
+int ck_h5w_dataset(struct ck_h5w *w, const uint8_t *name, size_t nlen, int dtype, int rank, const int64_t *dims,
+                   uint32_t tf_crc32c, struct ck_h5w_ds **out, struct ck_err *err);
+
+/* File offset of a contiguous, uncompressed, allocated fixed-size dataset (raw bytes
+ * may then be written there with pwrite); 0 if its bytes must go through HDF5. */
+uint64_t ck_h5w_ds_raw_offset(const struct ck_h5w_ds *ds);
+
+/* Write fixed-size elements [elem_off, elem_off + n) given as TensorFlow bytes
+ * (hyperslab start/count from ck_blocks). */
+int ck_h5w_ds_write(struct ck_h5w_ds *ds, const uint64_t *start, const uint64_t *count, const void *data,
+                    struct ck_err *err);
+
+/* Write n variable-length elements (strings or variants) as a hyperslab. */
+int ck_h5w_ds_write_vlen(struct ck_h5w_ds *ds, const uint64_t *start, const uint64_t *count, size_t n,
+                         const uint8_t *const *ptrs, const size_t *lens, struct ck_err *err);
+
+/* Replace the dataset's tf_crc32c attribute (for tensors assembled while written). */
+int ck_h5w_ds_set_crc(struct ck_h5w_ds *ds, uint32_t tf_crc32c, struct ck_err *err);
+
+/* Close one dataset (accepts NULL). */
+void ck_h5w_ds_close(struct ck_h5w_ds *ds);
+
+/* Root attributes, __SUCCESS__ last, then close and fsync. Frees w. */
+int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err);
+
+/* Close without __SUCCESS__ and free (the caller removes the file). */
+void ck_h5w_abort(struct ck_h5w *w);
+
+/* Path of the file being written. */
+const char *ck_h5w_path(const struct ck_h5w *w);
+
+/* ---- reader ---- */
+
+enum { CK_H5K_FIXED, CK_H5K_VLEN_BYTES, CK_H5K_VLEN_STR, CK_H5K_FIXED_STR };
+
+struct ck_h5_tensor {
+  char *path;        /* HDF5 path of the dataset */
+  uint8_t *name;     /* tensor name (unescaped), NUL-terminated */
+  size_t nlen;
+  int dtype;         /* TensorFlow DataType */
+  int rank;
+  int64_t *dims;
+  uint64_t nelem;
+  int kind;
+  size_t file_esize; /* bytes per element in the file (fixed kinds) */
+  uint64_t raw_offset; /* contiguous, unfiltered, little-endian as TF lays it out: file offset; else 0 */
+  int has_crc;
+  uint32_t tf_crc32c; /* masked, from the tf_crc32c attribute */
+};
+
+struct ck_h5r;
+
+/* Open read-only and list its tensors (creation order where tracked, else name
+ * order). Refuses a Cerebras 0.5 file without __SUCCESS__. */
+int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err);
+
+/* Close and free (accepts NULL). */
+void ck_h5r_close(struct ck_h5r *r);
+
+size_t ck_h5r_count(const struct ck_h5r *r);
+const struct ck_h5_tensor *ck_h5r_tensor(const struct ck_h5r *r, size_t i);
+
+/* Leaves that are not tensors (empty datasets, metadata-only values): path and why. */
+size_t ck_h5r_skipped_count(const struct ck_h5r *r);
+const char *ck_h5r_skipped(const struct ck_h5r *r, size_t i);
+
+/* Stream a tensor's bytes in TensorFlow's stored layout (for strings: varint lengths,
+ * length checksum, bytes; for variants: per-element length, bytes, running checksum)
+ * in chunks of at most bufsize through buf. */
+int ck_h5r_stream_tf(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize,
+                     ck_chunk_fn fn, void *ctx, struct ck_err *err);
+
+/* The file's path. */
+const char *ck_h5r_path(const struct ck_h5r *r);
+
+/* The file descriptor for raw reads (a second read-only descriptor on the file). */
+int ck_h5r_fd(const struct ck_h5r *r);
+
+/* 1 if the file starts with the HDF5 signature (at 0, 512, 1024, ...). */
+int ck_h5_is_hdf5(const char *path);
+
+#endif

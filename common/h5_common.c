@@ -1,0 +1,339 @@
+/* HDF5 names, types, attributes and error text. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "h5.h"
+#include "h5_internal.h"
+
+void ck_h5_init(void)
+{
+  static int done;
+
+  if (!done) {
+    H5open();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    done = 1;
+  }
+}
+
+static int unreserved(uint8_t c)
+{
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+         c == '-' || c == '~';
+}
+
+char *ck_h5_quote(const uint8_t *name, size_t len)
+{
+  char *out = malloc(3 * len + 1), *p = out;
+
+  if (out == NULL)
+    return NULL;
+  for (size_t i = 0; i < len; i++) {
+    if (unreserved(name[i])) {
+      *p++ = (char)name[i];
+    } else {
+      sprintf(p, "%%%02X", name[i]);
+      p += 3;
+    }
+  }
+  *p = 0;
+  return out;
+}
+
+static int hexv(char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+int ck_h5_unquote(const char *s, uint8_t **out, size_t *outlen)
+{
+  size_t len = strlen(s), n = 0;
+  uint8_t *o = malloc(len + 1);
+
+  if (o == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < len; i++) {
+    /* Like Python's unquote, a '%' not followed by two hex digits stays as is. */
+    if (s[i] == '%' && i + 2 < len && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
+      o[n++] = (uint8_t)(hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
+      i += 2;
+    } else {
+      o[n++] = (uint8_t)s[i];
+    }
+  }
+  o[n] = 0;
+  *out = o;
+  *outlen = n;
+  return 0;
+}
+
+int ck_h5_parse_compression(const char *s, int *kind, int *level)
+{
+  *level = 4;
+  if (strcmp(s, "none") == 0) {
+    *kind = CK_H5_NONE;
+    return 0;
+  }
+  if (strcmp(s, "lz4") == 0) {
+    *kind = CK_H5_LZ4;
+    return 0;
+  }
+  if (strncmp(s, "gzip", 4) == 0 && (s[4] == 0 || (s[4] == ':' && s[5] >= '0' && s[5] <= '9' && s[6] == 0))) {
+    *kind = CK_H5_GZIP;
+    if (s[4] == ':')
+      *level = s[5] - '0';
+    return 0;
+  }
+  return CK_EINVAL;
+}
+
+static hid_t half_type(void)
+{
+  hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+
+  /* h5py's IEEE_F16LE: sign at 15, exponent 10..14, mantissa 0..9, bias 15 */
+  H5Tset_fields(t, 15, 10, 5, 0, 10);
+  H5Tset_size(t, 2);
+  H5Tset_ebias(t, 15);
+  return t;
+}
+
+static hid_t bool_type(void)
+{
+  hid_t t = H5Tenum_create(H5T_NATIVE_INT8);
+  int8_t v = 0;
+
+  H5Tenum_insert(t, "FALSE", &v);
+  v = 1;
+  H5Tenum_insert(t, "TRUE", &v);
+  return t;
+}
+
+static hid_t complex_type(hid_t part, size_t size)
+{
+  hid_t t = H5Tcreate(H5T_COMPOUND, 2 * size);
+
+  H5Tinsert(t, "r", 0, part);
+  H5Tinsert(t, "i", size, part);
+  return t;
+}
+
+hid_t ck_h5_type_for(int dtype)
+{
+  switch (ck_dtype_base(dtype)) {
+  case CK_DT_FLOAT: return H5Tcopy(H5T_IEEE_F32LE);
+  case CK_DT_DOUBLE: return H5Tcopy(H5T_IEEE_F64LE);
+  case CK_DT_INT8: case CK_DT_QINT8: return H5Tcopy(H5T_STD_I8LE);
+  case CK_DT_INT16: case CK_DT_QINT16: case CK_DT_BFLOAT16: return H5Tcopy(H5T_STD_I16LE);
+  case CK_DT_INT32: case CK_DT_QINT32: return H5Tcopy(H5T_STD_I32LE);
+  case CK_DT_INT64: return H5Tcopy(H5T_STD_I64LE);
+  case CK_DT_UINT8: case CK_DT_QUINT8: case CK_DT_FLOAT8_E5M2: case CK_DT_FLOAT8_E4M3FN:
+    return H5Tcopy(H5T_STD_U8LE);
+  case CK_DT_UINT16: case CK_DT_QUINT16: return H5Tcopy(H5T_STD_U16LE);
+  case CK_DT_UINT32: return H5Tcopy(H5T_STD_U32LE);
+  case CK_DT_UINT64: return H5Tcopy(H5T_STD_U64LE);
+  case CK_DT_BOOL: return bool_type();
+  case CK_DT_HALF: return half_type();
+  case CK_DT_COMPLEX64: return complex_type(H5T_IEEE_F32LE, 4);
+  case CK_DT_COMPLEX128: return complex_type(H5T_IEEE_F64LE, 8);
+  case CK_DT_STRING: case CK_DT_VARIANT: return H5Tvlen_create(H5T_STD_U8LE);
+  default: return H5I_INVALID_HID;
+  }
+}
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+  char *buf = data;
+
+  /* keep the innermost message: HDF5 lists the stack outermost first */
+  (void)n;
+  if (e->desc && *e->desc)
+    snprintf(buf, 256, "%s", e->desc);
+  return 0;
+}
+
+int ck_h5_err(struct ck_err *err, int code, const char *fmt, ...)
+{
+  char head[CK_ERR_MSG_MAX], detail[256] = "";
+  va_list ap;
+
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, detail);
+  H5Eclear2(H5E_DEFAULT);
+  va_start(ap, fmt);
+  vsnprintf(head, sizeof(head), fmt, ap);
+  va_end(ap);
+  if (detail[0])
+    return ck_err_set(err, code, "%.300s (HDF5: %.180s)", head, detail);
+  return ck_err_set(err, code, "%s", head);
+}
+
+static int put_attr(hid_t obj, const char *name, hid_t type, const void *value)
+{
+  hid_t space = H5Screate(H5S_SCALAR), a;
+  int rc = -1;
+
+  if (H5Aexists(obj, name) > 0)
+    H5Adelete(obj, name);
+  a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  if (a >= 0) {
+    rc = H5Awrite(a, type, value) < 0 ? -1 : 0;
+    H5Aclose(a);
+  }
+  H5Sclose(space);
+  return rc;
+}
+
+int ck_h5_attr_str(hid_t obj, const char *name, const char *value)
+{
+  hid_t t = H5Tcopy(H5T_C_S1);
+  int rc;
+
+  /* a variable-length UTF-8 string: what h5py writes for a Python str */
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  rc = put_attr(obj, name, t, &value);
+  H5Tclose(t);
+  return rc;
+}
+
+int ck_h5_attr_u32(hid_t obj, const char *name, uint32_t value)
+{
+  return put_attr(obj, name, H5T_STD_U32LE, &value) == 0 ? 0 : -1;
+}
+
+int ck_h5_attr_i32(hid_t obj, const char *name, int32_t value)
+{
+  return put_attr(obj, name, H5T_STD_I32LE, &value) == 0 ? 0 : -1;
+}
+
+int ck_h5_attr_bool(hid_t obj, const char *name, int value)
+{
+  hid_t t = bool_type();
+  int8_t v = value ? 1 : 0;
+  int rc = put_attr(obj, name, t, &v);
+
+  H5Tclose(t);
+  return rc;
+}
+
+int ck_h5_attr_get_str(hid_t obj, const char *name, char *buf, size_t len)
+{
+  hid_t a, t, space, mt;
+  int rc = -1;
+
+  if (len == 0 || H5Aexists(obj, name) <= 0 || (a = H5Aopen(obj, name, H5P_DEFAULT)) < 0)
+    return -1;
+  t = H5Aget_type(a);
+  space = H5Aget_space(a);
+  if (H5Tget_class(t) == H5T_STRING && H5Sget_simple_extent_npoints(space) == 1) {
+    if (H5Tis_variable_str(t) > 0) {
+      char *s = NULL;
+      mt = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mt, H5T_VARIABLE);
+      H5Tset_cset(mt, H5Tget_cset(t));
+      if (H5Aread(a, mt, &s) >= 0 && s) {
+        snprintf(buf, len, "%s", s);
+        rc = 0;
+      }
+      if (s)
+        H5free_memory(s);
+      H5Tclose(mt);
+    } else {
+      size_t sz = H5Tget_size(t);
+      if (sz > 0 && sz < 1u << 20) {
+        char *tmp = calloc(1, sz + 1);
+        mt = H5Tcopy(t);
+        if (tmp && H5Aread(a, mt, tmp) >= 0) {
+          snprintf(buf, len, "%s", tmp);
+          rc = 0;
+        }
+        free(tmp);
+        H5Tclose(mt);
+      }
+    }
+  }
+  H5Sclose(space);
+  H5Tclose(t);
+  H5Aclose(a);
+  return rc;
+}
+
+int ck_h5_attr_get_int(hid_t obj, const char *name, long long *v)
+{
+  hid_t a, t, space;
+  int rc = -1;
+
+  if (H5Aexists(obj, name) <= 0 || (a = H5Aopen(obj, name, H5P_DEFAULT)) < 0)
+    return -1;
+  t = H5Aget_type(a);
+  space = H5Aget_space(a);
+  if (H5Sget_simple_extent_npoints(space) == 1) {
+    H5T_class_t c = H5Tget_class(t);
+    if (c == H5T_ENUM && H5Tget_size(t) == 1) {
+      int8_t raw = 0; /* h5py's bool: an enum over int8, FALSE = 0, TRUE = 1 */
+      if (H5Aread(a, t, &raw) >= 0) {
+        *v = raw;
+        rc = 0;
+      }
+    } else if (c == H5T_INTEGER && H5Aread(a, H5T_NATIVE_LLONG, v) >= 0) {
+      rc = 0;
+    } else if (c == H5T_FLOAT) {
+      double d;
+      if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) >= 0) {
+        *v = (long long)d;
+        rc = 0;
+      }
+    }
+  }
+  H5Sclose(space);
+  H5Tclose(t);
+  H5Aclose(a);
+  return rc;
+}
+
+/* A bounded scanner: no allocation, every index checked against len. */
+int ck_json_first_string(const char *json, size_t len, const char *key, char *out, size_t outlen)
+{
+  size_t klen = strlen(key), i = 0;
+
+  while (i + klen + 2 <= len) {
+    if (json[i] == '"' && i + 1 + klen < len && memcmp(json + i + 1, key, klen) == 0 && json[i + 1 + klen] == '"') {
+      size_t j = i + klen + 2, n = 0;
+      while (j < len && (json[j] == ' ' || json[j] == ':' || json[j] == '\t' || json[j] == '\n'))
+        j++;
+      if (j >= len || json[j] != '[')
+        return -1;
+      j++;
+      while (j < len && (json[j] == ' ' || json[j] == '\t' || json[j] == '\n'))
+        j++;
+      if (j >= len || json[j] != '"')
+        return -1;
+      j++;
+      while (j < len && json[j] != '"') {
+        if (json[j] == '\\')
+          return -1; /* dtype names never need escapes */
+        if (n + 1 < outlen)
+          out[n++] = json[j];
+        j++;
+      }
+      if (j >= len || outlen == 0)
+        return -1;
+      out[n] = 0;
+      return 0;
+    }
+    i++;
+  }
+  return -1;
+}

@@ -1,0 +1,354 @@
+/* HDF5 writer.
+ *
+ * Fixed-size tensors without compression are contiguous datasets whose storage is
+ * allocated at creation with no fill: their bytes are then written by the caller
+ * with plain pwrite at the dataset's file offset, outside HDF5's global lock.
+ * Compressed tensors are chunked (about 1 MiB chunks) and written with H5Dwrite;
+ * strings and variants are variable-length uint8 sequences. The root group tracks
+ * and indexes creation order so that the way back keeps the source's data order. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blocks.h"
+#include "dtype.h"
+#include "h5.h"
+#include "h5_internal.h"
+
+#define CHUNK_TARGET (1u << 20)
+
+struct ck_h5w {
+  hid_t file;
+  char *path;
+  struct ck_h5_write_opts o;
+  hid_t gcpl; /* for intermediate groups of the nested layout */
+};
+
+struct ck_h5w_ds {
+  struct ck_h5w *w;
+  hid_t ds;
+  hid_t type;
+  int rank;
+  uint64_t raw_offset;
+};
+
+const char *ck_h5w_path(const struct ck_h5w *w)
+{
+  return w->path;
+}
+
+int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_h5w **out, struct ck_err *err)
+{
+  struct ck_h5w *w = calloc(1, sizeof(*w));
+  hid_t fcpl;
+
+  ck_h5_init();
+  *out = NULL;
+  if (w == NULL || (w->path = strdup(path)) == NULL) {
+    free(w);
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  }
+  if (o)
+    w->o = *o;
+  if (w->o.compression == CK_H5_LZ4 && H5Zfilter_avail(CK_H5_LZ4_FILTER) <= 0) {
+    free(w->path);
+    free(w);
+    return ck_err_set(err, CK_EUNSUP,
+                      "LZ4 compression needs HDF5 filter 32004, which is not available: "
+                      "install the Debian package hdf5-filter-plugin");
+  }
+  fcpl = H5Pcreate(H5P_FILE_CREATE);
+  H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  w->gcpl = H5Pcreate(H5P_GROUP_CREATE);
+  H5Pset_link_creation_order(w->gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  w->file = H5Fcreate(path, H5F_ACC_EXCL, fcpl, H5P_DEFAULT);
+  H5Pclose(fcpl);
+  if (w->file < 0) {
+    int rc = ck_h5_err(err, -EIO, "%s: cannot create HDF5 file", path);
+    H5Pclose(w->gcpl);
+    free(w->path);
+    free(w);
+    return rc;
+  }
+  *out = w;
+  return 0;
+}
+
+/* For the nested layout: open (creating as needed) the parent group of a path. */
+static hid_t parent_group(struct ck_h5w *w, const char *path, const char **leaf, struct ck_err *err)
+{
+  hid_t g = H5Gopen2(w->file, "/", H5P_DEFAULT);
+  const char *p = path, *slash;
+
+  while ((slash = strchr(p, '/')) != NULL) {
+    char part[1024];
+    size_t n = (size_t)(slash - p);
+    hid_t next;
+    if (n == 0 || n >= sizeof(part) || (n == 1 && p[0] == '.')) {
+      H5Gclose(g);
+      ck_err_set(err, CK_EINVAL, "%s: tensor name cannot be a nested HDF5 path (empty or '.' component)", path);
+      return H5I_INVALID_HID;
+    }
+    memcpy(part, p, n);
+    part[n] = 0;
+    if (H5Lexists(g, part, H5P_DEFAULT) > 0) {
+      H5O_info_t info;
+      if (H5Oget_info_by_name(g, part, &info, H5P_DEFAULT) < 0 || info.type != H5O_TYPE_GROUP) {
+        H5Gclose(g);
+        ck_err_set(err, CK_EINVAL, "%s: '%s' is both a tensor and a group in the nested layout", path, part);
+        return H5I_INVALID_HID;
+      }
+      next = H5Gopen2(g, part, H5P_DEFAULT);
+    } else {
+      next = H5Gcreate2(g, part, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
+    }
+    H5Gclose(g);
+    if (next < 0) {
+      ck_h5_err(err, -EIO, "%s: cannot create group %s", w->path, part);
+      return H5I_INVALID_HID;
+    }
+    g = next;
+    p = slash + 1;
+  }
+  *leaf = p;
+  return g;
+}
+
+static hid_t make_dcpl(const struct ck_h5w *w, int dtype, int rank, const int64_t *dims, uint64_t nelem)
+{
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  size_t esize = ck_dtype_size(dtype) ? ck_dtype_size(dtype) : 16;
+
+  if (!ck_dtype_is_varlen(dtype)) /* variable-length types need their (empty) fill */
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  if (w->o.compression == CK_H5_NONE || rank == 0 || nelem == 0) {
+    H5Pset_layout(dcpl, H5D_CONTIGUOUS);
+    if (!ck_dtype_is_varlen(dtype))
+      H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+  } else {
+    struct ck_blocks b;
+    hsize_t chunk[CK_MAX_RANK];
+    ck_blocks_init(&b, rank, dims, CHUNK_TARGET / esize);
+    for (int d = 0; d < rank; d++)
+      chunk[d] = d < b.split ? 1 : d == b.split ? (b.run < (uint64_t)dims[d] ? b.run : (hsize_t)dims[d])
+                                                : (hsize_t)dims[d];
+    H5Pset_chunk(dcpl, rank, chunk);
+    if (w->o.compression == CK_H5_GZIP) {
+      H5Pset_shuffle(dcpl);
+      H5Pset_deflate(dcpl, (unsigned)w->o.gzip_level);
+    } else {
+      H5Pset_filter(dcpl, CK_H5_LZ4_FILTER, H5Z_FLAG_MANDATORY, 0, NULL);
+    }
+  }
+  return dcpl;
+}
+
+static int set_attrs(hid_t ds, int dtype, uint32_t crc)
+{
+  int rc = ck_h5_attr_str(ds, "__H5_TYPE__", "NumpyArrayH5Type");
+
+  rc |= ck_h5_attr_str(ds, "tf_dtype", ck_dtype_name(dtype));
+  rc |= ck_h5_attr_u32(ds, "tf_crc32c", crc);
+  if (dtype == CK_DT_BFLOAT16)
+    rc |= ck_h5_attr_bool(ds, "is_bfloat16", 1);
+  return rc;
+}
+
+int ck_h5w_dataset(struct ck_h5w *w, const uint8_t *name, size_t nlen, int dtype, int rank, const int64_t *dims,
+                   uint32_t tf_crc32c, struct ck_h5w_ds **out, struct ck_err *err)
+{
+  struct ck_h5w_ds *ds = calloc(1, sizeof(*ds));
+  hsize_t hd[CK_MAX_RANK];
+  uint64_t nelem = 1;
+  hid_t space, dcpl, parent = H5I_INVALID_HID;
+  const char *leaf;
+  char *dsname = NULL;
+  int rc = 0;
+
+  *out = NULL;
+  if (ds == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  ds->w = w;
+  ds->ds = H5I_INVALID_HID;
+  ds->rank = rank;
+  dtype = ck_dtype_base(dtype);
+  if ((ds->type = ck_h5_type_for(dtype)) < 0) {
+    free(ds);
+    return ck_err_set(err, CK_EUNSUP, "%.*s: %s has no HDF5 mapping", (int)nlen, name, ck_dtype_name(dtype));
+  }
+  for (int d = 0; d < rank; d++) {
+    hd[d] = (hsize_t)dims[d];
+    nelem *= (uint64_t)dims[d];
+  }
+  if (w->o.layout == CK_H5_NESTED) {
+    if (memchr(name, 0, nlen) != NULL || (dsname = strndup((const char *)name, nlen)) == NULL) {
+      rc = ck_err_set(err, CK_EINVAL, "%.*s: a name holding NUL bytes needs the flat layout", (int)nlen, name);
+      goto out;
+    }
+    if ((parent = parent_group(w, dsname[0] == '/' ? dsname + 1 : dsname, &leaf, err)) < 0) {
+      rc = err ? err->code : CK_EINVAL;
+      goto out;
+    }
+  } else {
+    if ((dsname = ck_h5_quote(name, nlen)) == NULL) {
+      rc = ck_err_set(err, -ENOMEM, "out of memory");
+      goto out;
+    }
+    parent = H5Gopen2(w->file, "/", H5P_DEFAULT);
+    leaf = dsname;
+  }
+  if (H5Lexists(parent, leaf, H5P_DEFAULT) > 0) {
+    rc = ck_err_set(err, CK_EINVAL, "%s: two tensors map to the HDF5 name %s", w->path, leaf);
+    goto out;
+  }
+  space = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, hd, NULL);
+  dcpl = make_dcpl(w, dtype, rank, dims, nelem);
+  ds->ds = H5Dcreate2(parent, leaf, ds->type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (ds->ds < 0) /* before any other call clears HDF5's error stack */
+    rc = ck_h5_err(err, -EIO, "%s: cannot create dataset %s", w->path, leaf);
+  H5Sclose(space);
+  if (ds->ds >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && !ck_dtype_is_varlen(dtype) && nelem > 0) {
+    haddr_t off = H5Dget_offset(ds->ds);
+    ds->raw_offset = off == HADDR_UNDEF ? 0 : (uint64_t)off;
+  }
+  H5Pclose(dcpl);
+  if (rc != 0)
+    goto out;
+  if (set_attrs(ds->ds, dtype, tf_crc32c) != 0)
+    rc = ck_h5_err(err, -EIO, "%s: %s: cannot write attributes", w->path, leaf);
+out:
+  if (parent >= 0)
+    H5Gclose(parent);
+  free(dsname);
+  if (rc != 0) {
+    ck_h5w_ds_close(ds);
+    return rc;
+  }
+  *out = ds;
+  return 0;
+}
+
+uint64_t ck_h5w_ds_raw_offset(const struct ck_h5w_ds *ds)
+{
+  return ds->raw_offset;
+}
+
+static int write_sel(struct ck_h5w_ds *ds, const uint64_t *start, const uint64_t *count, hid_t memtype,
+                     const void *data, struct ck_err *err)
+{
+  hsize_t s[CK_MAX_RANK], c[CK_MAX_RANK];
+  hid_t fspace = H5Dget_space(ds->ds), mspace;
+  herr_t st;
+
+  if (ds->rank == 0) {
+    mspace = H5Screate(H5S_SCALAR);
+  } else {
+    for (int d = 0; d < ds->rank; d++) {
+      s[d] = start[d];
+      c[d] = count[d];
+    }
+    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, s, NULL, c, NULL);
+    mspace = H5Screate_simple(ds->rank, c, NULL);
+  }
+  int rc = 0;
+
+  st = H5Dwrite(ds->ds, memtype, mspace, fspace, H5P_DEFAULT, data);
+  if (st < 0)
+    rc = ck_h5_err(err, -EIO, "%s: write failed", ds->w->path);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  return rc;
+}
+
+int ck_h5w_ds_write(struct ck_h5w_ds *ds, const uint64_t *start, const uint64_t *count, const void *data,
+                    struct ck_err *err)
+{
+  return write_sel(ds, start, count, ds->type, data, err);
+}
+
+int ck_h5w_ds_write_vlen(struct ck_h5w_ds *ds, const uint64_t *start, const uint64_t *count, size_t n,
+                         const uint8_t *const *ptrs, const size_t *lens, struct ck_err *err)
+{
+  hvl_t *v = calloc(n ? n : 1, sizeof(*v));
+  int rc;
+
+  if (v == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    v[i].len = lens[i];
+    v[i].p = (void *)(uintptr_t)ptrs[i];
+  }
+  rc = write_sel(ds, start, count, ds->type, v, err);
+  free(v);
+  return rc;
+}
+
+int ck_h5w_ds_set_crc(struct ck_h5w_ds *ds, uint32_t tf_crc32c, struct ck_err *err)
+{
+  if (ck_h5_attr_u32(ds->ds, "tf_crc32c", tf_crc32c) != 0)
+    return ck_h5_err(err, -EIO, "%s: cannot write tf_crc32c", ds->w->path);
+  return 0;
+}
+
+void ck_h5w_ds_close(struct ck_h5w_ds *ds)
+{
+  if (ds == NULL)
+    return;
+  if (ds->ds >= 0)
+    H5Dclose(ds->ds);
+  if (ds->type >= 0)
+    H5Tclose(ds->type);
+  free(ds);
+}
+
+static void w_free(struct ck_h5w *w)
+{
+  H5Pclose(w->gcpl);
+  free(w->path);
+  free(w);
+}
+
+int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err)
+{
+  hid_t root = H5Gopen2(w->file, "/", H5P_DEFAULT);
+  int rc = 0, fd;
+
+  if (root < 0 || ck_h5_attr_i32(root, "tf_version_producer", 1) != 0 ||
+      ck_h5_attr_i32(root, "tf_version_min_consumer", 0) != 0 ||
+      ck_h5_attr_str(root, "ckptd_version", PACKAGE_VERSION) != 0 ||
+      ck_h5_attr_str(root, "ckptd_source", w->o.source_name ? w->o.source_name : "") != 0)
+    rc = ck_h5_err(err, -EIO, "%s: cannot write root attributes", w->path);
+  /* Everything else must be on disk before __SUCCESS__ is. */
+  if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
+    rc = ck_h5_err(err, -EIO, "%s: flush failed", w->path);
+  if (rc == 0 && ck_h5_attr_bool(root, "__SUCCESS__", 1) != 0)
+    rc = ck_h5_err(err, -EIO, "%s: cannot write __SUCCESS__", w->path);
+  if (root >= 0)
+    H5Gclose(root);
+  if (H5Fclose(w->file) < 0 && rc == 0)
+    rc = ck_h5_err(err, -EIO, "%s: close failed (disk full?)", w->path);
+  w->file = H5I_INVALID_HID;
+  if (rc == 0) {
+    fd = open(w->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+      rc = ck_err_set(err, -errno, "%s: fsync: %s", w->path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+  }
+  w_free(w);
+  return rc;
+}
+
+void ck_h5w_abort(struct ck_h5w *w)
+{
+  if (w == NULL)
+    return;
+  H5Fclose(w->file);
+  H5Eclear2(H5E_DEFAULT);
+  w_free(w);
+}

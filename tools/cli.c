@@ -1,0 +1,131 @@
+/* Command-line helpers. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "h5.h"
+
+int ck_cli_parse_size(const char *s, uint64_t *out)
+{
+  char *end;
+  double v = strtod(s, &end);
+  double mul = 1;
+
+  if (end == s || v < 0)
+    return -1;
+  switch (*end) {
+  case 'k': case 'K': mul = 1024.0; end++; break;
+  case 'm': case 'M': mul = 1048576.0; end++; break;
+  case 'g': case 'G': mul = 1073741824.0; end++; break;
+  case 't': case 'T': mul = 1099511627776.0; end++; break;
+  default: break;
+  }
+  if (*end == 'i')
+    end++;
+  if (*end == 'B')
+    end++;
+  if (*end != 0)
+    return -1;
+  *out = (uint64_t)(v * mul);
+  return 0;
+}
+
+void ck_cli_progress(void *ctx, uint64_t done, uint64_t total)
+{
+  int width = 30, fill;
+  double t;
+  static double start;
+  struct timespec ts;
+
+  (void)ctx;
+  if (!isatty(STDERR_FILENO) || total == 0)
+    return;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  if (start == 0)
+    start = t;
+  fill = (int)((double)width * (double)done / (double)total);
+  if (fill > width)
+    fill = width;
+  fprintf(stderr, "\r[%.*s%*s] %3d%% %8.1f / %.1f MB %7.1f MB/s", fill, "##############################",
+          width - fill, "", (int)(100.0 * (double)done / (double)total), (double)done / 1e6, (double)total / 1e6,
+          t > start ? (double)done / (t - start) / 1e6 : 0.0);
+  if (done >= total)
+    fputs("\r\033[K", stderr);
+  fflush(stderr);
+}
+
+void ck_cli_summary(const char *src, const char *dst, const struct ck_convert_stats *st)
+{
+  printf("%s -> %s: %llu tensors, %llu bytes in %.2f s (%.1f MB/s)", src, dst, (unsigned long long)st->tensors,
+         (unsigned long long)st->bytes, st->seconds, st->seconds > 0 ? (double)st->bytes / st->seconds / 1e6 : 0.0);
+  if (st->skipped)
+    printf(", %zu non-tensor leaves skipped", st->skipped);
+  printf("\n");
+}
+
+int ck_cli_conv_option(struct ck_cli_conv *c, int opt, const char *arg, const char *prog)
+{
+  uint64_t v;
+
+  switch (opt) {
+  case 'q': c->quiet = 1; return 1;
+  case 'f': c->force = 1; return 1;
+  case 'v': c->o.verify = 1; return 1;
+  case 'N': c->o.no_checkpoint_file = 1; return 1;
+  case 'B':
+    if (ck_cli_parse_size(arg, &v) != 0 || v < 4096) {
+      fprintf(stderr, "%s: --buffer-size: '%s' is not a size of at least 4K\n", prog, arg);
+      return -1;
+    }
+    c->o.buffer_size = (size_t)v;
+    return 1;
+  case 'T':
+    if ((c->o.threads = atoi(arg)) < 1 || c->o.threads > 16) {
+      fprintf(stderr, "%s: --threads: give 1 to 16\n", prog);
+      return -1;
+    }
+    return 1;
+  case 'L':
+    if (strcmp(arg, "flat") == 0)
+      c->o.layout = CK_H5_FLAT;
+    else if (strcmp(arg, "nested") == 0)
+      c->o.layout = CK_H5_NESTED;
+    else {
+      fprintf(stderr, "%s: --layout: 'flat' or 'nested'\n", prog);
+      return -1;
+    }
+    return 1;
+  case 'C':
+    if (ck_h5_parse_compression(arg, &c->o.compression, &c->o.gzip_level) != 0) {
+      fprintf(stderr, "%s: --compression: 'none', 'gzip', 'gzip:0'..'gzip:9' or 'lz4'\n", prog);
+      return -1;
+    }
+    return 1;
+  case 'S':
+    if (ck_cli_parse_size(arg, &c->o.max_shard_bytes) != 0 || c->o.max_shard_bytes == 0) {
+      fprintf(stderr, "%s: --shard-size: '%s' is not a size\n", prog, arg);
+      return -1;
+    }
+    return 1;
+  case 'R': {
+    const char *eq = strrchr(arg, '=');
+    if (eq == NULL || eq == arg || eq[1] < '0' || eq[1] > '9' || c->o.nrules == 64) {
+      fprintf(stderr, "%s: --shard-rule: PATTERN=SHARD, e.g. 'embedding/*=1'\n", prog);
+      return -1;
+    }
+    c->rules[c->o.nrules].pattern = strndup(arg, (size_t)(eq - arg));
+    c->rules[c->o.nrules].shard = atoi(eq + 1);
+    c->o.nrules++;
+    c->o.rules = c->rules;
+    return 1;
+  }
+  default:
+    return 0;
+  }
+}

@@ -1,0 +1,113 @@
+/* h5-to-tensorflow: convert a Cerebras-style (or h5py / Keras) HDF5 checkpoint to a
+ * TensorFlow Saver checkpoint. */
+#include "config.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "convert.h"
+#include "fileio.h"
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+          "usage: h5-to-tensorflow [-h] [options] h5_path saver_path\n"
+          "\n"
+          "Convert Cerebras H5 Checkpoint to Tensorflow Saver Format\n"
+          "\n"
+          "positional arguments:\n"
+          "  h5_path               Path to H5 checkpoint\n"
+          "  saver_path            Path prefix of the output Tensorflow Saver checkpoint\n"
+          "                        (e.g. out/model.ckpt-100; a directory: the H5 file's name in it)\n"
+          "\n"
+          "optional arguments:\n"
+          "  -h, --help            show this help message and exit\n"
+          "  --shard-size SIZE     start a new data file when one reaches SIZE (e.g. 10G)\n"
+          "  --shard-rule P=N      tensors whose name matches glob P go to shard N (repeatable;\n"
+          "                        the first match wins, others go to shard 0)\n"
+          "  --buffer-size SIZE    memory for tensor data (default 64M)\n"
+          "  --no-checkpoint-file  do not update the directory's `checkpoint` file\n"
+          "  -v, --verify          re-read the output and compare every tensor's checksum\n"
+          "  -f, --force           replace saver_path if it exists\n"
+          "  -q, --quiet           no progress bar and no summary line\n"
+          "\n"
+          "Reads ckptd's own files, Cerebras legacy and 0.5 checkpoints (a 0.5 file without\n"
+          "__SUCCESS__ is refused), and plain h5py / Keras trees; datasets that are not tensors\n"
+          "are skipped and counted. Tensors keep the file's creation order. Data files are\n"
+          "renamed into place first, the .index last, then the `checkpoint` file is updated.\n"
+          "Exit status: 0 converted, 1 conversion failed, 2 usage error.\n");
+}
+
+static char *default_prefix(const char *dir, const char *h5)
+{
+  char *base = ck_basename(h5), *dot, *p;
+
+  if (base == NULL)
+    return NULL;
+  if ((dot = strrchr(base, '.')) != NULL && dot != base)
+    *dot = 0;
+  p = ck_path_join(dir, base);
+  free(base);
+  return p;
+}
+
+int main(int argc, char **argv)
+{
+  static const struct option opts[] = { CK_CLI_CONV_LONGOPTS, { NULL, 0, NULL, 0 } };
+  struct ck_cli_conv c = { 0 };
+  struct ck_convert_stats st;
+  struct ck_err err = { 0 };
+  struct stat sb;
+  char *prefix, *index;
+  int opt, rc;
+
+  signal(SIGXFSZ, SIG_IGN);
+  while ((opt = getopt_long(argc, argv, CK_CLI_CONV_SHORT, opts, NULL)) != -1) {
+    if (opt == 'h') {
+      usage(stdout);
+      return 0;
+    }
+    if (opt == 'L' || opt == 'C' || opt == 'T') {
+      fprintf(stderr, "h5-to-tensorflow: --%s applies to tensorflow-to-h5\n",
+              opt == 'L' ? "layout" : opt == 'C' ? "compression" : "threads");
+      return CK_EXIT_USAGE;
+    }
+    if (ck_cli_conv_option(&c, opt, optarg, "h5-to-tensorflow") <= 0) {
+      usage(stderr);
+      return CK_EXIT_USAGE;
+    }
+  }
+  if (optind + 2 != argc) {
+    usage(stderr);
+    return CK_EXIT_USAGE;
+  }
+  if (stat(argv[optind + 1], &sb) == 0 && S_ISDIR(sb.st_mode))
+    prefix = default_prefix(argv[optind + 1], argv[optind]);
+  else
+    prefix = strdup(argv[optind + 1]);
+  index = prefix ? ck_asprintf("%s.index", prefix) : NULL;
+  if (index && !c.force && access(index, F_OK) == 0) {
+    fprintf(stderr, "h5-to-tensorflow: %s exists (use --force to replace it)\n", index);
+    free(index);
+    free(prefix);
+    return CK_EXIT_FAIL;
+  }
+  if (!c.quiet)
+    c.o.progress = ck_cli_progress;
+  rc = ck_convert_h5_to_tf(argv[optind], prefix, &c.o, &st, &err);
+  if (rc != 0)
+    fprintf(stderr, "h5-to-tensorflow: %s\n", err.msg);
+  else if (!c.quiet)
+    ck_cli_summary(argv[optind], prefix, &st);
+  for (size_t i = 0; i < c.o.nrules; i++)
+    free((char *)c.rules[i].pattern);
+  free(index);
+  free(prefix);
+  return rc == 0 ? 0 : CK_EXIT_FAIL;
+}

@@ -1,0 +1,106 @@
+/* tensorflow-to-h5: convert a TensorFlow Saver checkpoint to a Cerebras-style HDF5 file. */
+#include "config.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "cli.h"
+#include "convert.h"
+#include "fileio.h"
+#include "h5.h"
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+          "usage: tensorflow-to-h5 [-h] [options] saver_path h5_path\n"
+          "\n"
+          "Convert Tensorflow Saver Checkpoint to Cerebras H5 Format\n"
+          "\n"
+          "positional arguments:\n"
+          "  saver_path            Path to Tensorflow Saver checkpoint: a prefix (model.ckpt-100),\n"
+          "                        its .index file, or a directory with a `checkpoint` file\n"
+          "  h5_path               Path to the output H5 file (a directory: PREFIX.h5 inside it)\n"
+          "\n"
+          "optional arguments:\n"
+          "  -h, --help            show this help message and exit\n"
+          "  --layout flat|nested  dataset names: flat quote-escaped names at the root (default),\n"
+          "                        or names verbatim with '/' making groups\n"
+          "  --compression C       none (default, contiguous), gzip, gzip:LEVEL, or lz4\n"
+          "                        (lz4 needs HDF5 filter 32004: Debian package hdf5-filter-plugin)\n"
+          "  --buffer-size SIZE    memory for tensor data, shared by all threads (default 64M)\n"
+          "  --threads N           threads copying tensor bytes (default 2)\n"
+          "  -v, --verify          re-read the output and compare every tensor's checksum\n"
+          "  -f, --force           replace h5_path if it exists\n"
+          "  -q, --quiet           no progress bar and no summary line\n"
+          "\n"
+          "Every tensor's crc32c is verified while reading. The output is written under a\n"
+          "temporary name and renamed only when complete; on failure nothing is left.\n"
+          "Exit status: 0 converted, 1 conversion failed, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+  static const struct option opts[] = { CK_CLI_CONV_LONGOPTS, { NULL, 0, NULL, 0 } };
+  struct ck_cli_conv c = { 0 };
+  struct ck_convert_stats st;
+  struct ck_err err = { 0 };
+  struct stat sb;
+  char *dst = NULL;
+  int opt, r;
+
+  signal(SIGXFSZ, SIG_IGN); /* a file size limit becomes EFBIG, reported and cleaned up */
+  while ((opt = getopt_long(argc, argv, CK_CLI_CONV_SHORT, opts, NULL)) != -1) {
+    if (opt == 'h') {
+      usage(stdout);
+      return 0;
+    }
+    if (opt == 'S' || opt == 'R' || opt == 'N' || (r = ck_cli_conv_option(&c, opt, optarg, "tensorflow-to-h5")) <= 0) {
+      if (opt == 'S' || opt == 'R' || opt == 'N')
+        fprintf(stderr, "tensorflow-to-h5: --%s applies to h5-to-tensorflow\n",
+                opt == 'S' ? "shard-size" : opt == 'R' ? "shard-rule" : "no-checkpoint-file");
+      else
+        usage(stderr);
+      return CK_EXIT_USAGE;
+    }
+  }
+  if (optind + 2 != argc) {
+    usage(stderr);
+    return CK_EXIT_USAGE;
+  }
+  if (stat(argv[optind + 1], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    struct ck_bundle *b;
+    char *base;
+    if (ck_bundle_open(argv[optind], CK_BUNDLE_INDEX_ONLY, &b, &err) != 0) {
+      fprintf(stderr, "tensorflow-to-h5: %s\n", err.msg);
+      return CK_EXIT_FAIL;
+    }
+    base = ck_basename(ck_bundle_prefix(b));
+    dst = ck_asprintf("%s/%s.h5", argv[optind + 1], base);
+    free(base);
+    ck_bundle_close(b);
+  } else {
+    dst = strdup(argv[optind + 1]);
+  }
+  if (!c.force && access(dst, F_OK) == 0) {
+    fprintf(stderr, "tensorflow-to-h5: %s exists (use --force to replace it)\n", dst);
+    free(dst);
+    return CK_EXIT_FAIL;
+  }
+  if (!c.quiet)
+    c.o.progress = ck_cli_progress;
+  if (ck_convert_tf_to_h5(argv[optind], dst, &c.o, &st, &err) != 0) {
+    fprintf(stderr, "tensorflow-to-h5: %s\n", err.msg);
+    free(dst);
+    return CK_EXIT_FAIL;
+  }
+  if (!c.quiet)
+    ck_cli_summary(argv[optind], dst, &st);
+  free(dst);
+  return 0;
+}
