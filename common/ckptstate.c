@@ -293,13 +293,17 @@ out:
 int ck_ckptstate_add(const char *dir, const char *name, struct ck_err *err)
 {
   struct ck_ckptstate cs;
-  int aligned, rc = ck_ckptstate_read(dir, &cs, err);
+  struct ck_err rerr = { 0 };
+  int aligned, rc = ck_ckptstate_read(dir, &cs, &rerr);
   struct timespec ts;
 
-  if (rc == CK_ENOTFOUND)
+  if (rc == CK_ENOTFOUND) {
     memset(&cs, 0, sizeof(cs));
-  else if (rc != 0)
+  } else if (rc != 0) {
+    if (err)
+      *err = rerr;
     return rc;
+  }
   aligned = cs.nts == cs.npaths;
   for (size_t i = 0; i < cs.npaths; i++) {
     if (strcmp(cs.paths[i], name) != 0)

@@ -30,7 +30,7 @@ void ck_progress_init(struct ck_progress *p, const struct ck_convert_opts *o)
 {
   p->o = o;
   atomic_store(&p->done, 0);
-  atomic_store(&p->last_report_ms, now_ms());
+  atomic_store(&p->last_report_ms, 0); /* the first chunk reports at once */
 }
 
 int ck_progress_add(struct ck_progress *p, uint64_t n)

@@ -39,6 +39,7 @@ struct bulk_job {
 
 struct tf_h5 {
   const struct ck_convert_opts *o;
+  const char *tmp; /* the output's temporary name, for messages */
   struct ck_bundle *b;
   struct ck_h5w *w;
   int raw_fd;
@@ -96,7 +97,7 @@ static int sink_write(void *ctx, const void *data, size_t len)
     return ck_err_set(s->err, rc, "cancelled");
   if (s->raw_off) {
     if ((rc = ck_pwrite_full(s->raw_fd, data, len, s->raw_off + s->pos)) != 0)
-      return ck_err_set(s->err, rc, "%s: write: %s", "HDF5 output", strerror(-rc));
+      return ck_err_set(s->err, rc, "%s: write: %s", s->c ? s->c->tmp : "HDF5 output", strerror(-rc));
     s->pos += len;
     return 0;
   }
@@ -520,7 +521,7 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
     return rc;
   if ((rc = ck_srcid_bundle(&id, c.b, err)) != 0)
     goto out;
-  if ((c.buf = malloc(c.bufsize)) == NULL || (tmp = ck_temp_name(dst)) == NULL ||
+  if ((c.buf = malloc(c.bufsize)) == NULL || (c.tmp = tmp = ck_temp_name(dst)) == NULL ||
       (base = ck_basename(ck_bundle_prefix(c.b))) == NULL) {
     rc = ck_err_set(err, -ENOMEM, "out of memory");
     goto out;
@@ -539,7 +540,8 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
   ck_progress_init(&c.prog, o);
   if ((rc = pass(&c, err)) != 0)
     goto out;
-  qsort(c.jobs, c.njobs, sizeof(*c.jobs), cmp_job);
+  if (c.njobs > 1)
+    qsort(c.jobs, c.njobs, sizeof(*c.jobs), cmp_job);
   if ((rc = run_bulk(&c)) != 0) {
     if (err)
       *err = c.err;

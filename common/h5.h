@@ -91,6 +91,8 @@ struct ck_h5_tensor {
   uint64_t raw_offset; /* contiguous, unfiltered, little-endian as TF lays it out: file offset; else 0 */
   int has_crc;
   uint32_t tf_crc32c; /* masked, from the tf_crc32c attribute */
+  int has_order;
+  uint64_t order;     /* ckptd_order attribute (nested layout): the source's data order */
 };
 
 struct ck_h5r;

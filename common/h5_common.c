@@ -213,6 +213,11 @@ int ck_h5_attr_u32(hid_t obj, const char *name, uint32_t value)
   return put_attr(obj, name, H5T_STD_U32LE, &value) == 0 ? 0 : -1;
 }
 
+int ck_h5_attr_u64(hid_t obj, const char *name, uint64_t value)
+{
+  return put_attr(obj, name, H5T_STD_U64LE, &value) == 0 ? 0 : -1;
+}
+
 int ck_h5_attr_i32(hid_t obj, const char *name, int32_t value)
 {
   return put_attr(obj, name, H5T_STD_I32LE, &value) == 0 ? 0 : -1;

@@ -17,6 +17,7 @@ int ck_h5_err(struct ck_err *err, int code, const char *fmt, ...) __attribute__(
 int ck_h5_attr_str(hid_t obj, const char *name, const char *value);
 int ck_h5_attr_u32(hid_t obj, const char *name, uint32_t value);
 int ck_h5_attr_i32(hid_t obj, const char *name, int32_t value);
+int ck_h5_attr_u64(hid_t obj, const char *name, uint64_t value);
 int ck_h5_attr_bool(hid_t obj, const char *name, int value);
 
 /* Read a scalar string attribute (fixed or variable length) into buf; 0 or -1. */

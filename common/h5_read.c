@@ -363,6 +363,13 @@ static int classify(struct ck_h5r *r, hid_t ds, const char *path, const char *ke
       t.tf_crc32c = (uint32_t)crc;
     }
   }
+  {
+    long long ord;
+    if (ck_h5_attr_get_int(ds, "ckptd_order", &ord) == 0 && ord >= 0) {
+      t.has_order = 1;
+      t.order = (uint64_t)ord;
+    }
+  }
   t.raw_offset = raw_offset(r, ds, type, &t);
   if (t.raw_offset && (t.raw_offset > r->file_size || t.nelem * t.file_esize > r->file_size - t.raw_offset)) {
     rc = ck_err_set(r->err, CK_ETRUNC, "%s: dataset %s: data at offset %llu lies past the end of the file (truncated?)",
@@ -477,6 +484,24 @@ static int root_checks(struct ck_h5r *r, hid_t root)
   return 0;
 }
 
+static int cmp_order(const void *pa, const void *pb)
+{
+  const struct ck_h5_tensor *a = pa, *b = pb;
+
+  return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/* ckptd's nested layout records the data order that its groups scatter. */
+static void sort_by_order(struct ck_h5r *r)
+{
+  if (r->n < 2)
+    return;
+  for (size_t i = 0; i < r->n; i++)
+    if (!r->t[i].has_order)
+      return;
+  qsort(r->t, r->n, sizeof(*r->t), cmp_order);
+}
+
 int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err)
 {
   struct ck_h5r *r = calloc(1, sizeof(*r));
@@ -511,6 +536,7 @@ int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err)
   H5Gclose(root);
   if (rc != 0)
     goto fail;
+  sort_by_order(r);
   r->err = NULL;
   *out = r;
   return 0;
@@ -533,7 +559,7 @@ static int emit(struct emitter *e, const void *data, size_t n)
   const uint8_t *p = data;
   int rc;
 
-  while (n > 0) {
+  while (n > 0) { /* (an empty element may come with a NULL pointer) */
     size_t take = e->cap - e->len < n ? e->cap - e->len : n;
     memcpy(e->buf + e->len, p, take);
     e->len += take;

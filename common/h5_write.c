@@ -27,6 +27,7 @@ struct ck_h5w {
   char *path;
   struct ck_h5_write_opts o;
   hid_t gcpl; /* for intermediate groups of the nested layout */
+  uint64_t seq; /* data order, recorded on each dataset of the nested layout */
 };
 
 struct ck_h5w_ds {
@@ -126,7 +127,8 @@ static hid_t make_dcpl(const struct ck_h5w *w, int dtype, int rank, const int64_
 
   if (!ck_dtype_is_varlen(dtype)) /* variable-length types need their (empty) fill */
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-  if (w->o.compression == CK_H5_NONE || rank == 0 || nelem == 0) {
+  /* variable-length data cannot go through filters; scalars and empties cannot be chunked */
+  if (w->o.compression == CK_H5_NONE || rank == 0 || nelem == 0 || ck_dtype_is_varlen(dtype)) {
     H5Pset_layout(dcpl, H5D_CONTIGUOUS);
     if (!ck_dtype_is_varlen(dtype))
       H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
@@ -219,8 +221,11 @@ int ck_h5w_dataset(struct ck_h5w *w, const uint8_t *name, size_t nlen, int dtype
   H5Pclose(dcpl);
   if (rc != 0)
     goto out;
-  if (set_attrs(ds->ds, dtype, tf_crc32c) != 0)
+  if (set_attrs(ds->ds, dtype, tf_crc32c) != 0 ||
+      /* groups scatter the data order; keep it for the way back */
+      (w->o.layout == CK_H5_NESTED && ck_h5_attr_u64(ds->ds, "ckptd_order", w->seq) != 0))
     rc = ck_h5_err(err, -EIO, "%s: %s: cannot write attributes", w->path, leaf);
+  w->seq++;
 out:
   if (parent >= 0)
     H5Gclose(parent);

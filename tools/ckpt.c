@@ -1,7 +1,8 @@
-/* ckpt: inspect and generate checkpoints.
+/* ckpt: inspect, compare and generate checkpoints of either format.
  *   ckpt ls PATH [--format text|tsv|json]   list every tensor
- *   ckpt verify PATH                        verify every checksum
- *   ckpt synth PREFIX [options]             generate a checkpoint */
+ *   ckpt verify PATH [--threads N]          verify every checksum
+ *   ckpt diff A B                           compare tensor by tensor, across formats
+ *   ckpt synth OUT [options]                generate a checkpoint */
 #include "config.h"
 
 #include <errno.h>
@@ -15,12 +16,17 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "cli.h"
+#include "convert.h"
+#include "convert_internal.h"
 #include "crc32c.h"
 #include "dtype.h"
 #include "error.h"
+#include "fileio.h"
+#include "h5.h"
 #include "synth.h"
+#include "tensor_crc.h"
 
-#define EXIT_USAGE 2
 #define VERIFY_BUF (256u << 10) /* pread + crc in L2-sized pieces: fastest measured */
 
 static void usage(FILE *f)
@@ -28,45 +34,131 @@ static void usage(FILE *f)
   fprintf(f,
           "usage: ckpt COMMAND [options] ...\n"
           "\n"
-          "Inspect and generate TensorFlow Saver (tensor bundle) checkpoints.\n"
+          "Inspect, compare and generate checkpoints: TensorFlow Saver bundles and HDF5 files\n"
+          "(the format is detected).\n"
           "\n"
           "commands:\n"
           "  ls PATH [--format text|tsv|json]\n"
-          "      list every tensor: name, dtype, shape, bytes (and shard, offset, crc32c in tsv/json)\n"
+          "      list every tensor: name, dtype, shape, bytes (tsv/json add shard, offset, crc32c)\n"
           "  verify PATH [--threads N]\n"
-          "      read every tensor and verify its crc32c (N threads, default: CPUs up to 4);\n"
-          "      exit 1 on the first bad one\n"
-          "  synth PREFIX [--size BYTES] [--tensors N] [--spread R] [--dtypes a,b] [--seed S]\n"
-          "               [--shard-size BYTES]\n"
-          "      write a synthetic checkpoint (sizes take K, M, G suffixes)\n"
+          "      read every tensor and check its crc32c (for HDF5: against tf_crc32c where\n"
+          "      present); exit 1 naming the first bad one\n"
+          "  diff A B\n"
+          "      compare names, dtypes, shapes and data of two checkpoints of either format;\n"
+          "      exit 0 when equal, 1 listing the differences, 2 when one cannot be read\n"
+          "  synth OUT [--format tf|h5] [--size BYTES] [--tensors N] [--spread R]\n"
+          "            [--dtypes float32,bfloat16,...] [--seed S] [--shard-size BYTES]\n"
+          "            [--layout flat|nested] [--compression none|gzip[:N]|lz4]\n"
+          "      write a synthetic checkpoint: OUT is a TF prefix, or an .h5 file with --format h5\n"
+          "      (sizes take K, M, G suffixes)\n"
           "\n"
-          "PATH is a checkpoint prefix, its .index file, or a directory (its `checkpoint`\n"
-          "file's latest, else its only *.index).\n");
+          "PATH is an .h5 file, a TF checkpoint prefix (dir/model.ckpt-100), its .index file,\n"
+          "or a directory: its `checkpoint` file's latest, else its only *.index.\n"
+          "Exit codes: 0 success, 1 bad or missing checkpoint (or differences), 2 usage.\n");
 }
 
-static int parse_size(const char *s, uint64_t *out)
+static double now(void)
 {
-  char *end;
-  double v = strtod(s, &end);
-  uint64_t mul = 1;
+  return ck_now();
+}
 
-  if (end == s || v < 0)
-    return -1;
-  switch (*end) {
-  case 'k': case 'K': mul = 1ull << 10; end++; break;
-  case 'm': case 'M': mul = 1ull << 20; end++; break;
-  case 'g': case 'G': mul = 1ull << 30; end++; break;
-  case 't': case 'T': mul = 1ull << 40; end++; break;
-  default: break;
+/* ---- a checkpoint of either format ---- */
+
+struct src {
+  struct ck_bundle *b;
+  struct ck_h5r *r;
+};
+
+static int is_h5_path(const char *path)
+{
+  struct stat st;
+
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode) && ck_h5_is_hdf5(path);
+}
+
+static int src_open(struct src *s, const char *path, int index_only, struct ck_err *err)
+{
+  memset(s, 0, sizeof(*s));
+  if (is_h5_path(path))
+    return ck_h5r_open(path, &s->r, err);
+  return ck_bundle_open(path, index_only ? CK_BUNDLE_INDEX_ONLY : 0, &s->b, err);
+}
+
+static void src_close(struct src *s)
+{
+  ck_bundle_close(s->b);
+  ck_h5r_close(s->r);
+}
+
+/* One tensor as ls and diff see it. */
+struct tinfo {
+  const uint8_t *name;
+  size_t nlen;
+  int dtype;
+  int rank;
+  const int64_t *dims;
+  int64_t bytes; /* -1: variable length */
+  int shard;
+  uint64_t offset;
+  uint32_t crc;
+  int has_crc;
+  const struct ck_entry *e;
+  const struct ck_h5_tensor *t;
+};
+
+static size_t src_count(const struct src *s)
+{
+  return s->b ? ck_bundle_count(s->b) : ck_h5r_count(s->r);
+}
+
+/* Tensor i; returns 0 for bundle slice entries, which are part of their variable. */
+static int src_tensor(const struct src *s, size_t i, struct tinfo *ti)
+{
+  memset(ti, 0, sizeof(*ti));
+  if (s->b) {
+    const struct ck_entry *e = ck_bundle_entry(s->b, i);
+    if (e->is_slice)
+      return 0;
+    *ti = (struct tinfo){ e->key, e->key_len, e->dtype, e->rank, e->dims, (int64_t)ck_entry_tensor_bytes(e),
+                          e->nslices ? -1 : e->shard, e->offset, e->crc32c, e->nslices == 0, e, NULL };
+    if (ck_dtype_is_varlen(e->dtype))
+      ti->bytes = (int64_t)e->size;
+    return 1;
   }
-  if (*end == 'i' || *end == 'B')
-    end++;
-  if (*end == 'B')
-    end++;
-  if (*end != 0)
-    return -1;
-  *out = (uint64_t)(v * (double)mul);
-  return 0;
+  {
+    const struct ck_h5_tensor *t = ck_h5r_tensor(s->r, i);
+    size_t es = ck_dtype_size(t->dtype);
+    *ti = (struct tinfo){ t->name, t->nlen, t->dtype, t->rank, t->dims, es ? (int64_t)(t->nelem * es) : -1,
+                          -1, t->raw_offset, t->tf_crc32c, t->has_crc, NULL, t };
+    return 1;
+  }
+}
+
+static void shape_str(const struct tinfo *t, char *buf, size_t len)
+{
+  size_t n = 0;
+
+  if (t->rank == 0) {
+    snprintf(buf, len, "scalar");
+    return;
+  }
+  buf[0] = 0;
+  for (int d = 0; d < t->rank && n < len; d++)
+    n += (size_t)snprintf(buf + n, len - n, d ? "x%" PRId64 : "%" PRId64, t->dims[d]);
+}
+
+static void name_str(const struct tinfo *t, char *buf, size_t len)
+{
+  size_t n = 0;
+
+  for (size_t i = 0; i < t->nlen && n + 5 < len; i++) {
+    uint8_t c = t->name[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\')
+      buf[n++] = (char)c;
+    else
+      n += (size_t)snprintf(buf + n, len - n, "\\x%02x", c);
+  }
+  buf[n] = 0;
 }
 
 static void json_str(const uint8_t *s, size_t n)
@@ -83,12 +175,41 @@ static void json_str(const uint8_t *s, size_t n)
   putchar('"');
 }
 
+/* ---- ls ---- */
+
+static void ls_row(const char *format, const struct tinfo *t, int first)
+{
+  char shape[256], name[1024], bytes[32];
+
+  shape_str(t, shape, sizeof(shape));
+  name_str(t, name, sizeof(name));
+  snprintf(bytes, sizeof(bytes), "%" PRId64, t->bytes);
+  if (strcmp(format, "text") == 0) {
+    printf("%-60s %-12s %-20s %12s%s\n", name, ck_dtype_name(t->dtype), shape, t->bytes < 0 ? "-" : bytes,
+           t->e && t->e->nslices ? " (partitioned)" : "");
+  } else if (strcmp(format, "tsv") == 0) {
+    printf("%s\t%s\t%s\t%s\t%d\t%" PRIu64 "\t%s%08x\n", name, ck_dtype_name(t->dtype), shape, bytes, t->shard,
+           t->offset, t->has_crc ? "" : "-", t->has_crc ? t->crc : 0);
+  } else {
+    printf("%s\n  {\"name\": ", first ? "" : ",");
+    json_str(t->name, t->nlen);
+    printf(", \"dtype\": \"%s\", \"shape\": [", ck_dtype_name(t->dtype));
+    for (int d = 0; d < t->rank; d++)
+      printf("%s%" PRId64, d ? ", " : "", t->dims[d]);
+    printf("], \"bytes\": %s, \"shard\": %d, \"offset\": %" PRIu64 ", \"crc32c\": ", bytes, t->shard, t->offset);
+    if (t->has_crc)
+      printf("%u}", t->crc);
+    else
+      printf("null}");
+  }
+}
+
 static int cmd_ls(int argc, char **argv)
 {
   static const struct option opts[] = { { "format", required_argument, NULL, 'f' },
                                         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
   const char *format = "text";
-  struct ck_bundle *b;
+  struct src s;
   struct ck_err err = { 0 };
   int c, first = 1;
   uint64_t total = 0;
@@ -99,70 +220,83 @@ static int cmd_ls(int argc, char **argv)
       format = optarg;
     else {
       usage(c == 'h' ? stdout : stderr);
-      return c == 'h' ? 0 : EXIT_USAGE;
+      return c == 'h' ? 0 : CK_EXIT_USAGE;
     }
   }
   if (optind + 1 != argc || (strcmp(format, "text") && strcmp(format, "tsv") && strcmp(format, "json"))) {
     usage(stderr);
-    return EXIT_USAGE;
+    return CK_EXIT_USAGE;
   }
-  if (ck_bundle_open(argv[optind], CK_BUNDLE_INDEX_ONLY, &b, &err) != 0) {
+  if (src_open(&s, argv[optind], 1, &err) != 0) {
     fprintf(stderr, "ckpt: %s\n", err.msg);
-    return 1;
+    return CK_EXIT_FAIL;
   }
   if (strcmp(format, "tsv") == 0)
     printf("name\tdtype\tshape\tbytes\tshard\toffset\tcrc32c\n");
-  if (strcmp(format, "json") == 0)
-    printf("{\"prefix\": \"%s\", \"num_shards\": %d, \"tensors\": [", ck_bundle_prefix(b), ck_bundle_num_shards(b));
-  for (size_t i = 0; i < ck_bundle_count(b); i++) {
-    const struct ck_entry *e = ck_bundle_entry(b, i);
-    char shape[256], key[1024];
-    if (e->is_slice)
-      continue; /* shown as part of its partitioned variable */
-    ck_entry_shape_str(e, shape, sizeof(shape));
-    ck_entry_key_str(e, key, sizeof(key));
-    total += ck_entry_tensor_bytes(e);
-    shown++;
-    if (strcmp(format, "text") == 0) {
-      printf("%-60s %-12s %-20s %12" PRIu64 "%s\n", key, ck_dtype_name(e->dtype), shape, ck_entry_tensor_bytes(e),
-             e->nslices ? " (partitioned)" : "");
-    } else if (strcmp(format, "tsv") == 0) {
-      printf("%s\t%s\t%s\t%" PRIu64 "\t%d\t%" PRIu64 "\t%08x\n", key, ck_dtype_name(e->dtype), shape,
-             ck_entry_tensor_bytes(e), e->nslices ? -1 : e->shard, e->offset, e->crc32c);
-    } else {
-      printf("%s\n  {\"name\": ", first ? "" : ",");
-      json_str(e->key, e->key_len);
-      printf(", \"dtype\": \"%s\", \"shape\": [", ck_dtype_name(e->dtype));
-      for (int d = 0; d < e->rank; d++)
-        printf("%s%" PRId64, d ? ", " : "", e->dims[d]);
-      printf("], \"bytes\": %" PRIu64 ", \"shard\": %d, \"offset\": %" PRIu64 ", \"crc32c\": %u, \"slices\": %zu}",
-             ck_entry_tensor_bytes(e), e->shard, e->offset, e->crc32c, e->nslices);
-      first = 0;
-    }
+  if (strcmp(format, "json") == 0) {
+    printf("{\"path\": ");
+    json_str((const uint8_t *)argv[optind], strlen(argv[optind]));
+    printf(", \"format\": \"%s\", \"tensors\": [", s.b ? "tf" : "h5");
   }
-  if (strcmp(format, "json") == 0)
-    printf("\n]}\n");
-  else if (strcmp(format, "text") == 0)
-    printf("%zu tensors, %" PRIu64 " bytes, %d shard(s)\n", shown, total, ck_bundle_num_shards(b));
-  ck_bundle_close(b);
+  for (size_t i = 0; i < src_count(&s); i++) {
+    struct tinfo t;
+    if (!src_tensor(&s, i, &t))
+      continue;
+    ls_row(format, &t, first);
+    first = 0;
+    total += t.bytes > 0 ? (uint64_t)t.bytes : 0;
+    shown++;
+  }
+  if (strcmp(format, "json") == 0) {
+    printf("\n], \"skipped\": [");
+    for (size_t i = 0; s.r && i < ck_h5r_skipped_count(s.r); i++) {
+      printf("%s", i ? ", " : "");
+      json_str((const uint8_t *)ck_h5r_skipped(s.r, i), strlen(ck_h5r_skipped(s.r, i)));
+    }
+    printf("]}\n");
+  } else if (strcmp(format, "text") == 0) {
+    for (size_t i = 0; s.r && i < ck_h5r_skipped_count(s.r); i++)
+      printf("skipped: %s\n", ck_h5r_skipped(s.r, i));
+    if (s.b)
+      printf("%zu tensors, %" PRIu64 " bytes, %d shard(s)\n", shown, total, ck_bundle_num_shards(s.b));
+    else
+      printf("%zu tensors, %" PRIu64 " bytes of fixed-size data (HDF5)\n", shown, total);
+  }
+  src_close(&s);
   return 0;
 }
 
-static double now(void)
-{
-  struct timespec ts;
+/* ---- verify ---- */
 
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+static int verify_h5(struct ck_h5r *r, const char *path, uint64_t *bytes, size_t *unchecked, struct ck_err *err)
+{
+  uint8_t *buf = malloc(4u << 20);
+  int rc = buf ? 0 : ck_err_set(err, -ENOMEM, "out of memory");
+
+  for (size_t i = 0; rc == 0 && i < ck_h5r_count(r); i++) {
+    const struct ck_h5_tensor *t = ck_h5r_tensor(r, i);
+    uint32_t crc;
+    if ((rc = ck_tensor_crc_h5(r, t, buf, 4u << 20, &crc, err)) != 0)
+      break;
+    *bytes += t->nelem * ck_dtype_size(t->dtype);
+    if (!t->has_crc)
+      (*unchecked)++;
+    else if (crc != t->tf_crc32c)
+      rc = ck_err_set(err, CK_ECHECKSUM, "%s: %s: crc32c %08x, its tf_crc32c attribute says %08x", path, t->path,
+                      crc, t->tf_crc32c);
+  }
+  free(buf);
+  return rc;
 }
 
 static int cmd_verify(int argc, char **argv)
 {
   static const struct option opts[] = { { "threads", required_argument, NULL, 't' },
                                         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-  struct ck_bundle *b;
+  struct src s;
   struct ck_err err = { 0 };
   uint64_t bytes = 0;
+  size_t unchecked = 0, n;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = ncpu > 4 ? 4 : ncpu < 1 ? 1 : (int)ncpu, c, rc;
   double t0 = now(), dt;
@@ -172,29 +306,181 @@ static int cmd_verify(int argc, char **argv)
       threads = atoi(optarg);
     } else {
       usage(c == 'h' ? stdout : stderr);
-      return c == 'h' ? 0 : EXIT_USAGE;
+      return c == 'h' ? 0 : CK_EXIT_USAGE;
     }
   }
   if (optind + 1 != argc) {
     usage(stderr);
-    return EXIT_USAGE;
+    return CK_EXIT_USAGE;
   }
-  if (ck_bundle_open(argv[optind], 0, &b, &err) != 0) {
+  if (src_open(&s, argv[optind], 0, &err) != 0) {
     fprintf(stderr, "ckpt: %s\n", err.msg);
-    return 1;
+    return CK_EXIT_FAIL;
   }
-  for (size_t i = 0; i < ck_bundle_data_count(b); i++)
-    bytes += ck_bundle_data_entry(b, i)->size;
-  if ((rc = ck_bundle_verify_all(b, threads, VERIFY_BUF, &err)) != 0)
-    fprintf(stderr, "ckpt: %s\n", err.msg);
+  if (s.b) {
+    n = ck_bundle_data_count(s.b);
+    for (size_t i = 0; i < n; i++)
+      bytes += ck_bundle_data_entry(s.b, i)->size;
+    rc = ck_bundle_verify_all(s.b, threads, VERIFY_BUF, &err);
+  } else {
+    n = ck_h5r_count(s.r);
+    rc = verify_h5(s.r, argv[optind], &bytes, &unchecked, &err);
+  }
   dt = now() - t0;
-  if (rc == 0)
+  if (rc != 0)
+    fprintf(stderr, "ckpt: %s\n", err.msg);
+  else if (s.b)
     printf("%s: %zu entries, %" PRIu64 " bytes verified in %.3f s (%.1f MB/s, %d thread(s), crc32c %s)\n",
-           ck_bundle_prefix(b), ck_bundle_data_count(b), bytes, dt, dt > 0 ? (double)bytes / dt / 1e6 : 0.0,
-           threads, ck_crc32c_impl());
-  ck_bundle_close(b);
-  return rc == 0 ? 0 : 1;
+           ck_bundle_prefix(s.b), n, bytes, dt, dt > 0 ? (double)bytes / dt / 1e6 : 0.0, threads, ck_crc32c_impl());
+  else
+    printf("%s: %zu tensors, %" PRIu64 " bytes read in %.3f s; %zu checked against tf_crc32c, %zu without one\n",
+           argv[optind], n, bytes, dt, n - unchecked, unchecked);
+  src_close(&s);
+  return rc == 0 ? 0 : CK_EXIT_FAIL;
 }
+
+/* ---- diff ---- */
+
+struct dent {
+  struct tinfo t;
+  uint32_t crc; /* of the TensorFlow stored layout */
+};
+
+static int crc_of_bundle_tensor(struct ck_bundle *b, const struct ck_entry *e, uint8_t *buf, size_t size,
+                                uint32_t *crc, struct ck_err *err);
+
+struct crc_acc {
+  struct ck_tcrc s;
+};
+
+static int acc_chunk(void *ctx, const void *d, size_t n)
+{
+  return ck_tcrc_update(&((struct crc_acc *)ctx)->s, d, n);
+}
+
+static int crc_of_bundle_tensor(struct ck_bundle *b, const struct ck_entry *e, uint8_t *buf, size_t size,
+                                uint32_t *crc, struct ck_err *err)
+{
+  struct crc_acc a;
+  uint32_t raw;
+  int rc;
+
+  ck_tcrc_init(&a.s, e->dtype, e->nelem);
+  if ((rc = ck_bundle_stream_tensor(b, e, buf, size, acc_chunk, &a, err)) != 0)
+    return rc;
+  if ((rc = ck_tcrc_final(&a.s, &raw)) != 0)
+    return ck_err_set(err, rc, "%s: %s", e->key, a.s.why);
+  *crc = ck_crc32c_mask(raw);
+  return 0;
+}
+
+static int cmp_dent(const void *pa, const void *pb)
+{
+  const struct dent *a = pa, *b = pb;
+  size_t n = a->t.nlen < b->t.nlen ? a->t.nlen : b->t.nlen;
+  int c = memcmp(a->t.name, b->t.name, n);
+
+  return c ? c : a->t.nlen < b->t.nlen ? -1 : a->t.nlen > b->t.nlen;
+}
+
+static int collect(struct src *s, struct dent **out, size_t *n, struct ck_err *err)
+{
+  uint8_t *buf = malloc(VERIFY_BUF);
+  struct dent *d = calloc(src_count(s) + 1, sizeof(*d));
+  int rc = (buf && d) ? 0 : ck_err_set(err, -ENOMEM, "out of memory");
+
+  *n = 0;
+  for (size_t i = 0; rc == 0 && i < src_count(s); i++) {
+    struct dent *x = &d[*n];
+    if (!src_tensor(s, i, &x->t))
+      continue;
+    if (s->b)
+      rc = crc_of_bundle_tensor(s->b, x->t.e, buf, VERIFY_BUF, &x->crc, err);
+    else
+      rc = ck_tensor_crc_h5(s->r, x->t.t, buf, VERIFY_BUF, &x->crc, err);
+    (*n)++;
+  }
+  free(buf);
+  if (rc != 0) {
+    free(d);
+    return rc;
+  }
+  qsort(d, *n, sizeof(*d), cmp_dent);
+  *out = d;
+  return 0;
+}
+
+static int same_shape(const struct tinfo *a, const struct tinfo *b)
+{
+  return a->rank == b->rank && (a->rank == 0 || memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank) == 0);
+}
+
+static int cmd_diff(int argc, char **argv)
+{
+  struct src a, b;
+  struct ck_err err = { 0 };
+  struct dent *da = NULL, *db = NULL;
+  size_t na = 0, nb = 0, i = 0, j = 0, ndiff = 0;
+  char name[1024], sa[256], sb[256];
+
+  if (argc != 3 || argv[1][0] == '-') {
+    usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+    return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : CK_EXIT_USAGE;
+  }
+  if (src_open(&a, argv[1], 0, &err) != 0 || collect(&a, &da, &na, &err) != 0) {
+    fprintf(stderr, "ckpt diff: %s\n", err.msg);
+    return CK_EXIT_USAGE;
+  }
+  if (src_open(&b, argv[2], 0, &err) != 0 || collect(&b, &db, &nb, &err) != 0) {
+    fprintf(stderr, "ckpt diff: %s\n", err.msg);
+    free(da);
+    src_close(&a);
+    return CK_EXIT_USAGE;
+  }
+  while (i < na || j < nb) {
+    int c = i == na ? 1 : j == nb ? -1 : cmp_dent(&da[i], &db[j]);
+    if (c < 0) {
+      name_str(&da[i].t, name, sizeof(name));
+      printf("only in A: %s\n", name);
+      i++;
+      ndiff++;
+      continue;
+    }
+    if (c > 0) {
+      name_str(&db[j].t, name, sizeof(name));
+      printf("only in B: %s\n", name);
+      j++;
+      ndiff++;
+      continue;
+    }
+    name_str(&da[i].t, name, sizeof(name));
+    shape_str(&da[i].t, sa, sizeof(sa));
+    shape_str(&db[j].t, sb, sizeof(sb));
+    if (da[i].t.dtype != db[j].t.dtype) {
+      printf("dtype differs: %s: %s vs %s\n", name, ck_dtype_name(da[i].t.dtype), ck_dtype_name(db[j].t.dtype));
+      ndiff++;
+    } else if (!same_shape(&da[i].t, &db[j].t)) {
+      printf("shape differs: %s: %s vs %s\n", name, sa, sb);
+      ndiff++;
+    } else if (da[i].crc != db[j].crc) {
+      printf("data differs: %s (crc32c %08x vs %08x)\n", name, da[i].crc, db[j].crc);
+      ndiff++;
+    }
+    i++;
+    j++;
+  }
+  if (ndiff == 0)
+    printf("same: %zu tensors, equal names, dtypes, shapes and data\n", na);
+  else
+    printf("%zu difference(s)\n", ndiff);
+  free(da);
+  free(db);
+  src_close(&a);
+  src_close(&b);
+  return ndiff ? CK_EXIT_FAIL : 0;
+}
+
+/* ---- synth ---- */
 
 static int parse_dtypes(char *list, int *out, int max)
 {
@@ -209,35 +495,73 @@ static int parse_dtypes(char *list, int *out, int max)
   return n;
 }
 
+static int synth_h5(const char *out, const struct ck_synth_opts *so, const struct ck_convert_opts *co,
+                    struct ck_err *err)
+{
+  char *tmp = ck_temp_name(out);
+  struct ck_bundle *b;
+  int rc;
+
+  if (tmp == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  rc = ck_synth_tf(tmp, so, err);
+  if (rc == 0)
+    rc = ck_convert_tf_to_h5(tmp, out, co, NULL, err);
+  if (ck_bundle_open(tmp, CK_BUNDLE_INDEX_ONLY, &b, NULL) == 0) { /* remove the intermediate bundle */
+    char path[4200];
+    for (int i = 0; i < ck_bundle_num_shards(b); i++) {
+      snprintf(path, sizeof(path), "%s.data-%05d-of-%05d", tmp, i, ck_bundle_num_shards(b));
+      unlink(path);
+    }
+    snprintf(path, sizeof(path), "%s.index", tmp);
+    unlink(path);
+    ck_bundle_close(b);
+  }
+  free(tmp);
+  return rc;
+}
+
 static int cmd_synth(int argc, char **argv)
 {
   static const struct option opts[] = {
     { "size", required_argument, NULL, 's' }, { "tensors", required_argument, NULL, 'n' },
     { "spread", required_argument, NULL, 'r' }, { "dtypes", required_argument, NULL, 'd' },
     { "seed", required_argument, NULL, 'S' }, { "shard-size", required_argument, NULL, 'z' },
-    { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
+    { "format", required_argument, NULL, 'F' }, { "layout", required_argument, NULL, 'L' },
+    { "compression", required_argument, NULL, 'C' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
   };
   struct ck_synth_opts o = { .total_bytes = 1u << 20, .tensors = 16, .spread = 100, .seed = 1 };
+  struct ck_cli_conv cv = { 0 };
   struct ck_err err = { 0 };
-  int dtypes[64], c;
+  int dtypes[64], c, h5 = 0, rc;
 
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 's':
-      if (parse_size(optarg, &o.total_bytes) != 0)
+      if (ck_cli_parse_size(optarg, &o.total_bytes) != 0)
         goto bad;
       break;
     case 'z':
-      if (parse_size(optarg, &o.max_shard_bytes) != 0)
+      if (ck_cli_parse_size(optarg, &o.max_shard_bytes) != 0)
         goto bad;
       break;
     case 'n': o.tensors = (unsigned)strtoul(optarg, NULL, 10); break;
     case 'r': o.spread = strtod(optarg, NULL); break;
     case 'S': o.seed = strtoull(optarg, NULL, 10); break;
+    case 'F':
+      if (strcmp(optarg, "tf") != 0 && strcmp(optarg, "h5") != 0)
+        goto bad;
+      h5 = strcmp(optarg, "h5") == 0;
+      break;
+    case 'L':
+    case 'C':
+      if (ck_cli_conv_option(&cv, c, optarg, "ckpt synth") <= 0)
+        return CK_EXIT_USAGE;
+      break;
     case 'd':
       if ((o.ndtypes = parse_dtypes(optarg, dtypes, 64)) <= 0) {
         fprintf(stderr, "ckpt synth: bad --dtypes list\n");
-        return EXIT_USAGE;
+        return CK_EXIT_USAGE;
       }
       o.dtypes = dtypes;
       break;
@@ -247,21 +571,22 @@ static int cmd_synth(int argc, char **argv)
   }
   if (optind + 1 != argc || o.tensors == 0)
     goto bad;
-  if (ck_synth_tf(argv[optind], &o, &err) != 0) {
+  rc = h5 ? synth_h5(argv[optind], &o, &cv.o, &err) : ck_synth_tf(argv[optind], &o, &err);
+  if (rc != 0) {
     fprintf(stderr, "ckpt synth: %s\n", err.msg);
-    return 1;
+    return CK_EXIT_FAIL;
   }
   return 0;
 bad:
   usage(stderr);
-  return EXIT_USAGE;
+  return CK_EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
 {
   if (argc < 2) {
     usage(stderr);
-    return EXIT_USAGE;
+    return CK_EXIT_USAGE;
   }
   if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
     usage(stdout);
@@ -275,9 +600,11 @@ int main(int argc, char **argv)
     return cmd_ls(argc - 1, argv + 1);
   if (strcmp(argv[1], "verify") == 0)
     return cmd_verify(argc - 1, argv + 1);
+  if (strcmp(argv[1], "diff") == 0)
+    return cmd_diff(argc - 1, argv + 1);
   if (strcmp(argv[1], "synth") == 0)
     return cmd_synth(argc - 1, argv + 1);
   fprintf(stderr, "ckpt: unknown command '%s'\n", argv[1]);
   usage(stderr);
-  return EXIT_USAGE;
+  return CK_EXIT_USAGE;
 }
