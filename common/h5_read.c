@@ -491,6 +491,30 @@ static int cmp_order(const void *pa, const void *pb)
   return a->order < b->order ? -1 : a->order > b->order;
 }
 
+/* Cerebras 0.5 keeps scalars, strings and None only in "<key>.__metadata__": list them. */
+static void skip_metadata_only(struct ck_h5r *r, hid_t root)
+{
+  H5O_info_t oi;
+
+  if (!r->cerebras05 || H5Oget_info(root, &oi) < 0)
+    return;
+  for (hsize_t i = 0; i < oi.num_attrs; i++) {
+    char name[1024];
+    ssize_t n = H5Aget_name_by_idx(root, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof(name), H5P_DEFAULT);
+    int found = 0;
+    if (n <= 13 || (size_t)n >= sizeof(name) || strcmp(name + n - 13, ".__metadata__") != 0)
+      continue;
+    name[n - 13] = 0;
+    for (size_t k = 0; k < r->n && !found; k++)
+      found = strcmp((const char *)r->t[k].name, name) == 0;
+    if (!found) {
+      char path[1100];
+      snprintf(path, sizeof(path), "/%s", name);
+      skip(r, path, "value only in metadata");
+    }
+  }
+}
+
 /* ckptd's nested layout records the data order that its groups scatter. */
 static void sort_by_order(struct ck_h5r *r)
 {
@@ -533,6 +557,8 @@ int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err)
   root = H5Gopen2(r->file, "/", H5P_DEFAULT);
   if ((rc = root_checks(r, root)) == 0)
     rc = walk_group(r, root, "");
+  if (rc == 0)
+    skip_metadata_only(r, root);
   H5Gclose(root);
   if (rc != 0)
     goto fail;
