@@ -1,0 +1,75 @@
+#!/bin/sh
+# Conversion benchmark: a generated checkpoint of BENCH_CONVERT_SIZE (default 2G) with a
+# realistic spread of tensor sizes (200 tensors, largest ~10^6 x the smallest: many small,
+# a few of hundreds of MiB), converted TF -> HDF5 and HDF5 -> TF, each timed against
+# `cp` of the same data bytes on the same filesystem from a warm page cache (and against
+# cp followed by `sync FILE`, since the converters fsync), median of BENCH_ROUNDS;
+# peak RSS from getrusage. Then one 2 GiB tensor through the default
+# 64 MiB buffer. Prints ratios measured in this run.
+set -eu
+TOOLS=${TOOLS:-./tools}
+RUNSTAT=${RUNSTAT:-./bench/runstat}
+DIR=${BENCH_DIR:-bench/out}
+SIZE=${BENCH_CONVERT_SIZE:-2G}
+ROUNDS=${BENCH_ROUNDS:-5}
+BIG=${BENCH_BIG:-1}
+mkdir -p "$DIR"
+
+# timed CMD...: median wall time and the largest peak RSS of ROUNDS runs -> "T RSS".
+# Each run starts with the outputs removed and dirty pages written back (sync).
+timed() {
+  times="" rss=0 i=0
+  while [ $i -lt "$ROUNDS" ]; do
+    rm -rf "$DIR/out.h5" "$DIR/back" "$DIR/cp.data" && mkdir -p "$DIR/back"
+    sync
+    "$RUNSTAT" "$@" 2>"$DIR/stat" >/dev/null || { cat "$DIR/stat" >&2; exit 1; }
+    t=$(tail -n 1 "$DIR/stat" | cut -d' ' -f1)
+    r=$(tail -n 1 "$DIR/stat" | cut -d' ' -f2)
+    times="$times $t"
+    [ "$r" -gt "$rss" ] && rss=$r
+    i=$((i + 1))
+  done
+  med=$(echo "$times" | tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  echo "$med $rss"
+}
+
+# run_case LABEL PREFIX
+run_case() {
+  label=$1 P=$2
+  BYTES=$(cat "$P".data-* | wc -c)
+  cat "$P".index "$P".data-* >/dev/null
+  CP=$(timed cp "$P.data-00000-of-00001" "$DIR/cp.data")
+  # ckptd fsyncs its output: the like-for-like baseline is a copy made durable too
+  CPS=$(timed sh -c "cp '$P.data-00000-of-00001' '$DIR/cp.data' && sync '$DIR/cp.data'")
+  # the HDF5 file for the way back, made once outside the timing
+  rm -f "$DIR/src.h5"
+  "$TOOLS/tensorflow-to-h5" --quiet "$P" "$DIR/src.h5"
+  cat "$DIR/src.h5" >/dev/null
+  TH=$(timed "$TOOLS/tensorflow-to-h5" --quiet "$P" "$DIR/out.h5")
+  HT=$(timed "$TOOLS/h5-to-tensorflow" --quiet --no-checkpoint-file "$DIR/src.h5" "$DIR/back/model")
+  echo
+  echo "$label: $BYTES tensor bytes, warm source cache, median of $ROUNDS"
+  echo "$CP $CPS $TH $HT" | awk -v b="$BYTES" '{
+    printf "  cp (page cache only)        %7.3f s  %8.1f MB/s                           peak RSS %6.1f MiB\n", $1, b/$1/1e6, $2/1024
+    printf "  cp + sync FILE (durable)    %7.3f s  %8.1f MB/s                           peak RSS %6.1f MiB\n", $3, b/$3/1e6, $4/1024
+    printf "  tensorflow-to-h5 (fsyncs)   %7.3f s  %8.1f MB/s  %.2fx cp+sync, %.2fx cp  peak RSS %6.1f MiB\n", $5, b/$5/1e6, $3/$5, $1/$5, $6/1024
+    printf "  h5-to-tensorflow (fsyncs)   %7.3f s  %8.1f MB/s  %.2fx cp+sync, %.2fx cp  peak RSS %6.1f MiB\n", $7, b/$7/1e6, $3/$7, $1/$7, $8/1024
+  }'
+}
+
+P="$DIR/mixed.ckpt-1"
+if [ ! -f "$P.index" ]; then
+  echo "generating a $SIZE checkpoint (200 tensors, float32/bfloat16/int64, sizes spread 10^6x) in $DIR"
+  "$TOOLS/ckpt" synth "$P" --size "$SIZE" --tensors 200 --spread 1000000 --dtypes float32,bfloat16,float32,int64
+fi
+run_case "mixed checkpoint" "$P"
+
+if [ "$BIG" != 0 ]; then
+  P="$DIR/big.ckpt-1"
+  if [ ! -f "$P.index" ]; then
+    echo "generating one 2 GiB tensor in $DIR"
+    "$TOOLS/ckpt" synth "$P" --size 2G --tensors 1
+  fi
+  run_case "one 2 GiB tensor, default 64 MiB buffer" "$P"
+fi
+rm -rf "$DIR/out.h5" "$DIR/back" "$DIR/cp.data" "$DIR/src.h5" "$DIR/stat"
