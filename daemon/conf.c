@@ -1,0 +1,373 @@
+/* Configuration parsing. inih calls handler() per key; a handler failure makes
+ * ini_parse return that line, and the first message is kept. Values are checked
+ * completely here, so the rest of the daemon never sees a bad one. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "fileio.h"
+#include "h5.h"
+
+struct parse {
+  struct ck_conf *c;
+  char err[512];
+  int have_err;
+  int in_watch; /* index+1 of the current [watch] section, 0 in [ckptd], -1 elsewhere */
+  char section[256]; /* inih reports the section with each key: notice when it changes */
+};
+
+__attribute__((format(printf, 2, 3)))
+static void failf(struct parse *p, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (!p->have_err) {
+    va_start(ap, fmt);
+    vsnprintf(p->err, sizeof(p->err), fmt, ap);
+    va_end(ap);
+    p->have_err = 1;
+  }
+}
+
+static int parse_bool(const char *v, int *out)
+{
+  if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
+    *out = 1;
+  else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
+    *out = 0;
+  else
+    return -1;
+  return 0;
+}
+
+static int parse_bytes(const char *s, uint64_t *out)
+{
+  char *end;
+  double v = strtod(s, &end), mul = 1;
+
+  if (end == s || v < 0)
+    return -1;
+  switch (*end) {
+  case 'k': case 'K': mul = 1024.0; end++; break;
+  case 'm': case 'M': mul = 1048576.0; end++; break;
+  case 'g': case 'G': mul = 1073741824.0; end++; break;
+  case 't': case 'T': mul = 1099511627776.0; end++; break;
+  default: break;
+  }
+  if (*end == 'i')
+    end++;
+  if (*end == 'B')
+    end++;
+  if (*end)
+    return -1;
+  *out = (uint64_t)(v * mul);
+  return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+  char *end;
+  double v = strtod(s, &end);
+
+  if (end == s || *end || v < 0 || v > 86400 * 7)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_globs(char *list, char **out, int *n)
+{
+  char *save = NULL;
+
+  for (char *t = strtok_r(list, " ,", &save); t; t = strtok_r(NULL, " ,", &save)) {
+    if (*n == CK_MAX_GLOBS)
+      return -1;
+    out[(*n)++] = strdup(t);
+  }
+  return 0;
+}
+
+static int main_key(struct parse *p, const char *name, const char *value)
+{
+  struct ck_conf *c = p->c;
+
+  if (!strcmp(name, "workers")) {
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (*end || v < 1 || v > 64)
+      return failf(p, "workers: '%s' is not a number from 1 to 64", value), 0;
+    c->workers = (int)v;
+  } else if (!strcmp(name, "memory_budget")) {
+    if (parse_bytes(value, &c->memory_budget) != 0 || c->memory_budget < (1u << 20))
+      return failf(p, "memory_budget: '%s' is not a size of at least 1M", value), 0;
+  } else if (!strcmp(name, "state_dir")) {
+    free(c->state_dir);
+    c->state_dir = strdup(value);
+  } else if (!strcmp(name, "status_file")) {
+    free(c->status_file);
+    c->status_file = strdup(value);
+  } else if (!strcmp(name, "prometheus_file")) {
+    free(c->prometheus_file);
+    c->prometheus_file = strdup(value);
+  } else if (!strcmp(name, "log_level")) {
+    static const char *levels[] = { "error", "warn", "info", "debug" };
+    int found = -1;
+    for (int i = 0; i < 4; i++)
+      if (!strcmp(value, levels[i]))
+        found = i;
+    if (found < 0)
+      return failf(p, "log_level: '%s' is not error, warn, info or debug", value), 0;
+    c->log_level = found;
+  } else if (!strcmp(name, "settle_seconds")) {
+    if (parse_seconds(value, &c->settle_seconds) != 0)
+      return failf(p, "settle_seconds: '%s' is not a number of seconds", value), 0;
+  } else if (!strcmp(name, "rescan_seconds")) {
+    if (parse_seconds(value, &c->rescan_seconds) != 0 || c->rescan_seconds < 1)
+      return failf(p, "rescan_seconds: '%s' is not a number of seconds (at least 1)", value), 0;
+  } else if (!strcmp(name, "stop_timeout")) {
+    if (parse_seconds(value, &c->stop_timeout) != 0)
+      return failf(p, "stop_timeout: '%s' is not a number of seconds", value), 0;
+  } else {
+    return failf(p, "unknown key '%s' in [ckptd]", name), 0;
+  }
+  return 1;
+}
+
+static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name, const char *value)
+{
+  char *copy;
+
+  if (!strcmp(name, "path")) {
+    char real[PATH_MAX];
+    if (value[0] == 0)
+      return failf(p, "path: empty"), 0;
+    free(w->path);
+    w->path = realpath(value, real) ? strdup(real) : strdup(value);
+  } else if (!strcmp(name, "direction")) {
+    if (!strcmp(value, "saver-to-h5"))
+      w->direction = CK_DIR_SAVER_TO_H5;
+    else if (!strcmp(value, "h5-to-saver"))
+      w->direction = CK_DIR_H5_TO_SAVER;
+    else if (!strcmp(value, "both"))
+      w->direction = CK_DIR_BOTH;
+    else
+      return failf(p, "direction: '%s' is not saver-to-h5, h5-to-saver or both", value), 0;
+  } else if (!strcmp(name, "recursive") || !strcmp(name, "update_checkpoint_file") || !strcmp(name, "verify") ||
+             !strcmp(name, "events")) {
+    int *dst = !strcmp(name, "recursive") ? &w->recursive
+               : !strcmp(name, "verify") ? &w->verify
+               : !strcmp(name, "events") ? &w->events : &w->update_checkpoint_file;
+    if (parse_bool(value, dst) != 0)
+      return failf(p, "%s: '%s' is not true or false", name, value), 0;
+  } else if (!strcmp(name, "include") || !strcmp(name, "exclude")) {
+    copy = strdup(value);
+    if (parse_globs(copy, !strcmp(name, "include") ? w->include : w->exclude,
+                    !strcmp(name, "include") ? &w->ninclude : &w->nexclude) != 0) {
+      free(copy);
+      return failf(p, "%s: more than 16 patterns", name), 0;
+    }
+    free(copy);
+  } else if (!strcmp(name, "layout")) {
+    if (!strcmp(value, "flat"))
+      w->layout = CK_H5_FLAT;
+    else if (!strcmp(value, "nested"))
+      w->layout = CK_H5_NESTED;
+    else
+      return failf(p, "layout: '%s' is not flat or nested", value), 0;
+  } else if (!strcmp(name, "compression")) {
+    if (ck_h5_parse_compression(value, &w->compression, &w->gzip_level) != 0)
+      return failf(p, "compression: '%s' is not none, gzip, gzip:N or lz4", value), 0;
+  } else if (!strcmp(name, "shard_size")) {
+    if (parse_bytes(value, &w->shard_size) != 0)
+      return failf(p, "shard_size: '%s' is not a size", value), 0;
+  } else if (!strcmp(name, "shard_rule")) {
+    const char *eq = strrchr(value, '=');
+    if (!eq || eq == value || eq[1] < '0' || eq[1] > '9' || w->nrules == CK_MAX_RULES)
+      return failf(p, "shard_rule: '%s' is not PATTERN=SHARD", value), 0;
+    w->rules[w->nrules].pattern = strndup(value, (size_t)(eq - value));
+    w->rules[w->nrules].shard = atoi(eq + 1);
+    w->nrules++;
+  } else {
+    return failf(p, "unknown key '%s' in [watch %s]", name, w->name), 0;
+  }
+  return 1;
+}
+
+static struct ck_watch_conf *new_watch(struct ck_conf *c, const char *name)
+{
+  struct ck_watch_conf *nw = realloc(c->watches, (size_t)(c->nwatches + 1) * sizeof(*nw));
+  struct ck_watch_conf *w;
+
+  if (nw == NULL)
+    return NULL;
+  c->watches = nw;
+  w = &nw[c->nwatches++];
+  memset(w, 0, sizeof(*w));
+  w->name = strdup(name);
+  w->direction = CK_DIR_BOTH;
+  w->recursive = 1;
+  w->events = 1;
+  w->update_checkpoint_file = 1;
+  w->gzip_level = 4;
+  return w;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+  struct parse *p = user;
+
+  if (p->have_err)
+    return 1; /* report the first error only */
+  if (strcmp(section, p->section) != 0) { /* a new section starts */
+    snprintf(p->section, sizeof(p->section), "%s", section);
+    if (!strcmp(section, "ckptd")) {
+      p->in_watch = 0;
+    } else if (!strncmp(section, "watch ", 6) && section[6]) {
+      for (int i = 0; i < p->c->nwatches; i++)
+        if (!strcmp(p->c->watches[i].name, section + 6))
+          return failf(p, "duplicate section [%s]", section), 0;
+      if (new_watch(p->c, section + 6) == NULL)
+        return failf(p, "out of memory"), 0;
+      p->in_watch = p->c->nwatches;
+    } else {
+      return failf(p, "unknown section [%s] (expected [ckptd] or [watch NAME])", section), 0;
+    }
+  }
+  if (p->in_watch < 0)
+    return failf(p, "key '%s' outside any section", name), 0;
+  if (p->in_watch == 0)
+    return main_key(p, name, value);
+  return watch_key(p, &p->c->watches[p->in_watch - 1], name, value);
+}
+
+static void defaults(struct ck_conf *c)
+{
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+  memset(c, 0, sizeof(*c));
+  c->workers = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
+  c->memory_budget = 256u << 20;
+  c->state_dir = strdup("var/state");
+  c->status_file = NULL; /* default: state_dir/status.json */
+  c->log_level = CK_LOG_INFO;
+  c->settle_seconds = 5;
+  c->rescan_seconds = 60;
+  c->stop_timeout = 30;
+}
+
+static int finish(struct parse *p, const char *name, int line, char *msg, size_t msglen)
+{
+  struct ck_conf *c = p->c;
+
+  if (line != 0 || p->have_err) {
+    if (line < 0)
+      snprintf(msg, msglen, "%s: cannot read: %s", name, strerror(errno));
+    else if (p->have_err)
+      snprintf(msg, msglen, "%s:%d: %s", name, line, p->err);
+    else
+      snprintf(msg, msglen, "%s:%d: syntax error", name, line);
+    return -1;
+  }
+  for (int i = 0; i < c->nwatches; i++) {
+    struct ck_watch_conf *w = &c->watches[i];
+    if (w->path == NULL) {
+      snprintf(msg, msglen, "%s: [watch %s] has no path", name, w->name);
+      return -1;
+    }
+    if (w->path[0] != '/') {
+      snprintf(msg, msglen, "%s: [watch %s]: path %s does not exist", name, w->name, w->path);
+      return -1;
+    }
+  }
+  if (c->status_file == NULL)
+    c->status_file = ck_asprintf("%s/status.json", c->state_dir);
+  c->source = strdup(name);
+  return 0;
+}
+
+int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out, char *msg, size_t msglen)
+{
+  struct parse p = { .c = out, .in_watch = -1 };
+  int line;
+
+  defaults(out);
+  line = ini_parse_string(text, handler, &p);
+  if (finish(&p, name, line, msg, msglen) != 0) {
+    ck_conf_free(out);
+    return -1;
+  }
+  return 0;
+}
+
+int ck_conf_load(const char *path, struct ck_conf *out, char *msg, size_t msglen)
+{
+  struct parse p = { .c = out, .in_watch = -1 };
+  int line;
+
+  defaults(out);
+  line = ini_parse(path, handler, &p);
+  if (finish(&p, path, line, msg, msglen) != 0) {
+    ck_conf_free(out);
+    return -1;
+  }
+  return 0;
+}
+
+int ck_conf_default(struct ck_conf *out, char *msg, size_t msglen)
+{
+  static const char text[] = "[ckptd]\nstate_dir = var/state\nsettle_seconds = 2\nrescan_seconds = 30\n"
+                             "[watch demo]\npath = var/model_dir\ndirection = both\n";
+  int rc;
+
+  if (access("var/model_dir", F_OK) != 0) {
+    if (mkdir("var", 0755) != 0 && errno != EEXIST)
+      return snprintf(msg, msglen, "cannot create ./var: %s", strerror(errno)), -1;
+    if (mkdir("var/model_dir", 0755) != 0 && errno != EEXIST)
+      return snprintf(msg, msglen, "cannot create ./var/model_dir: %s", strerror(errno)), -1;
+  }
+  rc = ck_conf_parse_string(text, "(built-in default)", out, msg, msglen);
+  return rc;
+}
+
+void ck_conf_free(struct ck_conf *c)
+{
+  for (int i = 0; i < c->nwatches; i++) {
+    struct ck_watch_conf *w = &c->watches[i];
+    free(w->name);
+    free(w->path);
+    for (int k = 0; k < w->ninclude; k++)
+      free(w->include[k]);
+    for (int k = 0; k < w->nexclude; k++)
+      free(w->exclude[k]);
+    for (int k = 0; k < w->nrules; k++)
+      free((char *)w->rules[k].pattern);
+  }
+  free(c->watches);
+  free(c->source);
+  free(c->state_dir);
+  free(c->status_file);
+  free(c->prometheus_file);
+  memset(c, 0, sizeof(*c));
+}
+
+void ck_conf_print(const struct ck_conf *c)
+{
+  static const char *dirs[] = { "", "saver-to-h5", "h5-to-saver", "both" };
+
+  printf("config: %s\nworkers: %d\nmemory_budget: %llu\nstate_dir: %s\nstatus_file: %s\n"
+         "settle_seconds: %g\nrescan_seconds: %g\nstop_timeout: %g\n",
+         c->source, c->workers, (unsigned long long)c->memory_budget, c->state_dir, c->status_file,
+         c->settle_seconds, c->rescan_seconds, c->stop_timeout);
+  for (int i = 0; i < c->nwatches; i++)
+    printf("watch %s: %s (%s%s%s)\n", c->watches[i].name, c->watches[i].path, dirs[c->watches[i].direction],
+           c->watches[i].recursive ? ", recursive" : "", c->watches[i].events ? "" : ", rescans only");
+}

@@ -1,0 +1,67 @@
+/* ckptd's configuration: the [ckptd] section and one [watch NAME] section per tree,
+ * parsed with inih; every error names the file and the line. */
+#ifndef CK_CONF_H
+#define CK_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "convert.h"
+
+enum { CK_DIR_SAVER_TO_H5 = 1, CK_DIR_H5_TO_SAVER = 2, CK_DIR_BOTH = 3 };
+enum { CK_LOG_ERROR = 0, CK_LOG_WARN = 1, CK_LOG_INFO = 2, CK_LOG_DEBUG = 3 };
+
+#define CK_MAX_GLOBS 16
+#define CK_MAX_RULES 16
+
+struct ck_watch_conf {
+  char *name;
+  char *path;             /* absolute, no trailing slash */
+  int direction;
+  int recursive;
+  int events;             /* 0: rely on rescans only (network filesystems, tests) */
+  char *include[CK_MAX_GLOBS];
+  int ninclude;
+  char *exclude[CK_MAX_GLOBS];
+  int nexclude;
+  int layout;
+  int compression;
+  int gzip_level;
+  uint64_t shard_size;
+  struct ck_shard_rule rules[CK_MAX_RULES];
+  int nrules;
+  int update_checkpoint_file;
+  int verify;
+};
+
+struct ck_conf {
+  char *source;           /* the file it came from, or "(built-in default)" */
+  int workers;
+  uint64_t memory_budget; /* bytes shared by all running jobs */
+  char *state_dir;
+  char *status_file;
+  char *prometheus_file;  /* optional textfile-collector output */
+  int log_level;
+  double settle_seconds;
+  double rescan_seconds;
+  double stop_timeout;    /* SIGTERM: how long running jobs may take to finish */
+  struct ck_watch_conf *watches;
+  int nwatches;
+};
+
+/* Parse path into *out. 0, or -1 with "file:line: what" in msg. */
+int ck_conf_load(const char *path, struct ck_conf *out, char *msg, size_t msglen);
+
+/* Parse INI text (name used in messages). */
+int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out, char *msg, size_t msglen);
+
+/* The built-in default: watch ./var/model_dir in both directions. */
+int ck_conf_default(struct ck_conf *out, char *msg, size_t msglen);
+
+/* Free the contents. */
+void ck_conf_free(struct ck_conf *c);
+
+/* A human summary of the configuration, for --check-config. */
+void ck_conf_print(const struct ck_conf *c);
+
+#endif

@@ -1,0 +1,942 @@
+/* Scheduler.
+ *
+ * DESIGN: files reported by the watcher map to candidates: a TensorFlow prefix (from
+ * PREFIX.index or PREFIX.data-*) or an HDF5 file. A candidate is checked once its
+ * files have been quiet for settle_seconds (newest mtime older than that, and the
+ * same sizes and mtimes as at the previous check). A check decides: incomplete
+ * (wait for more events), corrupt (fail until the source changes), already done or
+ * someone else's counterpart present (nothing to do), or ready (queue one job).
+ * A source has at most one job; events during a job only mark it dirty. Results go
+ * to the durable record before anything else depends on them. */
+#include "config.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "fileio.h"
+#include "h5.h"
+#include "hmap.h"
+#include "log.h"
+#include "pool.h"
+#include "record.h"
+#include "sched.h"
+#include "watch.h"
+
+enum { KIND_SAVER = 1, KIND_H5 = 2 };
+enum { ST_SETTLING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_RETRY };
+
+#define TICK_MS 250
+#define RECENT 20
+
+struct cand {
+  char *key;
+  int kind;
+  int root;            /* stable root id */
+  int state;
+  double next_check;   /* monotonic seconds */
+  uint64_t sig;
+  int have_sig;
+  int attempts;
+  int dirty;
+  double started;
+  struct ck_ident id;
+  char *why;           /* last reason (incomplete, error) */
+};
+
+struct sroot {
+  int id;
+  struct ck_watch_conf *conf;
+};
+
+struct finished {
+  char *src;
+  int ok;
+  char *error;
+  unsigned long long bytes;
+  double seconds;
+};
+
+struct ck_sched {
+  uv_loop_t *loop;
+  struct ck_conf *conf;
+  struct sroot *roots;
+  int nroots;
+  int next_root_id;
+  struct ck_record *rec;
+  struct ck_pool *pool;
+  struct ck_watch *watch;
+  struct ck_hmap *cands;
+  uv_timer_t tick;
+  uv_timer_t rescan;
+  uv_timer_t status_timer;
+  uv_timer_t stop_timer;
+  int ticking;
+  int stopping;
+  double stop_deadline;
+  void (*stop_done)(void *);
+  void *stop_ctx;
+  uint64_t next_job_id;
+  double started_wall;
+  unsigned long long done_total, failed_total, bytes_total;
+  struct finished recent[RECENT];
+  int nrecent;
+  int status_dirty;
+};
+
+static const char *dir_name(int d)
+{
+  return d == CK_DIR_SAVER_TO_H5 ? "saver-to-h5" : d == CK_DIR_H5_TO_SAVER ? "h5-to-saver" : "both";
+}
+
+static double mono(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct sroot *root_by_id(struct ck_sched *s, int id)
+{
+  for (int i = 0; i < s->nroots; i++)
+    if (s->roots[i].id == id)
+      return &s->roots[i];
+  return NULL;
+}
+
+static void on_status_timer(uv_timer_t *t);
+
+/* The status file is rewritten at most every 250 ms. */
+static void mark_status(struct ck_sched *s)
+{
+  s->status_dirty = 1;
+  if (!uv_is_active((uv_handle_t *)&s->status_timer))
+    uv_timer_start(&s->status_timer, on_status_timer, 250, 0);
+}
+
+/* ---- naming ---- */
+
+static int ends_with(const char *s, const char *x)
+{
+  size_t a = strlen(s), b = strlen(x);
+
+  return a >= b && strcmp(s + a - b, x) == 0;
+}
+
+/* Temporary names of TensorFlow, Orbax, editors and NFS, and ckptd's own. */
+static int ignored_name(const char *base)
+{
+  return base[0] == '.' || strstr(base, ".tempstate") || strstr(base, ".tmp") || strstr(base, "_temp") ||
+         ends_with(base, "~") || ends_with(base, ".swp") || strstr(base, ".ckptd-tmp.");
+}
+
+/* Classify a file: its candidate key and kind, or 0. */
+static int classify(const char *path, char **key)
+{
+  const char *base = strrchr(path, '/');
+  const char *data;
+
+  base = base ? base + 1 : path;
+  *key = NULL;
+  if (ignored_name(base))
+    return 0;
+  if (ends_with(base, ".index")) {
+    *key = strndup(path, strlen(path) - 6);
+    return KIND_SAVER;
+  }
+  if ((data = strstr(base, ".data-")) && strlen(data) == strlen(".data-00000-of-00000") && data[11] == '-') {
+    *key = strndup(path, (size_t)(data - path));
+    return KIND_SAVER;
+  }
+  if (ends_with(base, ".h5") || ends_with(base, ".hdf5")) {
+    *key = strdup(path);
+    return KIND_H5;
+  }
+  return 0;
+}
+
+static char *output_of(const struct cand *c)
+{
+  if (c->kind == KIND_SAVER)
+    return ck_asprintf("%s.h5", c->key);
+  return strndup(c->key, strlen(c->key) - (ends_with(c->key, ".hdf5") ? 5 : 3));
+}
+
+static int wanted(const struct sroot *r, const char *path, int kind)
+{
+  const struct ck_watch_conf *w = r->conf;
+  const char *rel = path + strlen(w->path);
+  int inc = w->ninclude == 0;
+
+  if (*rel == '/')
+    rel++;
+  if (kind == KIND_SAVER && !(w->direction & CK_DIR_SAVER_TO_H5))
+    return 0;
+  if (kind == KIND_H5 && !(w->direction & CK_DIR_H5_TO_SAVER))
+    return 0;
+  for (int i = 0; i < w->ninclude && !inc; i++)
+    inc = fnmatch(w->include[i], rel, 0) == 0;
+  for (int i = 0; i < w->nexclude && inc; i++)
+    inc = fnmatch(w->exclude[i], rel, 0) != 0;
+  return inc;
+}
+
+/* ---- timers ---- */
+
+static void on_tick(uv_timer_t *t);
+
+static void want_tick(struct ck_sched *s)
+{
+  if (!s->ticking && !s->stopping) {
+    uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
+    s->ticking = 1;
+  }
+}
+
+static void settle(struct ck_sched *s, struct cand *c, double delay)
+{
+  c->state = ST_SETTLING;
+  c->next_check = mono() + delay;
+  want_tick(s);
+}
+
+/* ---- temporaries of a crashed run ---- */
+
+static void maybe_cleanup(const char *path, int initial)
+{
+  const char *base = strrchr(path, '/');
+  const char *t;
+  long pid;
+
+  base = base ? base + 1 : path;
+  if (!initial || base[0] != '.' || (t = strstr(base, ".ckptd-tmp.")) == NULL)
+    return;
+  pid = strtol(t + 11, NULL, 10);
+  if (pid == getpid() || (pid > 0 && kill((pid_t)pid, 0) == 0))
+    return; /* ours, or a live ckptd tool's */
+  if (unlink(path) == 0) {
+    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
+    ck_log(CK_LOG_INFO, "cleanup", &f, "removed a temporary left by an interrupted conversion");
+  }
+}
+
+/* ---- file events ---- */
+
+static void on_file(void *ctx, int root, const char *path, int initial)
+{
+  struct ck_sched *s = ctx;
+  struct sroot *r = root_by_id(s, root);
+  struct cand *c;
+  char *key;
+  int kind;
+
+  maybe_cleanup(path, initial);
+  if (r == NULL || s->stopping || (kind = classify(path, &key)) == 0)
+    return;
+  if (!wanted(r, key, kind)) {
+    free(key);
+    return;
+  }
+  if ((c = ck_hmap_get(s->cands, key)) == NULL) {
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+      free(key);
+      return;
+    }
+    c->key = key;
+    c->kind = kind;
+    c->root = root;
+    c->state = ST_SETTLING;
+    ck_hmap_put(s->cands, key, c, NULL);
+  } else {
+    free(key);
+  }
+  if (c->state == ST_QUEUED || c->state == ST_RUNNING) {
+    c->dirty = 1;
+    return;
+  }
+  if (c->state == ST_RETRY && c->next_check > mono())
+    return; /* its backoff decides */
+  if (c->state != ST_SETTLING || c->next_check == 0)
+    settle(s, c, 0);
+}
+
+/* ---- checking a candidate ---- */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+  return (h ^ v) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
+}
+
+/* Add a file's size and mtime to the signature; track the newest mtime. */
+static int stat_into(const char *path, uint64_t *sig, double *newest, struct ck_ident *id)
+{
+  struct stat st;
+  double m;
+
+  if (stat(path, &st) != 0)
+    return -errno;
+  m = (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec / 1e9;
+  *sig = mix(mix(mix(*sig, (uint64_t)st.st_size), (uint64_t)st.st_mtim.tv_sec), (uint64_t)st.st_mtim.tv_nsec);
+  if (m > *newest)
+    *newest = m;
+  id->size += (uint64_t)st.st_size;
+  if ((int64_t)(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec) > id->mtime_ns)
+    id->mtime_ns = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+  return 0;
+}
+
+enum { CHECK_WAIT, CHECK_LATER, CHECK_CORRUPT, CHECK_READY };
+
+static int check_saver(struct cand *c, uint64_t *sig, double *newest, char **why)
+{
+  struct ck_bundle *b;
+  struct ck_err err = { 0 };
+  char *index = ck_asprintf("%s.index", c->key);
+  struct stat st;
+  int rc;
+
+  if (index == NULL || stat(index, &st) != 0) {
+    *why = strdup("no .index yet");
+    free(index);
+    return CHECK_WAIT;
+  }
+  c->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
+  stat_into(index, sig, newest, &c->id);
+  free(index);
+  rc = ck_bundle_open(c->key, 0, &b, &err);
+  if (rc == CK_ENOTFOUND || rc == CK_ETRUNC) {
+    *why = strdup(err.msg); /* shards missing or still short: not complete */
+    return CHECK_WAIT;
+  }
+  if (rc != 0) {
+    *why = strdup(err.msg);
+    return CHECK_CORRUPT;
+  }
+  for (int i = 0; i < ck_bundle_num_shards(b); i++)
+    stat_into(ck_bundle_shard_path(b, i), sig, newest, &c->id);
+  ck_bundle_close(b);
+  return CHECK_READY;
+}
+
+static int check_h5(struct cand *c, uint64_t *sig, double *newest, char **why)
+{
+  struct ck_h5r *r;
+  struct ck_err err = { 0 };
+  struct stat st;
+  int rc;
+
+  if (stat(c->key, &st) != 0) {
+    *why = strdup("gone");
+    return CHECK_WAIT;
+  }
+  c->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
+  stat_into(c->key, sig, newest, &c->id);
+  rc = ck_h5r_open(c->key, &r, &err);
+  if (rc != 0) {
+    *why = strdup(err.msg);
+    /* an unfinished Cerebras save, or a writer holding HDF5's file lock */
+    if (strstr(err.msg, "__SUCCESS__") || strstr(err.msg, "lock"))
+      return CHECK_WAIT;
+    return CHECK_CORRUPT;
+  }
+  ck_h5r_close(r);
+  return CHECK_READY;
+}
+
+static void queue_job(struct ck_sched *s, struct cand *c, char *dst);
+
+static void record(struct ck_sched *s, struct cand *c, int status, const char *out, const char *err, long long ms)
+{
+  struct ck_rec e = { c->key, status, c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER, c->id, ms,
+                      wall(), (char *)out, (char *)err };
+  int rc = ck_record_put(s->rec, &e);
+
+  if (rc != 0) {
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, strerror(-rc) };
+    ck_log(CK_LOG_ERROR, "record", &f, "cannot append to the record: %s", strerror(-rc));
+  }
+}
+
+static int same_ident(const struct ck_ident *a, const struct ck_ident *b)
+{
+  return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
+}
+
+/* Decide what a ready source needs. */
+static void decide(struct ck_sched *s, struct cand *c)
+{
+  const struct ck_rec *rec = ck_record_get(s->rec, c->key);
+  char *dst = output_of(c);
+  char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s", dst) : ck_asprintf("%s.index", dst);
+  int exists = probe && access(probe, F_OK) == 0;
+  struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL };
+
+  free(probe);
+  if (rec && rec->status == CK_REC_DONE && same_ident(&rec->id, &c->id)) {
+    c->state = ST_DONE; /* converted before, unchanged since */
+  } else if (rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id)) {
+    c->state = ST_FAILED; /* still the same bad input: wait for it to change */
+  } else if (ck_record_by_output(s->rec, c->key)) {
+    c->state = ST_SKIPPED; /* ckptd wrote this file: never convert back */
+  } else if (exists && !(rec && rec->output && strcmp(rec->output, dst) == 0)) {
+    ck_log(CK_LOG_DEBUG, "skip", &f, "the other format is already there; not converting");
+    c->state = ST_SKIPPED;
+  } else {
+    queue_job(s, c, dst);
+    return;
+  }
+  free(dst);
+}
+
+static void check(struct ck_sched *s, struct cand *c)
+{
+  const struct sroot *r = root_by_id(s, c->root);
+  uint64_t sig = 0xcbf29ce484222325ull;
+  double newest = 0, age;
+  char *why = NULL;
+  int res;
+
+  if (r == NULL) { /* its tree is no longer watched */
+    c->state = ST_SKIPPED;
+    return;
+  }
+  res = c->kind == KIND_SAVER ? check_saver(c, &sig, &newest, &why) : check_h5(c, &sig, &newest, &why);
+  age = wall() - newest;
+  if (res == CHECK_WAIT) {
+    if (c->state != ST_WAITING || !c->why || !why || strcmp(c->why, why) != 0) {
+      struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
+      ck_log(CK_LOG_DEBUG, "skip", &f, "not complete yet");
+    }
+    free(c->why);
+    c->why = why;
+    c->state = ST_WAITING;
+    c->have_sig = 0;
+    return;
+  }
+  /* settled: quiet for settle_seconds and unchanged since the previous check */
+  if (age < s->conf->settle_seconds || (c->have_sig && c->sig != sig)) {
+    c->sig = sig;
+    c->have_sig = 1;
+    free(why);
+    settle(s, c, age < s->conf->settle_seconds ? s->conf->settle_seconds - age + 0.05 : s->conf->settle_seconds);
+    return;
+  }
+  c->sig = sig;
+  c->have_sig = 1;
+  if (res == CHECK_CORRUPT) {
+    const struct ck_rec *rec = ck_record_get(s->rec, c->key);
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
+    if (!(rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id))) {
+      ck_log(CK_LOG_ERROR, "job_failed", &f, "not a valid checkpoint; will retry when it changes");
+      record(s, c, CK_REC_FAILED, NULL, why, 0);
+      s->failed_total++;
+    }
+    free(c->why);
+    c->why = why;
+    c->state = ST_FAILED;
+    mark_status(s);
+    return;
+  }
+  free(why);
+  decide(s, c);
+}
+
+/* ---- jobs ---- */
+
+static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
+{
+  const struct ck_watch_conf *w = root_by_id(s, c->root)->conf;
+  struct ck_job *j = calloc(1, sizeof(*j));
+  struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL };
+
+  if (j == NULL) {
+    free(dst);
+    settle(s, c, 5);
+    return;
+  }
+  j->id = ++s->next_job_id;
+  j->direction = c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER;
+  j->src = strdup(c->key);
+  j->dst = dst;
+  j->owner = c;
+  j->opts.buffer_size = (size_t)(s->conf->memory_budget / (uint64_t)s->conf->workers);
+  if (j->opts.buffer_size < (1u << 20))
+    j->opts.buffer_size = 1u << 20;
+  j->opts.threads = s->conf->workers > 1 ? 1 : 2;
+  j->opts.layout = w->layout;
+  j->opts.compression = w->compression;
+  j->opts.gzip_level = w->gzip_level;
+  j->opts.max_shard_bytes = w->shard_size;
+  j->opts.verify = w->verify;
+  j->opts.no_checkpoint_file = !w->update_checkpoint_file;
+  for (int i = 0; i < w->nrules; i++) {
+    j->rules[i].pattern = strdup(w->rules[i].pattern);
+    j->rules[i].shard = w->rules[i].shard;
+  }
+  j->opts.rules = j->rules;
+  j->opts.nrules = (size_t)w->nrules;
+  c->state = ST_QUEUED;
+  c->dirty = 0;
+  c->started = mono();
+  record(s, c, CK_REC_QUEUED, dst, NULL, 0);
+  ck_log(CK_LOG_DEBUG, "job_queued", &f, "queued");
+  ck_pool_submit(s->pool, j);
+  c->state = ST_RUNNING; /* from here on the pool owns the job; events only mark it dirty */
+  mark_status(s);
+}
+
+static int transient(int rc)
+{
+  return rc == -EAGAIN || rc == -ENOSPC || rc == -EIO || rc == -EFBIG || rc == -ENOMEM || rc == -EINTR ||
+         rc == -EBUSY || rc == -EDQUOT || rc == -ETIMEDOUT;
+}
+
+static void remember_finished(struct ck_sched *s, const struct ck_job *j, int ok)
+{
+  struct finished *f;
+
+  if (s->nrecent == RECENT) {
+    free(s->recent[0].src);
+    free(s->recent[0].error);
+    memmove(&s->recent[0], &s->recent[1], (RECENT - 1) * sizeof(s->recent[0]));
+    s->nrecent--;
+  }
+  f = &s->recent[s->nrecent++];
+  f->src = strdup(j->src);
+  f->ok = ok;
+  f->error = ok ? NULL : strdup(j->err);
+  f->bytes = j->st.bytes;
+  f->seconds = j->st.seconds;
+}
+
+static void job_done(void *ctx, struct ck_job *j)
+{
+  struct ck_sched *s = ctx;
+  struct cand *c = j->owner;
+  long long ms = (long long)(j->st.seconds * 1000);
+  struct ck_log_fields f = { j->src, dir_name(j->direction), (long long)j->st.bytes, ms, j->dst,
+                             j->rc ? j->err : NULL };
+
+  if (j->rc == 0) {
+    record(s, c, CK_REC_DONE, j->dst, NULL, ms);
+    ck_log(CK_LOG_INFO, "job_done", &f, "converted %llu tensors, %llu bytes in %.2f s (%.1f MB/s)",
+           (unsigned long long)j->st.tensors, (unsigned long long)j->st.bytes, j->st.seconds,
+           j->st.seconds > 0 ? (double)j->st.bytes / j->st.seconds / 1e6 : 0.0);
+    s->done_total++;
+    s->bytes_total += j->st.bytes;
+    c->state = ST_DONE;
+    c->attempts = 0;
+    remember_finished(s, j, 1);
+  } else if (j->rc == -ECANCELED) {
+    ck_log(CK_LOG_WARN, "job_failed", &f, "aborted by shutdown; it stays pending and resumes at the next start");
+    c->state = ST_WAITING;
+  } else if (transient(j->rc) && !s->stopping) {
+    double backoff = fmin(600, 5 * pow(2, c->attempts));
+    c->attempts++;
+    ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, backoff);
+    c->state = ST_RETRY;
+    c->next_check = mono() + backoff;
+    want_tick(s);
+  } else {
+    record(s, c, CK_REC_FAILED, NULL, j->err, ms);
+    ck_log(CK_LOG_ERROR, "job_failed", &f, "conversion failed; will retry when the source changes");
+    s->failed_total++;
+    c->state = ST_FAILED;
+    remember_finished(s, j, 0);
+  }
+  if (c->dirty && !s->stopping && c->state != ST_RETRY)
+    settle(s, c, s->conf->settle_seconds);
+  c->dirty = 0;
+  ck_job_free(j);
+  mark_status(s);
+}
+
+/* ---- the tick: candidates whose check time has come ---- */
+
+struct tick_ctx {
+  struct ck_sched *s;
+  double now;
+  struct cand **due;
+  size_t n, cap;
+  int pending;
+};
+
+static void collect_due(void *ctx, const char *key, void *value)
+{
+  struct tick_ctx *t = ctx;
+  struct cand *c = value;
+
+  (void)key;
+  if (c->state != ST_SETTLING && c->state != ST_RETRY)
+    return;
+  t->pending++;
+  if (c->next_check > t->now)
+    return;
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 16;
+    struct cand **nd = realloc(t->due, cap * sizeof(*nd));
+    if (nd == NULL)
+      return;
+    t->due = nd;
+    t->cap = cap;
+  }
+  t->due[t->n++] = c;
+}
+
+static void on_tick(uv_timer_t *timer)
+{
+  struct ck_sched *s = timer->data;
+  struct tick_ctx t = { s, mono(), NULL, 0, 0, 0 };
+
+  ck_hmap_each(s->cands, collect_due, &t);
+  for (size_t i = 0; i < t.n && !s->stopping; i++)
+    check(s, t.due[i]);
+  free(t.due);
+  if (t.pending == (int)t.n) { /* nothing left waiting on a time: stop ticking */
+    int more = 0;
+    t = (struct tick_ctx){ s, mono() + 1e9, NULL, 0, 0, 0 };
+    ck_hmap_each(s->cands, collect_due, &t);
+    more = t.pending;
+    free(t.due);
+    if (!more) {
+      uv_timer_stop(&s->tick);
+      s->ticking = 0;
+    }
+  }
+}
+
+static void on_rescan(uv_timer_t *timer)
+{
+  struct ck_sched *s = timer->data;
+
+  ck_watch_rescan(s->watch);
+  mark_status(s);
+}
+
+/* ---- status file ---- */
+
+struct counts {
+  int queued, running, waiting, failed, done;
+};
+
+static void count_cand(void *ctx, const char *key, void *value)
+{
+  struct counts *n = ctx;
+  const struct cand *c = value;
+
+  (void)key;
+  if (c->state == ST_RUNNING)
+    n->running++;
+  else if (c->state == ST_WAITING || c->state == ST_SETTLING || c->state == ST_RETRY)
+    n->waiting++;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+  fputc('"', f);
+  for (; s && *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      fprintf(f, "\\%c", ch);
+    else if (ch < 0x20)
+      fprintf(f, "\\u%04x", ch);
+    else
+      fputc(ch, f);
+  }
+  fputc('"', f);
+}
+
+struct running_ctx {
+  FILE *f;
+  int first;
+};
+
+static void running_one(void *ctx, const char *key, void *value)
+{
+  struct running_ctx *r = ctx;
+  const struct cand *c = value;
+
+  if (c->state != ST_RUNNING)
+    return;
+  fprintf(r->f, "%s\n    {\"source\": ", r->first ? "" : ",");
+  json_str(r->f, key);
+  fprintf(r->f, ", \"direction\": \"%s\", \"seconds\": %.1f}", dir_name(c->kind == KIND_SAVER ? 1 : 2),
+          mono() - c->started);
+  r->first = 0;
+}
+
+static void write_status(struct ck_sched *s)
+{
+  struct counts n = { 0, 0, 0, 0, 0 };
+  struct running_ctx rc;
+  char *tmp = ck_temp_name(s->conf->status_file);
+  int fd = tmp ? ck_create_excl(tmp) : -1, rdone, rfailed, rpending;
+  FILE *f;
+
+  if (fd < 0) {
+    free(tmp);
+    return;
+  }
+  f = fdopen(fd, "w");
+  ck_hmap_each(s->cands, count_cand, &n);
+  ck_record_counts(s->rec, &rdone, &rfailed, &rpending);
+  fprintf(f, "{\n  \"daemon\": \"ckptd\",\n  \"version\": \"%s\",\n  \"pid\": %ld,\n  \"state\": \"%s\",\n",
+          PACKAGE_VERSION, (long)getpid(), s->stopping ? "stopping" : "running");
+  fprintf(f, "  \"started_at\": %.0f,\n  \"updated_at\": %.0f,\n  \"config\": ", s->started_wall, wall());
+  json_str(f, s->conf->source);
+  fprintf(f, ",\n  \"roots\": [");
+  for (int i = 0; i < s->nroots; i++) {
+    fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
+    json_str(f, s->roots[i].conf->name);
+    fprintf(f, ", \"path\": ");
+    json_str(f, s->roots[i].conf->path);
+    fprintf(f, ", \"direction\": \"%s\"}", dir_name(s->roots[i].conf->direction));
+  }
+  fprintf(f, "\n  ],\n  \"watched_directories\": %zu,\n  \"running\": %d,\n  \"queued\": %d,\n  \"waiting\": %d,\n",
+          s->watch ? ck_watch_dirs(s->watch) : 0, s->pool ? ck_pool_running(s->pool) : 0,
+          s->pool ? ck_pool_queued(s->pool) : 0, n.waiting);
+  fprintf(f, "  \"done\": %d,\n  \"failed\": %d,\n  \"done_since_start\": %llu,\n  \"failed_since_start\": %llu,\n"
+             "  \"bytes_since_start\": %llu,\n  \"running_jobs\": [",
+          rdone, rfailed, s->done_total, s->failed_total, s->bytes_total);
+  rc = (struct running_ctx){ f, 1 };
+  ck_hmap_each(s->cands, running_one, &rc);
+  fprintf(f, "\n  ],\n  \"recent\": [");
+  for (int i = s->nrecent - 1; i >= 0; i--) {
+    fprintf(f, "%s\n    {\"source\": ", i == s->nrecent - 1 ? "" : ",");
+    json_str(f, s->recent[i].src);
+    fprintf(f, ", \"ok\": %s, \"bytes\": %llu, \"seconds\": %.2f, \"error\": ", s->recent[i].ok ? "true" : "false",
+            s->recent[i].bytes, s->recent[i].seconds);
+    json_str(f, s->recent[i].error ? s->recent[i].error : "");
+    fputc('}', f);
+  }
+  fprintf(f, "\n  ]\n}\n");
+  fflush(f);
+  fclose(f);
+  if (rename(tmp, s->conf->status_file) != 0)
+    unlink(tmp);
+  free(tmp);
+  if (s->conf->prometheus_file && (tmp = ck_temp_name(s->conf->prometheus_file)) != NULL) {
+    if ((fd = ck_create_excl(tmp)) >= 0 && (f = fdopen(fd, "w")) != NULL) {
+      fprintf(f, "# HELP ckptd_jobs_done_total Conversions completed since start.\n# TYPE ckptd_jobs_done_total counter\n"
+                 "ckptd_jobs_done_total %llu\n# HELP ckptd_jobs_failed_total Conversions failed since start.\n"
+                 "# TYPE ckptd_jobs_failed_total counter\nckptd_jobs_failed_total %llu\n"
+                 "# HELP ckptd_bytes_total Tensor bytes converted since start.\n# TYPE ckptd_bytes_total counter\n"
+                 "ckptd_bytes_total %llu\n# HELP ckptd_jobs_running Conversions running.\n# TYPE ckptd_jobs_running gauge\n"
+                 "ckptd_jobs_running %d\n# HELP ckptd_watched_directories Directories watched with inotify.\n"
+                 "# TYPE ckptd_watched_directories gauge\nckptd_watched_directories %zu\n",
+              s->done_total, s->failed_total, s->bytes_total, s->pool ? ck_pool_running(s->pool) : 0,
+              s->watch ? ck_watch_dirs(s->watch) : 0);
+      fclose(f);
+      if (rename(tmp, s->conf->prometheus_file) != 0)
+        unlink(tmp);
+    }
+    free(tmp);
+  }
+  s->status_dirty = 0;
+}
+
+static void on_status_timer(uv_timer_t *t)
+{
+  write_status(t->data);
+}
+
+void ck_sched_status_line(struct ck_sched *s, char *buf, size_t len)
+{
+  struct counts n = { 0, 0, 0, 0, 0 };
+
+  ck_hmap_each(s->cands, count_cand, &n);
+  snprintf(buf, len, "watching %d tree(s), %zu dirs; running %d, queued %d, waiting %d; done %llu, failed %llu",
+           s->nroots, s->watch ? ck_watch_dirs(s->watch) : 0, s->pool ? ck_pool_running(s->pool) : 0,
+           s->pool ? ck_pool_queued(s->pool) : 0, n.waiting, s->done_total, s->failed_total);
+}
+
+/* ---- roots and lifecycle ---- */
+
+static void add_root(struct ck_sched *s, struct ck_watch_conf *w)
+{
+  struct sroot *nr = realloc(s->roots, (size_t)(s->nroots + 1) * sizeof(*nr));
+  int rc;
+
+  if (nr == NULL)
+    return;
+  s->roots = nr;
+  nr[s->nroots].id = ++s->next_root_id;
+  nr[s->nroots].conf = w;
+  s->nroots++;
+  if ((rc = ck_watch_add_root(s->watch, s->next_root_id, w->path, w->recursive, w->events)) != 0) {
+    struct ck_log_fields f = { w->path, NULL, -1, -1, NULL, strerror(-rc) };
+    ck_log(CK_LOG_ERROR, "watch", &f, "cannot watch [watch %s]: %s", w->name, strerror(-rc));
+  }
+}
+
+int ck_sched_start(uv_loop_t *loop, struct ck_conf *conf, struct ck_sched **out, char *msg, size_t msglen)
+{
+  struct ck_sched *s = calloc(1, sizeof(*s));
+  int rc;
+
+  *out = NULL;
+  if (s == NULL)
+    return snprintf(msg, msglen, "out of memory"), -1;
+  s->loop = loop;
+  s->conf = conf;
+  s->started_wall = wall();
+  s->cands = ck_hmap_new();
+  if ((rc = ck_record_open(conf->state_dir, &s->rec, msg, msglen)) != 0)
+    return free(s), -1;
+  if (ck_record_damaged(s->rec))
+    ck_log(CK_LOG_WARN, "record", CK_LOG_NO_FIELDS, "skipped %d damaged record line(s) (an interrupted write)",
+           ck_record_damaged(s->rec));
+  if ((rc = ck_pool_start(loop, conf->workers, job_done, s, &s->pool)) != 0 ||
+      (rc = ck_watch_init(loop, on_file, s, &s->watch)) != 0) {
+    snprintf(msg, msglen, "cannot start workers or inotify: %s", strerror(-rc));
+    return -1;
+  }
+  uv_timer_init(loop, &s->tick);
+  uv_timer_init(loop, &s->rescan);
+  uv_timer_init(loop, &s->status_timer);
+  uv_timer_init(loop, &s->stop_timer);
+  s->tick.data = s->rescan.data = s->status_timer.data = s->stop_timer.data = s;
+  for (int i = 0; i < conf->nwatches; i++)
+    add_root(s, &conf->watches[i]);
+  uv_timer_start(&s->rescan, on_rescan, (uint64_t)(conf->rescan_seconds * 1000), (uint64_t)(conf->rescan_seconds * 1000));
+  write_status(s);
+  *out = s;
+  return 0;
+}
+
+const struct ck_conf *ck_sched_conf(const struct ck_sched *s)
+{
+  return s->conf;
+}
+
+void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
+{
+  struct ck_conf *old = s->conf;
+  struct sroot *keep = calloc((size_t)s->nroots + 1, sizeof(*keep));
+  int nkeep = 0;
+
+  if (conf->workers != old->workers || conf->memory_budget != old->memory_budget ||
+      strcmp(conf->state_dir, old->state_dir) != 0)
+    ck_log(CK_LOG_WARN, "reload", CK_LOG_NO_FIELDS, "workers, memory_budget and state_dir change at the next restart");
+  /* keep trees present in both (same name and path), pointing at the new settings */
+  for (int i = 0; i < s->nroots; i++) {
+    struct ck_watch_conf *match = NULL;
+    for (int k = 0; k < conf->nwatches && !match; k++)
+      if (!strcmp(conf->watches[k].name, s->roots[i].conf->name) && !strcmp(conf->watches[k].path, s->roots[i].conf->path))
+        match = &conf->watches[k];
+    if (match) {
+      keep[nkeep].id = s->roots[i].id;
+      keep[nkeep++].conf = match;
+    } else {
+      struct ck_log_fields f = { s->roots[i].conf->path, NULL, -1, -1, NULL, NULL };
+      ck_log(CK_LOG_INFO, "watch", &f, "no longer watching [watch %s]", s->roots[i].conf->name);
+      ck_watch_remove_root(s->watch, s->roots[i].id);
+    }
+  }
+  free(s->roots);
+  s->roots = keep;
+  s->nroots = nkeep;
+  s->conf = conf;
+  for (int k = 0; k < conf->nwatches; k++) {
+    int present = 0;
+    for (int i = 0; i < nkeep && !present; i++)
+      present = s->roots[i].conf == &conf->watches[k];
+    if (!present)
+      add_root(s, &conf->watches[k]);
+  }
+  ck_log_set_level(conf->log_level);
+  uv_timer_start(&s->rescan, on_rescan, (uint64_t)(conf->rescan_seconds * 1000), (uint64_t)(conf->rescan_seconds * 1000));
+  /* running jobs keep copies of their settings; the old configuration can go */
+  ck_conf_free(old);
+  free(old);
+  mark_status(s);
+}
+
+static void stop_poll(uv_timer_t *t)
+{
+  struct ck_sched *s = t->data;
+
+  if (ck_pool_running(s->pool) > 0) {
+    if (mono() >= s->stop_deadline) {
+      ck_log(CK_LOG_WARN, "stop", CK_LOG_NO_FIELDS, "stop_timeout reached: aborting %d running conversion(s)",
+             ck_pool_running(s->pool));
+      ck_pool_cancel_running(s->pool);
+      s->stop_deadline = 1e18;
+    }
+    return;
+  }
+  uv_timer_stop(t);
+  ck_pool_stop(s->pool); /* hands back the last results */
+  s->pool = NULL;
+  uv_timer_stop(&s->status_timer);
+  write_status(s);
+  s->stop_done(s->stop_ctx);
+}
+
+void ck_sched_shutdown(struct ck_sched *s, void (*done)(void *ctx), void *ctx)
+{
+  s->stopping = 1;
+  s->stop_done = done;
+  s->stop_ctx = ctx;
+  s->stop_deadline = mono() + s->conf->stop_timeout;
+  uv_timer_stop(&s->tick);
+  uv_timer_stop(&s->rescan);
+  ck_watch_close(s->watch);
+  s->watch = NULL;
+  ck_pool_drop_queued(s->pool);
+  uv_timer_start(&s->stop_timer, stop_poll, 0, 100);
+}
+
+static void free_cand(void *ctx, const char *key, void *value)
+{
+  struct cand *c = value;
+
+  (void)ctx;
+  (void)key;
+  free(c->key);
+  free(c->why);
+  free(c);
+}
+
+void ck_sched_free(struct ck_sched *s)
+{
+  if (s == NULL)
+    return;
+  ck_hmap_each(s->cands, free_cand, NULL);
+  ck_hmap_free(s->cands);
+  ck_record_close(s->rec);
+  for (int i = 0; i < s->nrecent; i++) {
+    free(s->recent[i].src);
+    free(s->recent[i].error);
+  }
+  ck_conf_free(s->conf);
+  free(s->conf);
+  free(s->roots);
+  free(s);
+}
+
+/* The timers live in s: close them before freeing it. */
+void ck_sched_close_handles(struct ck_sched *s)
+{
+  uv_close((uv_handle_t *)&s->tick, NULL);
+  uv_close((uv_handle_t *)&s->rescan, NULL);
+  uv_close((uv_handle_t *)&s->status_timer, NULL);
+  uv_close((uv_handle_t *)&s->stop_timer, NULL);
+}

@@ -1,0 +1,330 @@
+/* inotify watcher.
+ *
+ * A watch is added to a directory before the directory is listed, so a file created
+ * in between is seen at least once (by the event or by the listing); duplicates are
+ * harmless because the scheduler works on the state of files, not on events. When
+ * the inotify queue overflows or the watch limit is reached, the periodic rescan
+ * (and an immediate one on overflow) finds what the events missed. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "hmap.h"
+#include "log.h"
+#include "watch.h"
+
+#define MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | \
+              IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+
+struct wdir {
+  char *path;
+  int root;
+};
+
+struct wroot {
+  int id;
+  char *path;
+  int recursive;
+  int events;
+  int active;
+};
+
+struct ck_watch {
+  uv_loop_t *loop;
+  uv_poll_t poll;
+  int fd;
+  struct wdir *dirs; /* indexed by watch descriptor */
+  int ndirs_cap;
+  size_t nwatched;
+  struct ck_hmap *by_path; /* path -> wd + 1 */
+  struct wroot *roots;
+  int nroots;
+  int limit_logged;
+  ck_watch_file_fn fn;
+  void *ctx;
+};
+
+int ck_watch_ignored_dir(const char *name)
+{
+  return name[0] == '.' || fnmatch("*_temp*", name, 0) == 0 || fnmatch("*.tmp*", name, 0) == 0 ||
+         strstr(name, ".tempstate") != NULL;
+}
+
+static void forget(struct ck_watch *w, int wd)
+{
+  if (wd < 0 || wd >= w->ndirs_cap || w->dirs[wd].path == NULL)
+    return;
+  ck_hmap_del(w->by_path, w->dirs[wd].path);
+  free(w->dirs[wd].path);
+  w->dirs[wd].path = NULL;
+  w->nwatched--;
+}
+
+static int remember(struct ck_watch *w, int wd, const char *path, int root)
+{
+  if (wd >= w->ndirs_cap) {
+    int cap = w->ndirs_cap ? w->ndirs_cap : 256;
+    struct wdir *nd;
+    while (cap <= wd)
+      cap *= 2;
+    if ((nd = realloc(w->dirs, (size_t)cap * sizeof(*nd))) == NULL)
+      return -ENOMEM;
+    memset(nd + w->ndirs_cap, 0, (size_t)(cap - w->ndirs_cap) * sizeof(*nd));
+    w->dirs = nd;
+    w->ndirs_cap = cap;
+  }
+  if (w->dirs[wd].path) /* the same directory again: inotify reuses the descriptor */
+    return 0;
+  w->dirs[wd].path = strdup(path);
+  w->dirs[wd].root = root;
+  w->nwatched++;
+  ck_hmap_put(w->by_path, path, (void *)(intptr_t)(wd + 1), NULL);
+  return 0;
+}
+
+static struct wroot *root_of(struct ck_watch *w, int id)
+{
+  for (int i = 0; i < w->nroots; i++)
+    if (w->roots[i].id == id && w->roots[i].active)
+      return &w->roots[i];
+  return NULL;
+}
+
+static void scan_dir(struct ck_watch *w, struct wroot *r, const char *path, int initial, int depth);
+
+static void add_watch(struct ck_watch *w, struct wroot *r, const char *path)
+{
+  int wd;
+
+  if (!r->events || ck_hmap_get(w->by_path, path))
+    return;
+  wd = inotify_add_watch(w->fd, path, MASK);
+  if (wd < 0) {
+    if (errno == ENOSPC && !w->limit_logged) {
+      struct ck_log_fields f = { path, NULL, -1, -1, NULL, "inotify watch limit reached" };
+      ck_log(CK_LOG_WARN, "watch_limit", &f,
+             "inotify watch limit reached (fs.inotify.max_user_watches): directories beyond it are found by rescans only");
+      w->limit_logged = 1;
+    }
+    return;
+  }
+  remember(w, wd, path, r->id);
+}
+
+static void scan_dir(struct ck_watch *w, struct wroot *r, const char *path, int initial, int depth)
+{
+  DIR *d;
+  struct dirent *de;
+
+  if (depth > 64)
+    return;
+  add_watch(w, r, path); /* before listing: nothing created meanwhile is missed */
+  if ((d = opendir(path)) == NULL)
+    return;
+  while ((de = readdir(d)) != NULL) {
+    char *child;
+    struct stat st;
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+      continue;
+    if ((child = ck_path_join(path, de->d_name)) == NULL)
+      continue;
+    /* lstat: a symbolic link is never followed out of the tree */
+    if (lstat(child, &st) == 0) {
+      if (S_ISDIR(st.st_mode)) {
+        if (r->recursive && !ck_watch_ignored_dir(de->d_name))
+          scan_dir(w, r, child, initial, depth + 1);
+      } else if (S_ISREG(st.st_mode)) {
+        w->fn(w->ctx, r->id, child, initial);
+      }
+    }
+    free(child);
+  }
+  closedir(d);
+}
+
+static void on_event(struct ck_watch *w, const struct inotify_event *ev)
+{
+  struct wdir *d;
+  struct wroot *r;
+  char *path;
+
+  if (ev->mask & IN_Q_OVERFLOW) {
+    ck_log(CK_LOG_WARN, "overflow", CK_LOG_NO_FIELDS, "inotify queue overflowed: rescanning every tree");
+    ck_watch_rescan(w);
+    return;
+  }
+  if (ev->wd < 0 || ev->wd >= w->ndirs_cap || (d = &w->dirs[ev->wd])->path == NULL)
+    return;
+  if (ev->mask & IN_IGNORED) {
+    forget(w, ev->wd);
+    return;
+  }
+  if (ev->len == 0 || (r = root_of(w, d->root)) == NULL)
+    return;
+  if ((path = ck_path_join(d->path, ev->name)) == NULL)
+    return;
+  if (ev->mask & IN_ISDIR) {
+    if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && r->recursive && !ck_watch_ignored_dir(ev->name))
+      scan_dir(w, r, path, 0, 1); /* a new directory, maybe with files already in it */
+  } else if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)) {
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+      w->fn(w->ctx, r->id, path, 0);
+  }
+  free(path);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+  struct ck_watch *w = h->data;
+  char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
+  ssize_t n;
+
+  (void)status;
+  (void)events;
+  while ((n = read(w->fd, buf, sizeof(buf))) > 0) {
+    for (char *p = buf; p < buf + n;) {
+      const struct inotify_event *ev = (const struct inotify_event *)p;
+      on_event(w, ev);
+      p += sizeof(*ev) + ev->len;
+    }
+  }
+}
+
+int ck_watch_init(uv_loop_t *loop, ck_watch_file_fn fn, void *ctx, struct ck_watch **out)
+{
+  struct ck_watch *w = calloc(1, sizeof(*w));
+
+  *out = NULL;
+  if (w == NULL)
+    return -ENOMEM;
+  w->loop = loop;
+  w->fn = fn;
+  w->ctx = ctx;
+  w->by_path = ck_hmap_new();
+  if ((w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+    int rc = -errno;
+    ck_hmap_free(w->by_path);
+    free(w);
+    return rc;
+  }
+  uv_poll_init(loop, &w->poll, w->fd);
+  w->poll.data = w;
+  uv_poll_start(&w->poll, UV_READABLE, on_readable);
+  *out = w;
+  return 0;
+}
+
+static const char *network_fs(const char *path)
+{
+  struct statfs s;
+
+  if (statfs(path, &s) != 0)
+    return NULL;
+  switch ((unsigned long)s.f_type) {
+  case 0x6969: return "NFS";
+  case 0x517B: return "SMB";
+  case 0xFF534D42: return "CIFS";
+  case 0xFE534D42: return "SMB2";
+  case 0x65735546: return "FUSE";
+  case 0x0BD00BD0: return "Lustre";
+  case 0x47504653: return "GPFS";
+  case 0x00C36400: return "CephFS";
+  case 0x01021997: return "9P";
+  case 0x5346414F: return "AFS";
+  default: return NULL;
+  }
+}
+
+int ck_watch_add_root(struct ck_watch *w, int root, const char *path, int recursive, int events)
+{
+  struct wroot *nr = realloc(w->roots, (size_t)(w->nroots + 1) * sizeof(*nr)), *r;
+  const char *net;
+  struct stat st;
+
+  if (nr == NULL)
+    return -ENOMEM;
+  w->roots = nr;
+  if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return -ENOTDIR;
+  r = &w->roots[w->nroots++];
+  r->id = root;
+  r->path = strdup(path);
+  r->recursive = recursive;
+  r->events = events;
+  r->active = 1;
+  if ((net = network_fs(path)) != NULL) {
+    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
+    ck_log(CK_LOG_WARN, "network_fs", &f,
+           "%s filesystem: inotify does not see other hosts' writes there; periodic rescans find them", net);
+  }
+  scan_dir(w, r, path, 1, 0);
+  {
+    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
+    ck_log(CK_LOG_INFO, "watch", &f, "watching %s (%zu directories with inotify in total)", path, w->nwatched);
+  }
+  return 0;
+}
+
+struct rm_ctx {
+  struct ck_watch *w;
+  int root;
+};
+
+void ck_watch_remove_root(struct ck_watch *w, int root)
+{
+  for (int wd = 0; wd < w->ndirs_cap; wd++)
+    if (w->dirs[wd].path && w->dirs[wd].root == root) {
+      inotify_rm_watch(w->fd, wd);
+      forget(w, wd);
+    }
+  for (int i = 0; i < w->nroots; i++)
+    if (w->roots[i].id == root)
+      w->roots[i].active = 0;
+}
+
+void ck_watch_rescan(struct ck_watch *w)
+{
+  for (int i = 0; i < w->nroots; i++)
+    if (w->roots[i].active)
+      scan_dir(w, &w->roots[i], w->roots[i].path, 0, 0);
+}
+
+size_t ck_watch_dirs(const struct ck_watch *w)
+{
+  return w->nwatched;
+}
+
+static void free_watch(uv_handle_t *h)
+{
+  struct ck_watch *w = h->data;
+
+  close(w->fd); /* only once libuv no longer polls it */
+  for (int i = 0; i < w->ndirs_cap; i++)
+    free(w->dirs[i].path);
+  for (int i = 0; i < w->nroots; i++)
+    free(w->roots[i].path);
+  free(w->dirs);
+  free(w->roots);
+  ck_hmap_free(w->by_path);
+  free(w);
+}
+
+void ck_watch_close(struct ck_watch *w)
+{
+  if (w == NULL)
+    return;
+  uv_poll_stop(&w->poll);
+  uv_close((uv_handle_t *)&w->poll, free_watch);
+}

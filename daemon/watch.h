@@ -1,0 +1,39 @@
+/* Recursive watching of directory trees with inotify, driven by libuv.
+ *
+ * Why a raw inotify descriptor under uv_poll_t instead of uv_fs_event_t: on Linux
+ * uv_fs_event reports neither IN_CLOSE_WRITE (a file finished being written) nor
+ * IN_Q_OVERFLOW (events were lost), and it holds one inotify instance per watch;
+ * one descriptor for all watches gives us both events and a single queue. */
+#ifndef CK_WATCH_H
+#define CK_WATCH_H
+
+#include <stddef.h>
+#include <uv.h>
+
+/* A regular file was written, renamed in, or found by a scan (initial = first scan). */
+typedef void (*ck_watch_file_fn)(void *ctx, int root, const char *path, int initial);
+
+struct ck_watch;
+
+int ck_watch_init(uv_loop_t *loop, ck_watch_file_fn fn, void *ctx, struct ck_watch **out);
+
+/* Watch a tree (events = 0: rescans only) and scan it, reporting every file. */
+int ck_watch_add_root(struct ck_watch *w, int root, const char *path, int recursive, int events);
+
+/* Stop watching a tree. */
+void ck_watch_remove_root(struct ck_watch *w, int root);
+
+/* Walk every tree again: add watches missing (new directories, lost events) and
+ * report every file. */
+void ck_watch_rescan(struct ck_watch *w);
+
+/* Directories watched with inotify. */
+size_t ck_watch_dirs(const struct ck_watch *w);
+
+/* 1 if a directory name is one we never enter (hidden, TensorFlow/Orbax temporaries). */
+int ck_watch_ignored_dir(const char *name);
+
+/* Close the inotify descriptor and free (the poll handle is closed on the loop). */
+void ck_watch_close(struct ck_watch *w);
+
+#endif
