@@ -698,7 +698,7 @@ static void write_status(struct ck_sched *s)
   ck_hmap_each(s->cands, count_cand, &n);
   ck_record_counts(s->rec, &rdone, &rfailed, &rpending);
   fprintf(f, "{\n  \"daemon\": \"ckptd\",\n  \"version\": \"%s\",\n  \"pid\": %ld,\n  \"state\": \"%s\",\n",
-          PACKAGE_VERSION, (long)getpid(), s->stopping ? "stopping" : "running");
+          PACKAGE_VERSION, (long)getpid(), s->stopping == 2 ? "stopped" : s->stopping ? "stopping" : "running");
   fprintf(f, "  \"started_at\": %.0f,\n  \"updated_at\": %.0f,\n  \"config\": ", s->started_wall, wall());
   json_str(f, s->conf->source);
   fprintf(f, ",\n  \"roots\": [");
@@ -885,6 +885,7 @@ static void stop_poll(uv_timer_t *t)
   uv_timer_stop(t);
   ck_pool_stop(s->pool); /* hands back the last results */
   s->pool = NULL;
+  s->stopping = 2;
   uv_timer_stop(&s->status_timer);
   write_status(s);
   s->stop_done(s->stop_ctx);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,9 @@ static void usage(FILE *f)
           "  diff A B\n"
           "      compare names, dtypes, shapes and data of two checkpoints of either format;\n"
           "      exit 0 when equal, 1 listing the differences, 2 when one cannot be read\n"
+          "  status [FILE]\n"
+          "      print ckptd's status file for people (default: /run/ckptd/status.json, else\n"
+          "      ./var/state/status.json)\n"
           "  synth OUT [--format tf|h5] [--size BYTES] [--tensors N] [--spread R]\n"
           "            [--dtypes float32,bfloat16,...] [--seed S] [--shard-size BYTES]\n"
           "            [--layout flat|nested] [--compression none|gzip[:N]|lz4]\n"
@@ -480,6 +484,95 @@ static int cmd_diff(int argc, char **argv)
   return ndiff ? CK_EXIT_FAIL : 0;
 }
 
+/* ---- status ---- */
+
+/* ckptd writes its status JSON with one object per line inside arrays, so a line
+ * scanner is enough here (the file is ours, and bounded before it is read). */
+static const char *json_find(const char *line, const char *key, char *out, size_t len)
+{
+  char pat[64];
+  const char *p;
+  size_t n = 0;
+
+  snprintf(pat, sizeof(pat), "\"%s\": ", key);
+  if ((p = strstr(line, pat)) == NULL)
+    return NULL;
+  p += strlen(pat);
+  if (*p == '"') {
+    for (p++; *p && *p != '"' && n + 1 < len; p++) {
+      if (*p == '\\' && p[1])
+        p++;
+      out[n++] = *p;
+    }
+  } else {
+    while (*p && *p != ',' && *p != '}' && *p != '\n' && n + 1 < len)
+      out[n++] = *p++;
+  }
+  out[n] = 0;
+  return out;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+  const char *path = argc > 1 ? argv[1] : access("/run/ckptd/status.json", R_OK) == 0 ? "/run/ckptd/status.json"
+                                                                                       : "var/state/status.json";
+  char v[4][512], *text, *line, *save = NULL;
+  size_t n;
+  int section = 0;
+  long pid;
+
+  if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+    usage(stderr);
+    return CK_EXIT_USAGE;
+  }
+  {
+    struct stat st;
+    FILE *f;
+    if (stat(path, &st) != 0 || st.st_size > (16 << 20) || (f = fopen(path, "r")) == NULL) {
+      fprintf(stderr, "ckpt status: %s: %s\n", path, strerror(errno ? errno : EFBIG));
+      return CK_EXIT_FAIL;
+    }
+    text = calloc(1, (size_t)st.st_size + 1);
+    n = fread(text, 1, (size_t)st.st_size, f);
+    fclose(f);
+    text[n] = 0;
+  }
+  json_find(text, "pid", v[0], sizeof(v[0]));
+  pid = atol(v[0]);
+  printf("ckptd %s, pid %ld (%s), state %s\n", json_find(text, "version", v[1], sizeof(v[1])) ? v[1] : "?", pid,
+         pid > 0 && kill((pid_t)pid, 0) == 0 ? "alive" : "not running", json_find(text, "state", v[2], sizeof(v[2])) ? v[2] : "?");
+  printf("config: %s\n", json_find(text, "config", v[0], sizeof(v[0])) ? v[0] : "?");
+  printf("watched directories: %s\n", json_find(text, "watched_directories", v[0], sizeof(v[0])) ? v[0] : "?");
+  printf("running %s, queued %s, waiting %s; in the record: done %s, failed %s\n",
+         json_find(text, "running", v[0], sizeof(v[0])) ? v[0] : "?", json_find(text, "queued", v[1], sizeof(v[1])) ? v[1] : "?",
+         json_find(text, "waiting", v[2], sizeof(v[2])) ? v[2] : "?", json_find(text, "done", v[3], sizeof(v[3])) ? v[3] : "?",
+         json_find(text, "failed", v[0], sizeof(v[0])) ? v[0] : "?");
+  for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    if (strstr(line, "\"roots\": ["))
+      section = 1, printf("trees:\n");
+    else if (strstr(line, "\"running_jobs\": ["))
+      section = 2, printf("running:\n");
+    else if (strstr(line, "\"recent\": ["))
+      section = 3, printf("recent:\n");
+    else if (strchr(line, ']'))
+      section = 0;
+    else if (section == 1 && json_find(line, "path", v[0], sizeof(v[0])))
+      printf("  [watch %s] %s (%s)\n", json_find(line, "name", v[1], sizeof(v[1])) ? v[1] : "?", v[0],
+             json_find(line, "direction", v[2], sizeof(v[2])) ? v[2] : "?");
+    else if (section == 2 && json_find(line, "source", v[0], sizeof(v[0])))
+      printf("  %s (%s, %s s)\n", v[0], json_find(line, "direction", v[1], sizeof(v[1])) ? v[1] : "?",
+             json_find(line, "seconds", v[2], sizeof(v[2])) ? v[2] : "?");
+    else if (section == 3 && json_find(line, "source", v[0], sizeof(v[0]))) {
+      int ok = json_find(line, "ok", v[1], sizeof(v[1])) && strcmp(v[1], "true") == 0;
+      printf("  %-6s %s, %s bytes in %s s%s%s\n", ok ? "ok" : "FAILED", v[0],
+             json_find(line, "bytes", v[2], sizeof(v[2])) ? v[2] : "?", json_find(line, "seconds", v[3], sizeof(v[3])) ? v[3] : "?",
+             ok ? "" : ": ", ok ? "" : (json_find(line, "error", v[1], sizeof(v[1])) ? v[1] : ""));
+    }
+  }
+  free(text);
+  return 0;
+}
+
 /* ---- synth ---- */
 
 static int parse_dtypes(char *list, int *out, int max)
@@ -604,6 +697,8 @@ int main(int argc, char **argv)
     return cmd_diff(argc - 1, argv + 1);
   if (strcmp(argv[1], "synth") == 0)
     return cmd_synth(argc - 1, argv + 1);
+  if (strcmp(argv[1], "status") == 0)
+    return cmd_status(argc - 1, argv + 1);
   fprintf(stderr, "ckpt: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return CK_EXIT_USAGE;

@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""A real ckptd process on temporary trees. Prints TAP.
+usage: test_daemon.py BUILD_DIR"""
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+B = sys.argv[1]
+CKPTD = os.path.join(B, "daemon", "ckptd")
+CKPT = os.path.join(B, "tools", "ckpt")
+T = tempfile.mkdtemp(prefix="ckptd-daemon.")
+A = os.path.join(T, "a")        # direction both, inotify
+R = os.path.join(T, "r")        # saver-to-h5, rescans only
+S = os.path.join(T, "staging")  # where checkpoints are made before they are dropped in
+for d in (A, R, S):
+    os.makedirs(d)
+CONF = os.path.join(T, "ckptd.ini")
+LOG = os.path.join(T, "ckptd.log")
+GOOD_CONF = f"""[ckptd]
+workers = 2
+memory_budget = 64M
+state_dir = {T}/state
+settle_seconds = 0.5
+rescan_seconds = 2
+stop_timeout = 10
+log_level = debug
+
+[watch a]
+path = {A}
+direction = both
+
+[watch r]
+path = {R}
+direction = saver-to-h5
+events = false
+"""
+n = 0
+proc = None
+
+
+def ok(cond, what):
+    global n
+    n += 1
+    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, what), flush=True)
+    return cond
+
+
+def start():
+    global proc
+    with open(CONF, "w") as f:
+        f.write(GOOD_CONF)
+    logf = open(LOG, "a")
+    proc = subprocess.Popen([CKPTD, "--config", CONF], stderr=logf, stdout=logf)
+    wait_for(lambda: os.path.exists(os.path.join(T, "state", "status.json")), 10)
+
+
+def log():
+    with open(LOG) as f:
+        return f.read()
+
+
+def events(kind, path=None):
+    return [l for l in log().splitlines() if f"event={kind} " in l and (path is None or f'path="{path}"' in l)]
+
+
+def wait_for(cond, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def synth(prefix, *args):
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    subprocess.run([CKPT, "synth", prefix] + list(args), check=True)
+
+
+def same(a, b):
+    return subprocess.run([CKPT, "diff", a, b], capture_output=True).returncode == 0
+
+
+start()
+ok(proc.poll() is None, "ckptd starts and writes its status file")
+
+# 1. a TF save staged as TensorFlow does it: temp names, data renamed, index renamed, checkpoint last
+synth(os.path.join(S, "s1", "model.ckpt-1"), "--size", "3M", "--tensors", "12", "--dtypes", "float32,bfloat16,string")
+run1 = os.path.join(A, "run1")
+os.makedirs(run1)
+shutil.copy(os.path.join(S, "s1", "model.ckpt-1.data-00000-of-00001"), os.path.join(run1, "model.ckpt-1.data-00000-of-00001.tempstate11"))
+shutil.copy(os.path.join(S, "s1", "model.ckpt-1.index"), os.path.join(run1, "model.ckpt-1.index.tempstate12"))
+time.sleep(0.2)
+os.rename(os.path.join(run1, "model.ckpt-1.data-00000-of-00001.tempstate11"), os.path.join(run1, "model.ckpt-1.data-00000-of-00001"))
+os.rename(os.path.join(run1, "model.ckpt-1.index.tempstate12"), os.path.join(run1, "model.ckpt-1.index"))
+with open(os.path.join(run1, "checkpoint"), "w") as f:
+    f.write('model_checkpoint_path: "model.ckpt-1"\nall_model_checkpoint_paths: "model.ckpt-1"\n')
+p1 = os.path.join(run1, "model.ckpt-1")
+ok(wait_for(lambda: os.path.exists(p1 + ".h5"), 15), "a staged TF save is converted to HDF5")
+ok(same(p1, p1 + ".h5"), "the HDF5 output equals the bundle (ckpt diff)")
+
+# 2. a sharded save whose index is written in place before its shards are whole
+synth(os.path.join(S, "s2", "model.ckpt-2"), "--size", "4M", "--tensors", "20", "--shard-size", "1M")
+run2 = os.path.join(A, "run2")
+os.makedirs(run2)
+shards = sorted(glob.glob(os.path.join(S, "s2", "model.ckpt-2.data-*")))
+shutil.copy(os.path.join(S, "s2", "model.ckpt-2.index"), run2)
+for sh in shards[:-1]:
+    shutil.copy(sh, run2)
+half = os.path.join(run2, os.path.basename(shards[-1]))
+with open(shards[-1], "rb") as src, open(half, "wb") as dst:
+    dst.write(src.read(1000))
+time.sleep(2.5)
+p2 = os.path.join(run2, "model.ckpt-2")
+ok(not os.path.exists(p2 + ".h5") and not events("job_start", p2), f"an index with {len(shards)} shards, the last one short: not converted")
+shutil.copy(shards[-1], half)
+ok(wait_for(lambda: os.path.exists(p2 + ".h5"), 15), "converted once its last shard is whole")
+ok(same(p2, p2 + ".h5"), "and the output equals the bundle")
+
+# 3. an HDF5 file dropped in gives a bundle and an updated checkpoint file
+subprocess.run([CKPT, "synth", "--format", "h5", os.path.join(S, "w.h5"), "--size", "2M", "--tensors", "6"], check=True)
+run3 = os.path.join(A, "run3")
+os.makedirs(run3)
+shutil.move(os.path.join(S, "w.h5"), os.path.join(run3, "w.h5"))
+p3 = os.path.join(run3, "w")
+ok(wait_for(lambda: os.path.exists(p3 + ".index"), 15), "an HDF5 file dropped in becomes a bundle")
+ok(wait_for(lambda: os.path.exists(os.path.join(run3, "checkpoint")) and 'model_checkpoint_path: "w"' in open(os.path.join(run3, "checkpoint")).read(), 5),
+   "and the directory's checkpoint file names it")
+ok(same(p3 + ".h5", p3), "the bundle equals the HDF5 file")
+
+# 4. no ping-pong in the 'both' tree, and each source converted exactly once
+time.sleep(3)
+ok(len(events("job_done", p1)) == 1 and len(events("job_done", p2)) == 1 and len(events("job_done", p3 + ".h5")) == 1,
+   "each source converted exactly once")
+ok(len(events("job_start")) == 3, "no conversion back and forth (%d jobs)" % len(events("job_start")))
+
+# 5. a partial checkpoint is never converted; a corrupt one fails and the daemon keeps serving
+run4 = os.path.join(A, "run4")
+os.makedirs(run4)
+shutil.copy(os.path.join(S, "s2", "model.ckpt-2.index"), os.path.join(run4, "part.index"))
+run5 = os.path.join(A, "run5")
+os.makedirs(run5)
+shutil.copy(os.path.join(S, "s1", "model.ckpt-1.data-00000-of-00001"), os.path.join(run5, "bad.data-00000-of-00001"))
+with open(os.path.join(S, "s1", "model.ckpt-1.index"), "rb") as f:
+    idx = bytearray(f.read())
+idx[20] ^= 0x55
+with open(os.path.join(run5, "bad.index"), "wb") as f:
+    f.write(idx)
+p5 = os.path.join(run5, "bad")
+ok(wait_for(lambda: events("job_failed", p5), 10), "a corrupt checkpoint is logged as failed")
+ok("bad.index" in (events("job_failed", p5) or [""])[0], "the failure names the file")
+time.sleep(1.5)
+ok(not glob.glob(os.path.join(run4, "*.h5")) and not events("job_start", os.path.join(run4, "part")),
+   "a partial checkpoint (shards missing) is never converted")
+synth(os.path.join(A, "run6", "after.ckpt-1"), "--size", "1M", "--tensors", "4")
+ok(wait_for(lambda: os.path.exists(os.path.join(A, "run6", "after.ckpt-1.h5")), 15) and proc.poll() is None,
+   "the daemon keeps serving after a failure")
+
+# 6. directories created in a burst
+deep = os.path.join(A, "b1", "b2", "b3")
+os.makedirs(deep)
+synth(os.path.join(deep, "deep.ckpt-1"), "--size", "1M", "--tensors", "3")
+ok(wait_for(lambda: os.path.exists(os.path.join(deep, "deep.ckpt-1.h5")), 15), "mkdir -p a/b/c then files at once: seen")
+
+# 7. a tree without events (rescans only)
+synth(os.path.join(R, "x", "nfs.ckpt-1"), "--size", "1M", "--tensors", "3")
+ok(wait_for(lambda: os.path.exists(os.path.join(R, "x", "nfs.ckpt-1.h5")), 15), "a tree without inotify events is caught by the rescan")
+
+# 8. SIGHUP with a bad config keeps the running one
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF + "\n[watch broken]\npath = /nonexistent/xyz\nbogus_key = 1\n")
+proc.send_signal(signal.SIGHUP)
+ok(wait_for(lambda: events("reload_failed"), 5), "a bad config on SIGHUP is refused")
+ok("ckptd.ini:" in (events("reload_failed") or [""])[0], "the message names file and line: %s" % (events("reload_failed") or [""])[0][-90:])
+synth(os.path.join(A, "run7", "later.ckpt-1"), "--size", "1M", "--tensors", "3")
+ok(wait_for(lambda: os.path.exists(os.path.join(A, "run7", "later.ckpt-1.h5")), 15), "and the old config keeps working")
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF)
+proc.send_signal(signal.SIGHUP)
+ok(wait_for(lambda: events("reload"), 5), "a good config reloads")
+
+# 9. SIGTERM exits cleanly; after a restart nothing done is redone
+proc.send_signal(signal.SIGTERM)
+try:
+    rc = proc.wait(15)
+except subprocess.TimeoutExpired:
+    rc = None
+ok(rc == 0, "SIGTERM: exit status 0")
+starts_before = len(events("job_start"))
+start()
+time.sleep(3)
+ok(len(events("job_start")) == starts_before, "after a restart nothing done is redone")
+
+# 10. kill -9 during a conversion: nothing under a final name; the work completes after restart
+synth(os.path.join(S, "big", "big.ckpt-1"), "--size", "1G", "--tensors", "4", "--spread", "2")
+big = os.path.join(A, "big")
+os.makedirs(big)
+shutil.copy(os.path.join(S, "big", "big.ckpt-1.data-00000-of-00001"), big)
+shutil.copy(os.path.join(S, "big", "big.ckpt-1.index"), big)
+pb = os.path.join(big, "big.ckpt-1")
+ok(wait_for(lambda: events("job_start", pb), 20), "the big conversion starts")
+time.sleep(0.1)
+proc.kill()
+proc.wait()
+left = os.path.exists(pb + ".h5")
+temps = glob.glob(os.path.join(big, ".*ckptd-tmp*"))
+ok(not left, "kill -9 mid-conversion: no file under the final name (temporaries: %d)" % len(temps))
+start()
+ok(wait_for(lambda: os.path.exists(pb + ".h5"), 60), "after restart the conversion completes")
+ok(same(pb, pb + ".h5"), "and its output equals the bundle")
+ok(not glob.glob(os.path.join(big, ".*ckptd-tmp*")), "temporaries of the crashed run are removed")
+proc.send_signal(signal.SIGTERM)
+proc.wait(30)
+st = subprocess.run([CKPT, "status", os.path.join(T, "state", "status.json")], capture_output=True, text=True)
+ok(st.returncode == 0 and "state stopped" in st.stdout and "done" in st.stdout, "ckpt status prints the status file")
+print("1..%d" % n)
+if os.environ.get("CKPTD_KEEP_TEST_DIR"):
+    print("# kept %s" % T)
+else:
+    shutil.rmtree(T, ignore_errors=True)
