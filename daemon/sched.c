@@ -34,7 +34,6 @@
 enum { KIND_SAVER = 1, KIND_H5 = 2 };
 enum { ST_SETTLING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_RETRY };
 
-#define TICK_MS 250
 #define RECENT 20
 
 struct cand {
@@ -75,11 +74,11 @@ struct ck_sched {
   struct ck_pool *pool;
   struct ck_watch *watch;
   struct ck_hmap *cands;
-  uv_timer_t tick;
+  uv_timer_t tick;     /* one-shot, armed for the earliest check due */
+  double tick_due;     /* monotonic time it is armed for, or 0 */
   uv_timer_t rescan;
   uv_timer_t status_timer;
   uv_timer_t stop_timer;
-  int ticking;
   int stopping;
   double stop_deadline;
   void (*stop_done)(void *);
@@ -202,19 +201,23 @@ static int wanted(const struct sroot *r, const char *path, int kind)
 
 static void on_tick(uv_timer_t *t);
 
-static void want_tick(struct ck_sched *s)
+/* Arm the timer for `when` unless it is already due earlier: checks happen when
+ * they are due, not on a polling tick, and an idle daemon has no timer running. */
+static void want_tick_at(struct ck_sched *s, double when)
 {
-  if (!s->ticking && !s->stopping) {
-    uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
-    s->ticking = 1;
-  }
+  double now = mono();
+
+  if (s->stopping || (s->tick_due > 0 && s->tick_due <= when))
+    return;
+  s->tick_due = when;
+  uv_timer_start(&s->tick, on_tick, when > now ? (uint64_t)((when - now) * 1000) + 1 : 0, 0);
 }
 
 static void settle(struct ck_sched *s, struct cand *c, double delay)
 {
   c->state = ST_SETTLING;
   c->next_check = mono() + delay;
-  want_tick(s);
+  want_tick_at(s, c->next_check);
 }
 
 /* ---- temporaries of a crashed run ---- */
@@ -435,7 +438,7 @@ static void check(struct ck_sched *s, struct cand *c)
     c->sig = sig;
     c->have_sig = 1;
     free(why);
-    settle(s, c, age < s->conf->settle_seconds ? s->conf->settle_seconds - age + 0.05 : s->conf->settle_seconds);
+    settle(s, c, age < s->conf->settle_seconds ? s->conf->settle_seconds - age + 0.01 : s->conf->settle_seconds);
     return;
   }
   c->sig = sig;
@@ -553,7 +556,7 @@ static void job_done(void *ctx, struct ck_job *j)
     ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, backoff);
     c->state = ST_RETRY;
     c->next_check = mono() + backoff;
-    want_tick(s);
+    want_tick_at(s, c->next_check);
   } else {
     record(s, c, CK_REC_FAILED, NULL, j->err, ms);
     ck_log(CK_LOG_ERROR, "job_failed", &f, "conversion failed; will retry when the source changes");
@@ -576,6 +579,7 @@ struct tick_ctx {
   struct cand **due;
   size_t n, cap;
   int pending;
+  double next; /* earliest check still to come */
 };
 
 static void collect_due(void *ctx, const char *key, void *value)
@@ -587,8 +591,11 @@ static void collect_due(void *ctx, const char *key, void *value)
   if (c->state != ST_SETTLING && c->state != ST_RETRY)
     return;
   t->pending++;
-  if (c->next_check > t->now)
+  if (c->next_check > t->now) {
+    if (t->next == 0 || c->next_check < t->next)
+      t->next = c->next_check;
     return;
+  }
   if (t->n == t->cap) {
     size_t cap = t->cap ? t->cap * 2 : 16;
     struct cand **nd = realloc(t->due, cap * sizeof(*nd));
@@ -603,23 +610,15 @@ static void collect_due(void *ctx, const char *key, void *value)
 static void on_tick(uv_timer_t *timer)
 {
   struct ck_sched *s = timer->data;
-  struct tick_ctx t = { s, mono(), NULL, 0, 0, 0 };
+  struct tick_ctx t = { s, mono(), NULL, 0, 0, 0, 0 };
 
+  s->tick_due = 0;
   ck_hmap_each(s->cands, collect_due, &t);
   for (size_t i = 0; i < t.n && !s->stopping; i++)
-    check(s, t.due[i]);
+    check(s, t.due[i]); /* may arm the timer again */
   free(t.due);
-  if (t.pending == (int)t.n) { /* nothing left waiting on a time: stop ticking */
-    int more = 0;
-    t = (struct tick_ctx){ s, mono() + 1e9, NULL, 0, 0, 0 };
-    ck_hmap_each(s->cands, collect_due, &t);
-    more = t.pending;
-    free(t.due);
-    if (!more) {
-      uv_timer_stop(&s->tick);
-      s->ticking = 0;
-    }
-  }
+  if (t.next > 0)
+    want_tick_at(s, t.next);
 }
 
 static void on_rescan(uv_timer_t *timer)
@@ -898,6 +897,7 @@ void ck_sched_shutdown(struct ck_sched *s, void (*done)(void *ctx), void *ctx)
   s->stop_ctx = ctx;
   s->stop_deadline = mono() + s->conf->stop_timeout;
   uv_timer_stop(&s->tick);
+  s->tick_due = 0;
   uv_timer_stop(&s->rescan);
   ck_watch_close(s->watch);
   s->watch = NULL;

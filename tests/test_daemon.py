@@ -50,12 +50,34 @@ def ok(cond, what):
     return cond
 
 
+# a stand-in for systemd's notification socket
+import socket
+NOTIFY = os.path.join(T, "notify.sock")
+nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+nsock.bind(NOTIFY)
+notes = []
+
+
+def drain():  # as systemd does: always reading, so the daemon never blocks on a full socket
+    while True:
+        notes.append(nsock.recv(4096).decode())
+
+
+import threading
+threading.Thread(target=drain, daemon=True).start()
+
+
+def notifications():
+    return list(notes)
+
+
 def start():
     global proc
     with open(CONF, "w") as f:
         f.write(GOOD_CONF)
     logf = open(LOG, "a")
-    proc = subprocess.Popen([CKPTD, "--config", CONF], stderr=logf, stdout=logf)
+    env = dict(os.environ, NOTIFY_SOCKET=NOTIFY, WATCHDOG_USEC="400000")
+    proc = subprocess.Popen([CKPTD, "--config", CONF], stderr=logf, stdout=logf, env=env)
     wait_for(lambda: os.path.exists(os.path.join(T, "state", "status.json")), 10)
 
 
@@ -88,6 +110,10 @@ def same(a, b):
 
 start()
 ok(proc.poll() is None, "ckptd starts and writes its status file")
+ok(wait_for(lambda: any("READY=1" in m for m in notifications()), 5), "sd_notify READY=1")
+ok(wait_for(lambda: any(m.startswith("STATUS=watching 2 tree(s)") for m in notifications()), 5),
+   "sd_notify STATUS= with trees, running, queued, done, failed")
+ok(wait_for(lambda: any("WATCHDOG=1" in m for m in notifications()), 5), "sd_notify WATCHDOG=1 at half of WatchdogSec")
 
 # 1. a TF save staged as TensorFlow does it: temp names, data renamed, index renamed, checkpoint last
 synth(os.path.join(S, "s1", "model.ckpt-1"), "--size", "3M", "--tensors", "12", "--dtypes", "float32,bfloat16,string")
@@ -183,6 +209,7 @@ with open(CONF, "w") as f:
     f.write(GOOD_CONF)
 proc.send_signal(signal.SIGHUP)
 ok(wait_for(lambda: events("reload"), 5), "a good config reloads")
+ok(any("RELOADING=1\nMONOTONIC_USEC=" in m for m in notifications()), "sd_notify RELOADING=1 with MONOTONIC_USEC")
 
 # 9. SIGTERM exits cleanly; after a restart nothing done is redone
 proc.send_signal(signal.SIGTERM)
@@ -191,6 +218,7 @@ try:
 except subprocess.TimeoutExpired:
     rc = None
 ok(rc == 0, "SIGTERM: exit status 0")
+ok(any("STOPPING=1" in m for m in notifications()), "sd_notify STOPPING=1")
 starts_before = len(events("job_start"))
 start()
 time.sleep(3)
