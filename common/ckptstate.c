@@ -12,6 +12,7 @@
 
 #include "ckptstate.h"
 #include "fileio.h"
+#include "util.h"
 
 void ck_ckptstate_free(struct ck_ckptstate *cs)
 {
@@ -39,16 +40,6 @@ static int push(char ***arr, size_t *n, char *s)
   return 0;
 }
 
-static int hexval(int c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
 
 /* Unescape a quoted string starting at *p (on the quote); NULL if malformed. */
 static char *unquote(const char **pp, const char *end)
@@ -71,8 +62,8 @@ static char *unquote(const char **pp, const char *end)
       case 't': out[n++] = '\t'; break;
       case 'x': {
         int v = 0, k = 0;
-        while (k < 2 && p < end && hexval(*p) >= 0)
-          v = v * 16 + hexval(*p++), k++;
+        while (k < 2 && p < end && ck_hexval(*p) >= 0)
+          v = v * 16 + ck_hexval(*p++), k++;
         if (k == 0)
           goto bad;
         out[n++] = (char)v;

@@ -10,6 +10,7 @@
 #include "dtype.h"
 #include "h5.h"
 #include "h5_internal.h"
+#include "util.h"
 
 void ck_h5_init(void)
 {
@@ -46,16 +47,6 @@ char *ck_h5_quote(const uint8_t *name, size_t len)
   return out;
 }
 
-static int hexv(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
 
 int ck_h5_unquote(const char *s, uint8_t **out, size_t *outlen)
 {
@@ -66,8 +57,8 @@ int ck_h5_unquote(const char *s, uint8_t **out, size_t *outlen)
     return -ENOMEM;
   for (size_t i = 0; i < len; i++) {
     /* Like Python's unquote, a '%' not followed by two hex digits stays as is. */
-    if (s[i] == '%' && i + 2 < len && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
-      o[n++] = (uint8_t)(hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
+    if (s[i] == '%' && i + 2 < len && ck_hexval(s[i + 1]) >= 0 && ck_hexval(s[i + 2]) >= 0) {
+      o[n++] = (uint8_t)(ck_hexval(s[i + 1]) * 16 + ck_hexval(s[i + 2]));
       i += 2;
     } else {
       o[n++] = (uint8_t)s[i];

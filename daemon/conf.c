@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "fileio.h"
 #include "h5.h"
+#include "util.h"
 
 struct parse {
   struct ck_conf *c;
@@ -49,29 +50,6 @@ static int parse_bool(const char *v, int *out)
   return 0;
 }
 
-static int parse_bytes(const char *s, uint64_t *out)
-{
-  char *end;
-  double v = strtod(s, &end), mul = 1;
-
-  if (end == s || v < 0)
-    return -1;
-  switch (*end) {
-  case 'k': case 'K': mul = 1024.0; end++; break;
-  case 'm': case 'M': mul = 1048576.0; end++; break;
-  case 'g': case 'G': mul = 1073741824.0; end++; break;
-  case 't': case 'T': mul = 1099511627776.0; end++; break;
-  default: break;
-  }
-  if (*end == 'i')
-    end++;
-  if (*end == 'B')
-    end++;
-  if (*end)
-    return -1;
-  *out = (uint64_t)(v * mul);
-  return 0;
-}
 
 static int parse_seconds(const char *s, double *out)
 {
@@ -107,7 +85,7 @@ static int main_key(struct parse *p, const char *name, const char *value)
       return failf(p, "workers: '%s' is not a number from 1 to 64", value), 0;
     c->workers = (int)v;
   } else if (!strcmp(name, "memory_budget")) {
-    if (parse_bytes(value, &c->memory_budget) != 0 || c->memory_budget < (1u << 20))
+    if (ck_parse_size(value, &c->memory_budget) != 0 || c->memory_budget < (1u << 20))
       return failf(p, "memory_budget: '%s' is not a size of at least 1M", value), 0;
   } else if (!strcmp(name, "state_dir")) {
     free(c->state_dir);
@@ -187,7 +165,7 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
     if (ck_h5_parse_compression(value, &w->compression, &w->gzip_level) != 0)
       return failf(p, "compression: '%s' is not none, gzip, gzip:N or lz4", value), 0;
   } else if (!strcmp(name, "shard_size")) {
-    if (parse_bytes(value, &w->shard_size) != 0)
+    if (ck_parse_size(value, &w->shard_size) != 0)
       return failf(p, "shard_size: '%s' is not a size", value), 0;
   } else if (!strcmp(name, "shard_rule")) {
     const char *eq = strrchr(value, '=');

@@ -631,11 +631,11 @@ static int cmd_synth(int argc, char **argv)
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 's':
-      if (ck_cli_parse_size(optarg, &o.total_bytes) != 0)
+      if (ck_parse_size(optarg, &o.total_bytes) != 0)
         goto bad;
       break;
     case 'z':
-      if (ck_cli_parse_size(optarg, &o.max_shard_bytes) != 0)
+      if (ck_parse_size(optarg, &o.max_shard_bytes) != 0)
         goto bad;
       break;
     case 'n': o.tensors = (unsigned)strtoul(optarg, NULL, 10); break;

@@ -9,31 +9,8 @@
 
 #include "cli.h"
 #include "h5.h"
+#include "util.h"
 
-int ck_cli_parse_size(const char *s, uint64_t *out)
-{
-  char *end;
-  double v = strtod(s, &end);
-  double mul = 1;
-
-  if (end == s || v < 0)
-    return -1;
-  switch (*end) {
-  case 'k': case 'K': mul = 1024.0; end++; break;
-  case 'm': case 'M': mul = 1048576.0; end++; break;
-  case 'g': case 'G': mul = 1073741824.0; end++; break;
-  case 't': case 'T': mul = 1099511627776.0; end++; break;
-  default: break;
-  }
-  if (*end == 'i')
-    end++;
-  if (*end == 'B')
-    end++;
-  if (*end != 0)
-    return -1;
-  *out = (uint64_t)(v * mul);
-  return 0;
-}
 
 void ck_cli_progress(void *ctx, uint64_t done, uint64_t total)
 {
@@ -79,7 +56,7 @@ int ck_cli_conv_option(struct ck_cli_conv *c, int opt, const char *arg, const ch
   case 'v': c->o.verify = 1; return 1;
   case 'N': c->o.no_checkpoint_file = 1; return 1;
   case 'B':
-    if (ck_cli_parse_size(arg, &v) != 0 || v < 4096) {
+    if (ck_parse_size(arg, &v) != 0 || v < 4096) {
       fprintf(stderr, "%s: --buffer-size: '%s' is not a size of at least 4K\n", prog, arg);
       return -1;
     }
@@ -108,7 +85,7 @@ int ck_cli_conv_option(struct ck_cli_conv *c, int opt, const char *arg, const ch
     }
     return 1;
   case 'S':
-    if (ck_cli_parse_size(arg, &c->o.max_shard_bytes) != 0 || c->o.max_shard_bytes == 0) {
+    if (ck_parse_size(arg, &c->o.max_shard_bytes) != 0 || c->o.max_shard_bytes == 0) {
       fprintf(stderr, "%s: --shard-size: '%s' is not a size\n", prog, arg);
       return -1;
     }

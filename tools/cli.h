@@ -9,8 +9,10 @@
 #define CK_EXIT_FAIL 1
 #define CK_EXIT_USAGE 2
 
-/* "64M", "10G", "4096", "1.5G" -> bytes. 0 or -1. */
-int ck_cli_parse_size(const char *s, uint64_t *out);
+#include "util.h"
+
+/* Sizes on the command line: see ck_parse_size. */
+#define ck_cli_parse_size ck_parse_size
 
 /* Progress callback drawing a bar on stderr (only when stderr is a terminal). */
 void ck_cli_progress(void *ctx, uint64_t done, uint64_t total);
