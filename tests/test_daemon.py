@@ -108,6 +108,17 @@ def same(a, b):
     return subprocess.run([CKPT, "diff", a, b], capture_output=True).returncode == 0
 
 
+bad = os.path.join(T, "bad.ini")
+with open(bad, "w") as f:
+    f.write("[ckptd]\nworkers = 2\nsettle_seconds = soon\n")
+r = subprocess.run([CKPTD, "--config", bad], capture_output=True, text=True, timeout=10)
+ok(r.returncode == 2 and "bad.ini:3: settle_seconds" in r.stderr, "a bad config at start: exit 2 naming file and line (%s)" % r.stderr.strip())
+r = subprocess.run([CKPTD, "--config", bad, "--check-config"], capture_output=True, text=True, timeout=10)
+ok(r.returncode == 2, "--check-config rejects it too")
+with open(bad, "w") as f:
+    f.write("[ckptd]\n[mystery]\nx = 1\n")
+r = subprocess.run([CKPTD, "--config", bad], capture_output=True, text=True, timeout=10)
+ok(r.returncode == 2 and "unknown section [mystery]" in r.stderr, "an unknown section is refused: %s" % r.stderr.strip())
 start()
 ok(proc.poll() is None, "ckptd starts and writes its status file")
 ok(wait_for(lambda: any("READY=1" in m for m in notifications()), 5), "sd_notify READY=1")

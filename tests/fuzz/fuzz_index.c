@@ -2,7 +2,8 @@
  * byte picks the parser, the rest is its input.
  *   0-3: a whole .index file (footer, blocks, snappy, header and entry protos, slices)
  *   4:   DT_STRING stored layout      5: DT_VARIANT stored layout
- *   6:   OrderedCode slice key        7: `checkpoint` state text */
+ *   6:   OrderedCode slice key        7: `checkpoint` state text
+ *   8:   Cerebras 0.5 JSON metadata   9: ckptd's INI configuration */
 #include "config.h"
 
 #include <stdint.h>
@@ -17,6 +18,8 @@
 #include "fileio.h"
 #include "ordered_code.h"
 #include "tensor_crc.h"
+#include "../../common/h5_internal.h"
+#include "../../daemon/conf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -73,10 +76,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   setup();
   if (size == 0)
     return 0;
-  switch (data[0] & 7) {
+  switch (data[0] % 10) {
   case 4:
   case 5:
-    ck_tcrc_init(&s, (data[0] & 7) == 4 ? CK_DT_STRING : CK_DT_VARIANT, size > 1 ? data[1] : 0);
+    ck_tcrc_init(&s, data[0] % 10 == 4 ? CK_DT_STRING : CK_DT_VARIANT, size > 1 ? data[1] : 0);
     for (size_t i = 2; i < size; i += 7)
       if (ck_tcrc_update(&s, data + i, size - i < 7 ? size - i : 7) != 0)
         return 0;
@@ -95,6 +98,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct ck_ckptstate cs;
     if (ck_ckptstate_parse((const char *)data + 1, size - 1, "fuzz", &cs, NULL) == 0)
       ck_ckptstate_free(&cs);
+    break;
+  }
+  case 8: {
+    char out[64];
+    ck_json_first_string((const char *)data + 1, size - 1, "dtypes", out, sizeof(out));
+    break;
+  }
+  case 9: {
+    struct ck_conf c;
+    char msg[512], *text = malloc(size);
+    memcpy(text, data + 1, size - 1);
+    text[size - 1] = 0;
+    if (ck_conf_parse_string(text, "fuzz.ini", &c, msg, sizeof(msg)) == 0)
+      ck_conf_free(&c);
+    free(text);
     break;
   }
   default:

@@ -120,6 +120,13 @@ int main(void)
   add_seed(4, strings, sizeof(strings));
   add_seed(5, variant, sizeof(variant));
   add_seed(6, slice, sizeof(slice));
+  {
+    static const char json[] = "{\"dtypes\": [\"torch.bfloat16\"], \"shapes\": [[4, 3]]}";
+    static const char ini[] = "[ckptd]\nworkers = 2\nmemory_budget = 64M\nsettle_seconds = 1.5\n"
+                              "[watch a]\npath = /tmp\ndirection = both\ninclude = */x/* y\nshard_rule = emb*=1\n";
+    add_seed(8, (const uint8_t *)json, sizeof(json) - 1);
+    add_seed(9, (const uint8_t *)ini, sizeof(ini) - 1);
+  }
   if (fx)
     add_index_seeds(fx);
   ok(nseeds >= 3, "%d seeds", nseeds);
