@@ -318,6 +318,19 @@ static void w_free(struct ck_h5w *w)
   free(w);
 }
 
+/* Close a file we are discarding. Its space is released first: HDF5 flushes its
+ * metadata on close, and when that flush fails (a full disk) libhdf5 1.10 leaves a
+ * half-closed file behind that crashes it at exit. */
+static void discard(struct ck_h5w *w)
+{
+  if (truncate(w->path, 0) != 0) {
+    /* nothing more to do: the close below may then fail, and the caller removes the file */
+  }
+  H5Fclose(w->file);
+  H5Eclear2(H5E_DEFAULT);
+  w->file = H5I_INVALID_HID;
+}
+
 int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err)
 {
   hid_t root = H5Gopen2(w->file, "/", H5P_DEFAULT);
@@ -330,14 +343,21 @@ int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err)
     rc = ck_h5_err(err, -EIO, "%s: cannot write root attributes", w->path);
   /* Everything else must be on disk before __SUCCESS__ is. */
   if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
-    rc = ck_h5_err(err, -EIO, "%s: flush failed", w->path);
+    rc = ck_h5_err(err, -EIO, "%s: flush failed (disk full?)", w->path);
   if (rc == 0 && ck_h5_attr_bool(root, "__SUCCESS__", 1) != 0)
     rc = ck_h5_err(err, -EIO, "%s: cannot write __SUCCESS__", w->path);
+  /* a flush that can fail here leaves the close below nothing to fail on */
+  if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
+    rc = ck_h5_err(err, -EIO, "%s: flush failed (disk full?)", w->path);
   if (root >= 0)
     H5Gclose(root);
-  if (H5Fclose(w->file) < 0 && rc == 0)
-    rc = ck_h5_err(err, -EIO, "%s: close failed (disk full?)", w->path);
-  w->file = H5I_INVALID_HID;
+  if (rc != 0) {
+    discard(w);
+  } else {
+    if (H5Fclose(w->file) < 0)
+      rc = ck_h5_err(err, -EIO, "%s: close failed (disk full?)", w->path);
+    w->file = H5I_INVALID_HID;
+  }
   if (rc == 0) {
     fd = open(w->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0)
@@ -353,7 +373,6 @@ void ck_h5w_abort(struct ck_h5w *w)
 {
   if (w == NULL)
     return;
-  H5Fclose(w->file);
-  H5Eclear2(H5E_DEFAULT);
+  discard(w);
   w_free(w);
 }
