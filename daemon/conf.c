@@ -248,7 +248,7 @@ static int finish(struct parse *p, const char *name, int line, char *msg, size_t
 
   if (line != 0 || p->have_err) {
     if (line < 0)
-      snprintf(msg, msglen, "%s: cannot read: %s", name, strerror(errno));
+      snprintf(msg, msglen, "%s: out of memory", name);
     else if (p->have_err)
       snprintf(msg, msglen, "%s:%d: %s", name, line, p->err);
     else
@@ -257,12 +257,13 @@ static int finish(struct parse *p, const char *name, int line, char *msg, size_t
   }
   for (int i = 0; i < c->nwatches; i++) {
     struct ck_watch_conf *w = &c->watches[i];
+    struct stat st;
     if (w->path == NULL) {
       snprintf(msg, msglen, "%s: [watch %s] has no path", name, w->name);
       return -1;
     }
-    if (w->path[0] != '/') {
-      snprintf(msg, msglen, "%s: [watch %s]: path %s does not exist", name, w->name, w->path);
+    if (w->path[0] != '/' || stat(w->path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      snprintf(msg, msglen, "%s: [watch %s]: path %s does not exist or is not a directory", name, w->name, w->path);
       return -1;
     }
   }
@@ -272,12 +273,51 @@ static int finish(struct parse *p, const char *name, int line, char *msg, size_t
   return 0;
 }
 
+/* inih merges repeated sections and reports a section only with its first key, so
+ * section headers are checked here, with their own line numbers. */
+static int check_sections(const char *text, const char *name, char *msg, size_t msglen)
+{
+  char seen[64][256];
+  int nseen = 0, line = 0;
+
+  for (const char *p = text; *p; line++) {
+    const char *end = strchr(p, '\n'), *q = p, *close;
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char sec[256];
+    while (q < p + len && (*q == ' ' || *q == '\t'))
+      q++;
+    if (q < p + len && *q == '[' && (close = memchr(q, ']', (size_t)(p + len - q))) != NULL) {
+      const char *a = q + 1, *b = close;
+      while (a < b && (*a == ' ' || *a == '\t'))
+        a++;
+      while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+        b--;
+      snprintf(sec, sizeof(sec), "%.*s", (int)(b - a), a);
+      if (strcmp(sec, "ckptd") != 0 && (strncmp(sec, "watch ", 6) != 0 || sec[6] == 0))
+        return snprintf(msg, msglen, "%s:%d: unknown section [%s] (expected [ckptd] or [watch NAME])", name, line + 1,
+                        sec), -1;
+      for (int i = 0; i < nseen; i++)
+        if (strcmp(seen[i], sec) == 0)
+          return snprintf(msg, msglen, "%s:%d: duplicate section [%s]", name, line + 1, sec), -1;
+      if (nseen == 64)
+        return snprintf(msg, msglen, "%s:%d: more than 64 sections", name, line + 1), -1;
+      snprintf(seen[nseen++], sizeof(seen[0]), "%s", sec);
+    }
+    p = end ? end + 1 : p + len;
+  }
+  return 0;
+}
+
 int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out, char *msg, size_t msglen)
 {
   struct parse p = { .c = out, .in_watch = -1 };
   int line;
 
   defaults(out);
+  if (check_sections(text, name, msg, msglen) != 0) {
+    ck_conf_free(out);
+    return -1;
+  }
   line = ini_parse_string(text, handler, &p);
   if (finish(&p, name, line, msg, msglen) != 0) {
     ck_conf_free(out);
@@ -288,16 +328,32 @@ int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out
 
 int ck_conf_load(const char *path, struct ck_conf *out, char *msg, size_t msglen)
 {
-  struct parse p = { .c = out, .in_watch = -1 };
-  int line;
+  FILE *f = fopen(path, "r");
+  char *text;
+  size_t n;
+  int rc;
 
-  defaults(out);
-  line = ini_parse(path, handler, &p);
-  if (finish(&p, path, line, msg, msglen) != 0) {
-    ck_conf_free(out);
-    return -1;
+  memset(out, 0, sizeof(*out));
+  if (f == NULL)
+    return snprintf(msg, msglen, "%s: cannot read: %s", path, strerror(errno)), -1;
+  /* a configuration is small: bound it before reading it whole */
+  if ((text = calloc(1, CK_CONF_MAX_BYTES + 1)) == NULL) {
+    fclose(f);
+    return snprintf(msg, msglen, "out of memory"), -1;
   }
-  return 0;
+  n = fread(text, 1, CK_CONF_MAX_BYTES + 1, f);
+  fclose(f);
+  if (n > CK_CONF_MAX_BYTES) {
+    free(text);
+    return snprintf(msg, msglen, "%s: larger than %d bytes", path, CK_CONF_MAX_BYTES), -1;
+  }
+  if (memchr(text, 0, n) != NULL) {
+    free(text);
+    return snprintf(msg, msglen, "%s: contains a NUL byte: not a text file", path), -1;
+  }
+  rc = ck_conf_parse_string(text, path, out, msg, msglen);
+  free(text);
+  return rc;
 }
 
 int ck_conf_default(struct ck_conf *out, char *msg, size_t msglen)

@@ -13,6 +13,7 @@ enum { CK_LOG_ERROR = 0, CK_LOG_WARN = 1, CK_LOG_INFO = 2, CK_LOG_DEBUG = 3 };
 
 #define CK_MAX_GLOBS 16
 #define CK_MAX_RULES 16
+#define CK_CONF_MAX_BYTES (1 << 20)
 
 struct ck_watch_conf {
   char *name;

@@ -1,0 +1,74 @@
+/* ckptd's configuration parser: defaults, every key, errors with file and line. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../daemon/conf.h"
+#include "h5.h"
+#include "tap.h"
+
+static int bad(const char *text, const char *want)
+{
+  struct ck_conf c;
+  char msg[512] = "";
+  int rc = ck_conf_parse_string(text, "t.ini", &c, msg, sizeof(msg));
+
+  if (rc == 0)
+    ck_conf_free(&c);
+  ok(rc != 0 && strstr(msg, want) != NULL, "refused: %s", msg);
+  return rc;
+}
+
+int main(void)
+{
+  struct ck_conf c;
+  char msg[512] = "";
+  const char *full = "[ckptd]\nworkers = 3\nmemory_budget = 1G\nstate_dir = /tmp/st\nstatus_file = /tmp/s.json\n"
+                     "log_level = debug\nsettle_seconds = 2.5\nrescan_seconds = 30\nstop_timeout = 5\n"
+                     "[watch a]\npath = /tmp\ndirection = saver-to-h5\nrecursive = no\ninclude = */ckpt/* x\n"
+                     "exclude = */eval/*\nlayout = nested\ncompression = gzip:7\nverify = yes\n"
+                     "[watch b]\npath = /\ndirection = h5-to-saver\nshard_size = 10G\nshard_rule = emb*=1\n"
+                     "shard_rule = head*=2\nupdate_checkpoint_file = false\nevents = off\n";
+
+  ok(ck_conf_parse_string(full, "t.ini", &c, msg, sizeof(msg)) == 0, "every key parses %s", msg);
+  ok(c.workers == 3 && c.memory_budget == (1ull << 30) && !strcmp(c.state_dir, "/tmp/st") &&
+     !strcmp(c.status_file, "/tmp/s.json") && c.log_level == CK_LOG_DEBUG && c.settle_seconds == 2.5 &&
+     c.rescan_seconds == 30 && c.stop_timeout == 5, "[ckptd] values");
+  ok(c.nwatches == 2 && !strcmp(c.watches[0].name, "a") && c.watches[0].direction == CK_DIR_SAVER_TO_H5 &&
+     !c.watches[0].recursive && c.watches[0].ninclude == 2 && c.watches[0].nexclude == 1 &&
+     c.watches[0].layout == CK_H5_NESTED && c.watches[0].compression == CK_H5_GZIP && c.watches[0].gzip_level == 7 &&
+     c.watches[0].verify, "[watch a] values");
+  ok(c.watches[1].direction == CK_DIR_H5_TO_SAVER && c.watches[1].shard_size == (10ull << 30) &&
+     c.watches[1].nrules == 2 && !strcmp(c.watches[1].rules[1].pattern, "head*") && c.watches[1].rules[1].shard == 2 &&
+     !c.watches[1].update_checkpoint_file && !c.watches[1].events && !strcmp(c.watches[1].path, "/"),
+     "[watch b] values");
+  ck_conf_free(&c);
+
+  ok(ck_conf_parse_string("[watch x]\npath = /tmp\n", "t.ini", &c, msg, sizeof(msg)) == 0 && c.workers >= 1 &&
+     c.settle_seconds == 5 && c.rescan_seconds == 60 && c.watches[0].direction == CK_DIR_BOTH &&
+     c.watches[0].recursive && c.watches[0].events && c.watches[0].update_checkpoint_file &&
+     !strcmp(c.status_file, "var/state/status.json"), "defaults");
+  ck_conf_free(&c);
+
+  bad("[ckptd]\nworkers = 0\n", "t.ini:2: workers");
+  bad("[ckptd]\n\nmemory_budget = lots\n", "t.ini:3: memory_budget");
+  bad("[ckptd]\nfrobnicate = 1\n", "t.ini:2: unknown key 'frobnicate' in [ckptd]");
+  bad("[watch a]\npath = /tmp\ndirection = sideways\n", "t.ini:3: direction");
+  bad("[watch a]\npath = /tmp\ncompression = zstd\n", "t.ini:3: compression");
+  bad("[watch a]\npath = /tmp\nrecursive = maybe\n", "t.ini:3: recursive");
+  bad("[watch a]\npath = /tmp\nshard_rule = nope\n", "t.ini:3: shard_rule");
+  bad("[watch a]\ndirection = both\n", "[watch a] has no path");
+  bad("[watch a]\npath = /no/such/dir/here\n", "does not exist");
+  bad("[watch a]\npath = /tmp\n[watch a]\npath = /\n", "duplicate section [watch a]");
+  bad("[ckptd]\nlog_level = loud\n", "t.ini:2: log_level");
+  bad("[ckptd]\nsettle_seconds = -1\n", "t.ini:2: settle_seconds");
+  bad("[ckptd]\nthis line is not ini\n", "t.ini:2: syntax error");
+  bad("[ckptd]\n[other]\nx = 1\n", "t.ini:2: unknown section [other]");
+  bad("[watch a]\npath = /tmp\n[ckptd]\n[watch a]\npath = /\n", "t.ini:4: duplicate section [watch a]");
+  ok(ck_conf_load("/no/such/ckptd.ini", &c, msg, sizeof(msg)) != 0 && strstr(msg, "/no/such/ckptd.ini: cannot read"),
+     "a missing file: %s", msg);
+  ok(ck_conf_load("/bin/sh", &c, msg, sizeof(msg)) != 0 && strstr(msg, "/bin/sh"), "a binary file: %s", msg);
+  return tap_done();
+}
