@@ -32,7 +32,7 @@
 #include "watch.h"
 
 enum { KIND_SAVER = 1, KIND_H5 = 2 };
-enum { ST_SETTLING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_RETRY };
+enum { ST_SETTLING, ST_CHECKING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_RETRY };
 
 #define RECENT 20
 
@@ -46,6 +46,8 @@ struct cand {
   int have_sig;
   int attempts;
   int dirty;
+  int checking;        /* a check is running on libuv's pool */
+  int touched;         /* an event arrived while it ran */
   double started;
   struct ck_ident id;
   char *why;           /* last reason (incomplete, error) */
@@ -274,6 +276,10 @@ static void on_file(void *ctx, int root, const char *path, int initial)
     c->dirty = 1;
     return;
   }
+  if (c->checking) {
+    c->touched = 1;
+    return;
+  }
   if (c->state == ST_RETRY && c->next_check > mono())
     return; /* its backoff decides */
   if (c->state != ST_SETTLING || c->next_check == 0)
@@ -307,11 +313,11 @@ static int stat_into(const char *path, uint64_t *sig, double *newest, struct ck_
 
 enum { CHECK_WAIT, CHECK_LATER, CHECK_CORRUPT, CHECK_READY };
 
-static int check_saver(struct cand *c, uint64_t *sig, double *newest, char **why)
+static int check_saver(const char *key, struct ck_ident *id, uint64_t *sig, double *newest, char **why)
 {
   struct ck_bundle *b;
   struct ck_err err = { 0 };
-  char *index = ck_asprintf("%s.index", c->key);
+  char *index = ck_asprintf("%s.index", key);
   struct stat st;
   int rc;
 
@@ -320,10 +326,10 @@ static int check_saver(struct cand *c, uint64_t *sig, double *newest, char **why
     free(index);
     return CHECK_WAIT;
   }
-  c->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
-  stat_into(index, sig, newest, &c->id);
+  *id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
+  stat_into(index, sig, newest, id);
   free(index);
-  rc = ck_bundle_open(c->key, 0, &b, &err);
+  rc = ck_bundle_open(key, 0, &b, &err);
   if (rc == CK_ENOTFOUND || rc == CK_ETRUNC) {
     *why = strdup(err.msg); /* shards missing or still short: not complete */
     return CHECK_WAIT;
@@ -333,25 +339,25 @@ static int check_saver(struct cand *c, uint64_t *sig, double *newest, char **why
     return CHECK_CORRUPT;
   }
   for (int i = 0; i < ck_bundle_num_shards(b); i++)
-    stat_into(ck_bundle_shard_path(b, i), sig, newest, &c->id);
+    stat_into(ck_bundle_shard_path(b, i), sig, newest, id);
   ck_bundle_close(b);
   return CHECK_READY;
 }
 
-static int check_h5(struct cand *c, uint64_t *sig, double *newest, char **why)
+static int check_h5(const char *key, struct ck_ident *id, uint64_t *sig, double *newest, char **why)
 {
   struct ck_h5r *r;
   struct ck_err err = { 0 };
   struct stat st;
   int rc;
 
-  if (stat(c->key, &st) != 0) {
+  if (stat(key, &st) != 0) {
     *why = strdup("gone");
     return CHECK_WAIT;
   }
-  c->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
-  stat_into(c->key, sig, newest, &c->id);
-  rc = ck_h5r_open(c->key, &r, &err);
+  *id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
+  stat_into(key, sig, newest, id);
+  rc = ck_h5r_open(key, &r, &err);
   if (rc != 0) {
     *why = strdup(err.msg);
     /* an unfinished Cerebras save, or a writer holding HDF5's file lock */
@@ -408,20 +414,34 @@ static void decide(struct ck_sched *s, struct cand *c)
   free(dst);
 }
 
-static void check(struct ck_sched *s, struct cand *c)
-{
-  const struct sroot *r = root_by_id(s, c->root);
-  uint64_t sig = 0xcbf29ce484222325ull;
-  double newest = 0, age;
-  char *why = NULL;
+/* A check reads the checkpoint's files (an index parse, an HDF5 open), so it runs on
+ * libuv's pool, which exists for file-system work; its result is applied on the loop. */
+struct check_req {
+  uv_work_t req;
+  struct ck_sched *s;
+  struct cand *c;
+  char *key;
+  int kind;
   int res;
+  uint64_t sig;
+  double newest;
+  struct ck_ident id;
+  char *why;
+};
 
-  if (r == NULL) { /* its tree is no longer watched */
-    c->state = ST_SKIPPED;
-    return;
-  }
-  res = c->kind == KIND_SAVER ? check_saver(c, &sig, &newest, &why) : check_h5(c, &sig, &newest, &why);
-  age = wall() - newest;
+static void check_work(uv_work_t *w)
+{
+  struct check_req *q = w->data;
+
+  q->sig = 0xcbf29ce484222325ull;
+  q->res = q->kind == KIND_SAVER ? check_saver(q->key, &q->id, &q->sig, &q->newest, &q->why)
+                                 : check_h5(q->key, &q->id, &q->sig, &q->newest, &q->why);
+}
+
+static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t sig, double newest, char *why)
+{
+  double age = wall() - newest;
+
   if (res == CHECK_WAIT) {
     if (c->state != ST_WAITING || !c->why || !why || strcmp(c->why, why) != 0) {
       struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
@@ -459,6 +479,53 @@ static void check(struct ck_sched *s, struct cand *c)
   }
   free(why);
   decide(s, c);
+}
+
+static void check_done(uv_work_t *w, int status)
+{
+  struct check_req *q = w->data;
+  struct ck_sched *s = q->s;
+  struct cand *c = q->c;
+
+  c->checking = 0;
+  if (status != 0 || s->stopping) {
+    free(q->why);
+  } else if (c->touched) { /* files changed while we looked: look again */
+    free(q->why);
+    settle(s, c, 0);
+  } else {
+    c->id = q->id;
+    apply_check(s, c, q->res, q->sig, q->newest, q->why);
+  }
+  c->touched = 0;
+  free(q->key);
+  free(q);
+}
+
+static void check(struct ck_sched *s, struct cand *c)
+{
+  struct check_req *q;
+
+  if (root_by_id(s, c->root) == NULL) { /* its tree is no longer watched */
+    c->state = ST_SKIPPED;
+    return;
+  }
+  if (c->checking || (q = calloc(1, sizeof(*q))) == NULL)
+    return;
+  q->req.data = q;
+  q->s = s;
+  q->c = c;
+  q->key = strdup(c->key);
+  q->kind = c->kind;
+  c->checking = 1;
+  c->touched = 0;
+  c->state = ST_CHECKING;
+  if (q->key == NULL || uv_queue_work(s->loop, &q->req, check_work, check_done) != 0) {
+    c->checking = 0;
+    free(q->key);
+    free(q);
+    settle(s, c, 1);
+  }
 }
 
 /* ---- jobs ---- */
@@ -643,7 +710,7 @@ static void count_cand(void *ctx, const char *key, void *value)
   (void)key;
   if (c->state == ST_RUNNING)
     n->running++;
-  else if (c->state == ST_WAITING || c->state == ST_SETTLING || c->state == ST_RETRY)
+  else if (c->state == ST_WAITING || c->state == ST_SETTLING || c->state == ST_RETRY || c->state == ST_CHECKING)
     n->waiting++;
 }
 
