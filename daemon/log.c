@@ -50,8 +50,10 @@ void ck_log_init(int lvl)
   level = lvl;
 #ifdef HAVE_SYSTEMD
   /* systemd sets JOURNAL_STREAM=dev:ino of the stream it connected stderr to */
+  /* (sd_journal_send drops messages silently when journald's socket is missing) */
   if (js && sscanf(js, "%lu:%lu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-      (unsigned long)st.st_dev == dev && (unsigned long)st.st_ino == ino)
+      (unsigned long)st.st_dev == dev && (unsigned long)st.st_ino == ino &&
+      access("/run/systemd/journal/socket", W_OK) == 0)
     journal = 1;
 #else
   (void)js;
@@ -97,11 +99,12 @@ void ck_log(int lvl, const char *event, const struct ck_log_fields *f, const cha
     char b[32], d[32];
     snprintf(b, sizeof(b), "%lld", f && f->bytes >= 0 ? f->bytes : 0);
     snprintf(d, sizeof(d), "%lld", f && f->duration_ms >= 0 ? f->duration_ms : 0);
-    sd_journal_send("MESSAGE=%s", msg, "MESSAGE_ID=%s", id_of(event), "PRIORITY=%d", prio[lvl], "CKPTD_EVENT=%s",
-                    event, "CKPT_PATH=%s", f && f->path ? f->path : "", "DIRECTION=%s",
-                    f && f->direction ? f->direction : "", "BYTES=%s", b, "DURATION_MS=%s", d, "CKPT_OUTPUT=%s",
-                    f && f->output ? f->output : "", "CKPT_ERROR=%s", f && f->error ? f->error : "", NULL);
-    return;
+    if (sd_journal_send("MESSAGE=%s", msg, "MESSAGE_ID=%s", id_of(event), "PRIORITY=%d", prio[lvl], "CKPTD_EVENT=%s",
+                        event, "CKPT_PATH=%s", f && f->path ? f->path : "", "DIRECTION=%s",
+                        f && f->direction ? f->direction : "", "BYTES=%s", b, "DURATION_MS=%s", d, "CKPT_OUTPUT=%s",
+                        f && f->output ? f->output : "", "CKPT_ERROR=%s", f && f->error ? f->error : "", NULL) >= 0)
+      return;
+    /* journald unreachable: the line below still reaches the journal through stderr */
   }
 #endif
   {
