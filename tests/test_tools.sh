@@ -52,4 +52,14 @@ fi
 $CKPT synth "$T/s" --size 3M --tensors 30 --shard-size 1M >/dev/null && $CKPT verify "$T/s" >/dev/null
 ok $? "synth with --shard-size verifies"
 ls "$T"/s.data-*-of-* | wc -l | grep -qv '^1$'; ok $? "synth --shard-size made several shards"
+# the systemd unit (built by make): valid to systemd-analyze, and locked down
+if command -v systemd-analyze >/dev/null 2>&1 && [ -f systemd/ckptd.service ]; then
+  mkdir -p "$T/unit"
+  sed "s|[^ =]*/bin/ckptd|$(pwd)/daemon/ckptd|g" systemd/ckptd.service > "$T/unit/ckptd.service"
+  systemd-analyze verify "$T/unit/ckptd.service" >"$T/verify" 2>&1; ok $? "systemd-analyze verify accepts ckptd.service $(head -c 200 "$T/verify")"
+  exposure=$(systemd-analyze security --offline=true "$T/unit/ckptd.service" 2>/dev/null | sed -n 's/.*exposure level for ckptd.service: \([0-9.]*\).*/\1/p')
+  awk -v e="${exposure:-10}" 'BEGIN { exit !(e <= 2.0) }'; ok $? "systemd-analyze security: exposure ${exposure:-unknown} (at most 2.0)"
+else
+  n=$((n + 1)); echo "ok $n - # SKIP systemd-analyze or the built unit is missing"
+fi
 echo "1..$n"
