@@ -264,20 +264,6 @@ static void strings_and_shapes(const char *tmp)
   free(long_str);
 }
 
-struct collect {
-  uint8_t *buf;
-  size_t len;
-};
-
-static int collect_chunk(void *ctx, const void *data, size_t len)
-{
-  struct collect *c = ctx;
-
-  memcpy(c->buf + c->len, data, len);
-  c->len += len;
-  return 0;
-}
-
 static void partitioned(const char *tmp)
 {
   char prefix[4200];
@@ -316,12 +302,12 @@ static void partitioned(const char *tmp)
   ok(ck_bundle_open(prefix, 0, &b, &err) == 0, "read back %s", err.msg);
   if (b) {
     const struct ck_entry *e = ck_bundle_find(b, "emb", 3), *bias = ck_bundle_find(b, "bias", 4);
-    struct collect c = { (uint8_t *)got, 0 };
+    struct tu_collect c = { (uint8_t *)got, 0 };
     uint8_t small[16];
     ok(ck_bundle_count(b) == 6, "index holds the variable, its 4 slices and bias (%zu)", ck_bundle_count(b));
     ok(e && e->nslices == 4 && e->size == 0, "partitioned entry lists 4 slices and holds no data");
     ok(bias && bias->nslices == 0 && bias->size == 8, "whole-tensor slice stored as a plain entry");
-    ok(e && ck_bundle_stream_tensor(b, e, small, sizeof(small), collect_chunk, &c, &err) == 0 && c.len == 96 &&
+    ok(e && ck_bundle_stream_tensor(b, e, small, sizeof(small), tu_collect_chunk, &c, &err) == 0 && c.len == 96 &&
        memcmp(got, full, 96) == 0, "assembled through a 16-byte buffer, row-major and equal %s", err.msg);
     if (ck_bundle_count(b) > 0) {
       const struct ck_entry *s = ck_bundle_entry(b, 0);

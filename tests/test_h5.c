@@ -234,20 +234,6 @@ static void big_and_many(void)
   ok(roundtrip(src, "empty", &o, 1, &err) == 0, "an empty checkpoint round-trips");
 }
 
-struct collect {
-  uint8_t *buf;
-  size_t len;
-};
-
-static int collect(void *ctx, const void *d, size_t n)
-{
-  struct collect *c = ctx;
-
-  memcpy(c->buf + c->len, d, n);
-  c->len += n;
-  return 0;
-}
-
 static void partitioned(void)
 {
   char src[4200], h5[4200];
@@ -257,7 +243,7 @@ static void partitioned(void)
   float full[12];
   struct ck_h5r *r;
   uint8_t got[48], buf[16];
-  struct collect c = { got, 0 };
+  struct tu_collect c = { got, 0 };
 
   for (int i = 0; i < 12; i++)
     full[i] = (float)i / 2;
@@ -274,7 +260,7 @@ static void partitioned(void)
   ok(ck_convert_tf_to_h5(src, h5, &(struct ck_convert_opts){ .verify = 1, .buffer_size = 4096 }, NULL, &err) == 0,
      "partitioned variable converted");
   ok(ck_h5r_open(h5, &r, &err) == 0 && ck_h5r_count(r) == 1 && strcmp((char *)ck_h5r_tensor(r, 0)->name, "emb") == 0 &&
-     ck_h5r_tensor(r, 0)->dims[0] == 4 && ck_h5r_stream_tf(r, ck_h5r_tensor(r, 0), buf, sizeof(buf), collect, &c, &err) == 0 &&
+     ck_h5r_tensor(r, 0)->dims[0] == 4 && ck_h5r_stream_tf(r, ck_h5r_tensor(r, 0), buf, sizeof(buf), tu_collect_chunk, &c, &err) == 0 &&
      c.len == 48 && memcmp(got, full, 48) == 0, "HDF5 holds the whole 4x3 variable, assembled in order");
   ck_h5r_close(r);
 }

@@ -167,3 +167,12 @@ int tu_read_manifest(const char *path, struct tu_manifest_row **rows)
   fclose(f);
   return n;
 }
+
+int tu_collect_chunk(void *ctx, const void *data, size_t len)
+{
+  struct tu_collect *c = ctx;
+
+  memcpy(c->buf + c->len, data, len);
+  c->len += len;
+  return 0;
+}

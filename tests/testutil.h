@@ -49,6 +49,14 @@ int tu_copy_file(const char *from, const char *to);
 /* Number of entries in a directory (excluding . and ..). */
 int tu_count_dir(const char *dir);
 
+/* A ck_chunk_fn target that appends every chunk to buf (sized by the caller). */
+struct tu_collect {
+  uint8_t *buf;
+  size_t len;
+};
+
+int tu_collect_chunk(void *ctx, const void *data, size_t len);
+
 /* One row of MANIFEST.tsv. */
 struct tu_manifest_row {
   char fixture[128];
