@@ -149,7 +149,6 @@ int ck_obuf_init(struct ck_obuf *o, int fd, size_t cap)
   o->fd = fd;
   o->cap = cap;
   o->len = 0;
-  o->pos = 0;
   o->buf = malloc(cap);
   return o->buf ? 0 : -ENOMEM;
 }
@@ -169,7 +168,6 @@ int ck_obuf_append(struct ck_obuf *o, const void *data, size_t len)
 
   if (len == 0)
     return 0;
-  o->pos += len;
   if (len >= o->cap) { /* large pieces go straight to the file */
     if ((rc = ck_obuf_flush(o)) != 0)
       return rc;

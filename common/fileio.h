@@ -40,7 +40,6 @@ struct ck_obuf {
   uint8_t *buf;
   size_t cap;
   size_t len;
-  uint64_t pos; /* bytes handed to append so far */
 };
 
 /* Set up with a buffer of cap bytes. 0 or -ENOMEM. */

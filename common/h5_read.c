@@ -275,7 +275,7 @@ static int add_tensor(struct ck_h5r *r, struct ck_h5_tensor *t)
 }
 
 /* Where raw little-endian bytes can be read directly, their file offset. */
-static uint64_t raw_offset(struct ck_h5r *r, hid_t ds, hid_t type, const struct ck_h5_tensor *t)
+static uint64_t raw_offset(hid_t ds, hid_t type, const struct ck_h5_tensor *t)
 {
   hid_t dcpl = H5Dget_create_plist(ds);
   int contiguous = H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0;
@@ -294,7 +294,6 @@ static uint64_t raw_offset(struct ck_h5r *r, hid_t ds, hid_t type, const struct 
   }
   if (!contiguous || !le || off == HADDR_UNDEF || t->kind != CK_H5K_FIXED || t->nelem == 0)
     return 0;
-  (void)r;
   return (uint64_t)off;
 }
 
@@ -370,7 +369,7 @@ static int classify(struct ck_h5r *r, hid_t ds, const char *path, const char *ke
       t.order = (uint64_t)ord;
     }
   }
-  t.raw_offset = raw_offset(r, ds, type, &t);
+  t.raw_offset = raw_offset(ds, type, &t);
   if (t.raw_offset && (t.raw_offset > r->file_size || t.nelem * t.file_esize > r->file_size - t.raw_offset)) {
     rc = ck_err_set(r->err, CK_ETRUNC, "%s: dataset %s: data at offset %llu lies past the end of the file (truncated?)",
                     r->path, path, (unsigned long long)t.raw_offset);

@@ -90,7 +90,6 @@ struct ck_sched {
   unsigned long long done_total, failed_total, bytes_total;
   struct finished recent[RECENT];
   int nrecent;
-  int status_dirty;
 };
 
 static const char *dir_name(int d)
@@ -127,7 +126,6 @@ static void on_status_timer(uv_timer_t *t);
 /* The status file is rewritten at most every 250 ms. */
 static void mark_status(struct ck_sched *s)
 {
-  s->status_dirty = 1;
   if (!uv_is_active((uv_handle_t *)&s->status_timer))
     uv_timer_start(&s->status_timer, on_status_timer, 250, 0);
 }
@@ -815,7 +813,6 @@ static void write_status(struct ck_sched *s)
     }
     free(tmp);
   }
-  s->status_dirty = 0;
 }
 
 static void on_status_timer(uv_timer_t *t)

@@ -277,11 +277,6 @@ int ck_watch_add_root(struct ck_watch *w, int root, const char *path, int recurs
   return 0;
 }
 
-struct rm_ctx {
-  struct ck_watch *w;
-  int root;
-};
-
 void ck_watch_remove_root(struct ck_watch *w, int root)
 {
   for (int wd = 0; wd < w->ndirs_cap; wd++)
