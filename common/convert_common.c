@@ -121,6 +121,22 @@ static int crc_chunk(void *ctx, const void *data, size_t len)
   return ck_tcrc_update(&c->s, data, len);
 }
 
+int ck_tensor_crc_bundle(struct ck_bundle *b, const struct ck_entry *e, void *buf, size_t bufsize, uint32_t *crc,
+                         struct ck_err *err)
+{
+  struct crc_ctx c;
+  uint32_t raw;
+  int rc;
+
+  ck_tcrc_init(&c.s, e->dtype, e->nelem);
+  if ((rc = ck_bundle_stream_tensor(b, e, buf, bufsize, crc_chunk, &c, err)) != 0)
+    return c.s.why[0] ? ck_err_set(err, rc, "%s: %s", e->key, c.s.why) : rc;
+  if ((rc = ck_tcrc_final(&c.s, &raw)) != 0)
+    return ck_err_set(err, rc, "%s: %s", e->key, c.s.why);
+  *crc = ck_crc32c_mask(raw);
+  return 0;
+}
+
 int ck_tensor_crc_h5(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize, uint32_t *crc,
                      struct ck_err *err)
 {

@@ -46,6 +46,11 @@ int ck_srcid_bundle(struct ck_srcid *id, const struct ck_bundle *b, struct ck_er
 int ck_srcid_check(const struct ck_srcid *id, struct ck_err *err);
 void ck_srcid_free(struct ck_srcid *id);
 
+/* Masked crc32c of a bundle tensor's bytes in TensorFlow's stored layout (a
+ * partitioned variable: of its assembled bytes). */
+int ck_tensor_crc_bundle(struct ck_bundle *b, const struct ck_entry *e, void *buf, size_t bufsize, uint32_t *crc,
+                         struct ck_err *err);
+
 /* Masked crc32c of an HDF5 tensor's bytes in TensorFlow's stored layout. */
 int ck_tensor_crc_h5(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize, uint32_t *crc,
                      struct ck_err *err);

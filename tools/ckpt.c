@@ -26,7 +26,6 @@
 #include "fileio.h"
 #include "h5.h"
 #include "synth.h"
-#include "tensor_crc.h"
 
 #define VERIFY_BUF (256u << 10) /* pread + crc in L2-sized pieces: fastest measured */
 
@@ -350,34 +349,6 @@ struct dent {
   uint32_t crc; /* of the TensorFlow stored layout */
 };
 
-static int crc_of_bundle_tensor(struct ck_bundle *b, const struct ck_entry *e, uint8_t *buf, size_t size,
-                                uint32_t *crc, struct ck_err *err);
-
-struct crc_acc {
-  struct ck_tcrc s;
-};
-
-static int acc_chunk(void *ctx, const void *d, size_t n)
-{
-  return ck_tcrc_update(&((struct crc_acc *)ctx)->s, d, n);
-}
-
-static int crc_of_bundle_tensor(struct ck_bundle *b, const struct ck_entry *e, uint8_t *buf, size_t size,
-                                uint32_t *crc, struct ck_err *err)
-{
-  struct crc_acc a;
-  uint32_t raw;
-  int rc;
-
-  ck_tcrc_init(&a.s, e->dtype, e->nelem);
-  if ((rc = ck_bundle_stream_tensor(b, e, buf, size, acc_chunk, &a, err)) != 0)
-    return rc;
-  if ((rc = ck_tcrc_final(&a.s, &raw)) != 0)
-    return ck_err_set(err, rc, "%s: %s", e->key, a.s.why);
-  *crc = ck_crc32c_mask(raw);
-  return 0;
-}
-
 static int cmp_dent(const void *pa, const void *pb)
 {
   const struct dent *a = pa, *b = pb;
@@ -399,7 +370,7 @@ static int collect(struct src *s, struct dent **out, size_t *n, struct ck_err *e
     if (!src_tensor(s, i, &x->t))
       continue;
     if (s->b)
-      rc = crc_of_bundle_tensor(s->b, x->t.e, buf, VERIFY_BUF, &x->crc, err);
+      rc = ck_tensor_crc_bundle(s->b, x->t.e, buf, VERIFY_BUF, &x->crc, err);
     else
       rc = ck_tensor_crc_h5(s->r, x->t.t, buf, VERIFY_BUF, &x->crc, err);
     (*n)++;
