@@ -47,6 +47,7 @@ struct tf_h5 {
   size_t bufsize;
   struct bulk_job *jobs;
   size_t njobs;
+  size_t jobs_cap;
   size_t next_job;
   pthread_mutex_t lock;
   int rc;
@@ -386,12 +387,13 @@ static int write_variants(struct tf_h5 *c, const struct ck_entry *e, struct ck_h
 
 static int add_job(struct tf_h5 *c, const struct ck_entry *e, uint64_t off)
 {
-  if ((c->njobs & (c->njobs - 1)) == 0 || c->njobs == 0) {
-    size_t cap = c->njobs ? c->njobs * 2 : 64;
+  if (c->njobs == c->jobs_cap) {
+    size_t cap = c->jobs_cap ? c->jobs_cap * 2 : 64;
     struct bulk_job *nj = realloc(c->jobs, cap * sizeof(*nj));
     if (nj == NULL)
       return -ENOMEM;
     c->jobs = nj;
+    c->jobs_cap = cap;
   }
   c->jobs[c->njobs].e = e;
   c->jobs[c->njobs].dst_off = off;
