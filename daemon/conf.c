@@ -114,6 +114,15 @@ static int main_key(struct parse *p, const char *name, const char *value)
   } else if (!strcmp(name, "stop_timeout")) {
     if (parse_seconds(value, &c->stop_timeout) != 0)
       return failf(p, "stop_timeout: '%s' is not a number of seconds", value), 0;
+  } else if (!strcmp(name, "worker_memory_limit")) {
+    if (ck_parse_size(value, &c->worker_memory_limit) != 0 ||
+        (c->worker_memory_limit != 0 && c->worker_memory_limit < (64u << 20)))
+      return failf(p, "worker_memory_limit: '%s' is not 0 or a size of at least 64M", value), 0;
+  } else if (!strcmp(name, "worker_cpu_limit")) {
+    double v;
+    if (parse_seconds(value, &v) != 0 || (v != 0 && v < 1))
+      return failf(p, "worker_cpu_limit: '%s' is not 0 or a number of seconds (at least 1)", value), 0;
+    c->worker_cpu_limit = (uint64_t)v;
   } else {
     return failf(p, "unknown key '%s' in [ckptd]", name), 0;
   }
@@ -398,9 +407,11 @@ void ck_conf_print(const struct ck_conf *c)
   static const char *dirs[] = { "", "saver-to-h5", "h5-to-saver", "both" };
 
   printf("config: %s\nworkers: %d\nmemory_budget: %llu\nstate_dir: %s\nstatus_file: %s\n"
-         "settle_seconds: %g\nrescan_seconds: %g\nstop_timeout: %g\n",
+         "settle_seconds: %g\nrescan_seconds: %g\nstop_timeout: %g\nworker_memory_limit: %llu\n"
+         "worker_cpu_limit: %llu\n",
          c->source, c->workers, (unsigned long long)c->memory_budget, c->state_dir, c->status_file,
-         c->settle_seconds, c->rescan_seconds, c->stop_timeout);
+         c->settle_seconds, c->rescan_seconds, c->stop_timeout, (unsigned long long)c->worker_memory_limit,
+         (unsigned long long)c->worker_cpu_limit);
   for (int i = 0; i < c->nwatches; i++)
     printf("watch %s: %s (%s%s%s)\n", c->watches[i].name, c->watches[i].path, dirs[c->watches[i].direction],
            c->watches[i].recursive ? ", recursive" : "", c->watches[i].events ? "" : ", rescans only");

@@ -46,6 +46,8 @@ struct ck_conf {
   double settle_seconds;
   double rescan_seconds;
   double stop_timeout;    /* SIGTERM: how long running jobs may take to finish */
+  uint64_t worker_memory_limit; /* address-space limit of each worker process, 0: none */
+  uint64_t worker_cpu_limit;    /* CPU seconds of each worker process, 0: none */
   struct ck_watch_conf *watches;
   int nwatches;
 };

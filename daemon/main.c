@@ -19,6 +19,7 @@
 #include "h5.h"
 #include "log.h"
 #include "sched.h"
+#include "worker.h"
 
 struct daemon {
   uv_loop_t *loop;
@@ -146,6 +147,10 @@ int main(int argc, char **argv)
   char msg[600];
   uint64_t wd_usec = 0;
 
+  if (argc > 1 && strcmp(argv[1], "--worker") == 0) { /* a job's child process */
+    free(conf);
+    return ck_worker_main(argc - 2, argv + 2);
+  }
   while ((o = getopt_long(argc, argv, "c:nVh", opts, NULL)) != -1) {
     switch (o) {
     case 'c': d.config_path = optarg; break;

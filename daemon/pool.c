@@ -1,37 +1,62 @@
-/* Job pool.
+/* Executor.
  *
- * DESIGN: a mutex-guarded FIFO feeds the workers (condition variable); a finished
- * job goes on a mutex-guarded list and the loop is woken with uv_async_send. The
- * async callback swaps the whole list out under the lock and hands the jobs to the
- * scheduler outside it (several sends may arrive as one callback). Workers never
- * touch libuv handles. */
+ * DESIGN: a job is a child process, `ckptd --worker ...` (our own executable, found
+ * with uv_exepath), spawned with uv_spawn and a pipe as its fd 3. Two FIFOs feed two
+ * limits: conversions (the configured workers) and probes (a few: they are short).
+ * A job ends when both its process handle and its pipe are closed: the exit status
+ * says how the worker ended, the pipe holds its one result line. A worker that ends
+ * without a result line crashed (libhdf5 on a hostile file, a resource limit, a
+ * kill): its job fails, its temporaries (named with its pid, see ck_temp_name) are
+ * removed here, and the daemon carries on. Everything runs on the loop thread. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
-#include <pthread.h>
-#include <stdlib.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "convert.h"
+#include "fileio.h"
 #include "log.h"
 #include "pool.h"
+#include "worker.h"
+
+struct ck_proc {
+  uv_process_t process;
+  uv_pipe_t pipe;
+  struct ck_pool *pool;
+  struct ck_job *job;
+  int open_handles;
+  int spawn_failed;    /* closing after uv_spawn failed: free, nothing to report */
+  int got_result;
+  int cancelled;
+  int64_t exit_status;
+  int term_signal;
+  size_t len;
+  char line[CK_WPROTO_LINE_MAX + 64];
+};
+
+struct queue {
+  struct ck_job *head, *tail;
+  int running, limit;
+};
 
 struct ck_pool {
   uv_loop_t *loop;
-  uv_async_t async;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  struct ck_job *head, *tail; /* queued */
-  struct ck_job *done;        /* finished, newest first */
-  struct ck_job **running;
-  int nthreads;
-  int nrunning;
-  int stopping;
-  pthread_t *tids;
+  char exe[4096];
+  struct ck_pool_limits lim;
+  struct queue jobs, probes;
+  struct ck_job *live;   /* running jobs, through ->next */
   ck_job_done_fn fn;
   void *ctx;
 };
+
+static const char *dir_name(int d)
+{
+  return d == CK_DIR_SAVER_TO_H5 ? "saver-to-h5" : "h5-to-saver";
+}
 
 void ck_job_free(struct ck_job *job)
 {
@@ -44,189 +69,340 @@ void ck_job_free(struct ck_job *job)
   free(job);
 }
 
-static void run(struct ck_job *j)
+static struct queue *queue_of(struct ck_pool *p, const struct ck_job *j)
 {
-  struct ck_err err = { 0 };
-  static const char *dirs[] = { "", "saver-to-h5", "h5-to-saver" };
-  struct ck_log_fields f = { j->src, dirs[j->direction], -1, -1, j->dst, NULL };
+  return j->kind == CK_WJOB_PROBE ? &p->probes : &p->jobs;
+}
 
-  j->opts.cancel = &j->cancel;
-  ck_log(CK_LOG_INFO, "job_start", &f, "converting %s", j->src);
-  if (j->direction == CK_DIR_SAVER_TO_H5)
-    j->rc = ck_convert_tf_to_h5(j->src, j->dst, &j->opts, &j->st, &err);
+static void push(struct queue *q, struct ck_job *j)
+{
+  j->next = NULL;
+  if (q->tail)
+    q->tail->next = j;
   else
-    j->rc = ck_convert_h5_to_tf(j->src, j->dst, &j->opts, &j->st, &err);
-  if (j->rc != 0)
-    snprintf(j->err, sizeof(j->err), "%s", err.msg[0] ? err.msg : ck_strerror(j->rc));
+    q->head = j;
+  q->tail = j;
 }
 
-static void *worker(void *arg)
+static struct ck_job *pop(struct queue *q)
 {
-  struct ck_pool *p = arg;
+  struct ck_job *j = q->head;
 
-  pthread_mutex_lock(&p->lock);
-  for (;;) {
-    struct ck_job *j;
-    while (p->head == NULL && !p->stopping)
-      pthread_cond_wait(&p->cond, &p->lock);
-    if (p->head == NULL)
+  if (j) {
+    q->head = j->next;
+    if (q->head == NULL)
+      q->tail = NULL;
+    j->next = NULL;
+  }
+  return j;
+}
+
+static void live_remove(struct ck_pool *p, struct ck_job *j)
+{
+  for (struct ck_job **pp = &p->live; *pp; pp = &(*pp)->next)
+    if (*pp == j) {
+      *pp = j->next;
       break;
-    j = p->head;
-    p->head = j->next;
-    if (p->head == NULL)
-      p->tail = NULL;
-    for (int i = 0; i < p->nthreads; i++)
-      if (p->running[i] == NULL) {
-        p->running[i] = j;
-        break;
-      }
-    p->nrunning++;
-    pthread_mutex_unlock(&p->lock);
-    run(j);
-    pthread_mutex_lock(&p->lock);
-    for (int i = 0; i < p->nthreads; i++)
-      if (p->running[i] == j)
-        p->running[i] = NULL;
-    p->nrunning--;
-    j->next = p->done;
-    p->done = j;
-    uv_async_send(&p->async);
-  }
-  pthread_mutex_unlock(&p->lock);
-  return NULL;
+    }
+  j->next = NULL;
 }
 
-static void drain(uv_async_t *a)
+/* Remove what a dead worker left: temporaries carry their creator's pid, so only
+ * files that this worker created match. */
+static void remove_temporaries(const char *dst, int pid)
 {
-  struct ck_pool *p = a->data;
-  struct ck_job *list, *rev = NULL;
+  char *dir = ck_dirname(dst), tag[48];
+  DIR *d = dir ? opendir(dir) : NULL;
+  struct dirent *de;
 
-  pthread_mutex_lock(&p->lock);
-  list = p->done;
-  p->done = NULL;
-  pthread_mutex_unlock(&p->lock);
-  while (list) { /* oldest first */
-    struct ck_job *next = list->next;
-    list->next = rev;
-    rev = list;
-    list = next;
+  snprintf(tag, sizeof(tag), ".ckptd-tmp.%d.", pid);
+  while (d && (de = readdir(d)) != NULL) {
+    char *path;
+    if (de->d_name[0] != '.' || strstr(de->d_name, tag) == NULL || (path = ck_path_join(dir, de->d_name)) == NULL)
+      continue;
+    if (unlink(path) == 0) {
+      struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
+      ck_log(CK_LOG_INFO, "cleanup", &f, "removed a temporary of worker %d", pid);
+    }
+    free(path);
   }
-  while (rev) {
-    struct ck_job *next = rev->next;
-    rev->next = NULL;
-    p->fn(p->ctx, rev);
-    rev = next;
+  if (d)
+    closedir(d);
+  free(dir);
+}
+
+static void apply_line(struct ck_proc *c, const char *line)
+{
+  struct ck_job *j = c->job;
+  struct ck_wmsg m;
+
+  if (ck_wmsg_parse(line, &m) != 0)
+    return;
+  switch (m.type) {
+  case CK_WMSG_PROGRESS:
+    j->done_bytes = m.done;
+    j->total_bytes = m.total;
+    return;
+  case CK_WMSG_DONE:
+    j->rc = 0;
+    j->st.tensors = m.tensors;
+    j->st.bytes = m.bytes;
+    j->st.seconds = m.seconds;
+    j->st.skipped = (size_t)m.skipped;
+    break;
+  case CK_WMSG_FAIL:
+    j->rc = m.code;
+    snprintf(j->err, sizeof(j->err), "%s", m.text);
+    break;
+  case CK_WMSG_PROBE:
+    j->rc = 0;
+    j->verdict = m.verdict;
+    j->probe_size = m.size;
+    j->probe_mtime_ns = m.mtime_ns;
+    snprintf(j->err, sizeof(j->err), "%s", m.text);
+    break;
+  }
+  c->got_result = 1;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct ck_proc *c = h->data;
+
+  (void)suggested;
+  buf->base = c->line + c->len;
+  buf->len = sizeof(c->line) - c->len;
+}
+
+static void on_close(uv_handle_t *h);
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+  struct ck_proc *c = s->data;
+  char *nl;
+
+  (void)buf;
+  if (n < 0) {
+    uv_close((uv_handle_t *)s, on_close);
+    return;
+  }
+  c->len += (size_t)n;
+  while ((nl = memchr(c->line, '\n', c->len)) != NULL) {
+    *nl = 0;
+    apply_line(c, c->line);
+    c->len -= (size_t)(nl + 1 - c->line);
+    memmove(c->line, nl + 1, c->len);
+  }
+  if (c->len == sizeof(c->line)) /* an overlong line: not ours, drop it */
+    c->len = 0;
+}
+
+static void start_next(struct ck_pool *p);
+
+/* Both handles closed: the job's outcome is known. */
+static void finish(struct ck_proc *c)
+{
+  struct ck_pool *p = c->pool;
+  struct ck_job *j = c->job;
+
+  if (!c->got_result) {
+    if (c->cancelled) {
+      j->rc = -ECANCELED;
+      snprintf(j->err, sizeof(j->err), "aborted");
+    } else {
+      /* no result line: it crashed (a signal, or a sanitizer's or libhdf5's own exit) */
+      char how[64];
+      if (c->term_signal)
+        snprintf(how, sizeof(how), "died by signal %d (%s)", c->term_signal, strsignal(c->term_signal));
+      else
+        snprintf(how, sizeof(how), "exited with status %lld and no result", (long long)c->exit_status);
+      j->rc = CK_EFORMAT;
+      j->crashed = 1;
+      snprintf(j->err, sizeof(j->err), "%s: the worker (pid %d) %s %s it: treated as a corrupt file", j->src, j->pid,
+               how, j->kind == CK_WJOB_PROBE ? "while probing" : "while converting");
+    }
+    if (j->dst)
+      remove_temporaries(j->dst, j->pid);
+  } else if (c->cancelled && j->rc != 0) {
+    j->rc = -ECANCELED;
+  }
+  queue_of(p, j)->running--;
+  live_remove(p, j);
+  j->proc = NULL;
+  free(c);
+  p->fn(p->ctx, j);
+  start_next(p);
+}
+
+static void on_close(uv_handle_t *h)
+{
+  struct ck_proc *c = h->data;
+
+  if (--c->open_handles == 0) {
+    if (c->spawn_failed)
+      free(c);
+    else
+      finish(c);
   }
 }
 
-int ck_pool_start(uv_loop_t *loop, int nthreads, ck_job_done_fn done, void *ctx, struct ck_pool **out)
+static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
+{
+  struct ck_proc *c = proc->data;
+
+  c->exit_status = status;
+  c->term_signal = sig;
+  uv_close((uv_handle_t *)proc, on_close);
+}
+
+static int spawn(struct ck_pool *p, struct ck_job *j)
+{
+  struct ck_wjob w = { .kind = j->kind, .direction = j->direction, .src = j->src, .dst = j->dst, .opts = j->opts,
+                       .mem_limit = p->lim.mem_bytes, .cpu_limit = p->lim.cpu_seconds };
+  struct ck_proc *c = calloc(1, sizeof(*c));
+  uv_stdio_container_t stdio[4];
+  uv_process_options_t o = { 0 };
+  char **argv = ck_wjob_argv(p->exe, &w);
+  int rc = -ENOMEM;
+
+  if (c == NULL || argv == NULL)
+    goto out;
+  c->pool = p;
+  c->job = j;
+  uv_pipe_init(p->loop, &c->pipe, 0);
+  c->pipe.data = c->process.data = c;
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = 2; /* a worker's stray output goes to the log, not to a caller's stdout */
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[3].data.stream = (uv_stream_t *)&c->pipe;
+  o.file = p->exe;
+  o.args = argv;
+  o.stdio = stdio;
+  o.stdio_count = 4;
+  o.exit_cb = on_exit_cb;
+  if ((rc = uv_spawn(p->loop, &c->process, &o)) != 0) {
+    c->open_handles = 2; /* both handles must close before c goes */
+    c->spawn_failed = 1;
+    uv_close((uv_handle_t *)&c->process, on_close);
+    uv_close((uv_handle_t *)&c->pipe, on_close);
+    c = NULL;
+    goto out;
+  }
+  c->open_handles = 2;
+  j->pid = c->process.pid;
+  j->proc = c;
+  uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+  c = NULL;
+out:
+  free(c);
+  ck_wjob_argv_free(argv);
+  return rc;
+}
+
+static void start_next(struct ck_pool *p)
+{
+  struct queue *qs[2] = { &p->probes, &p->jobs };
+
+  for (int i = 0; i < 2; i++) {
+    struct queue *q = qs[i];
+    while (q->running < q->limit && q->head) {
+      struct ck_job *j = pop(q);
+      struct ck_log_fields f = { j->src, dir_name(j->direction), -1, -1, j->dst, NULL };
+      int rc = spawn(p, j);
+      if (rc != 0) {
+        j->rc = rc;
+        snprintf(j->err, sizeof(j->err), "cannot start a worker (%.300s): %s", p->exe, uv_strerror(rc));
+        p->fn(p->ctx, j);
+        continue;
+      }
+      q->running++;
+      j->next = p->live;
+      p->live = j;
+      if (j->kind == CK_WJOB_CONVERT)
+        ck_log(CK_LOG_INFO, "job_start", &f, "converting %s (worker pid %d)", j->src, j->pid);
+    }
+  }
+}
+
+int ck_pool_start(uv_loop_t *loop, int nworkers, int nprobes, const struct ck_pool_limits *lim, ck_job_done_fn done,
+                  void *ctx, struct ck_pool **out)
 {
   struct ck_pool *p = calloc(1, sizeof(*p));
+  size_t len;
+  int rc;
 
   *out = NULL;
-  if (p == NULL || (p->tids = calloc((size_t)nthreads, sizeof(pthread_t))) == NULL ||
-      (p->running = calloc((size_t)nthreads, sizeof(*p->running))) == NULL) {
-    if (p)
-      free(p->tids);
-    free(p);
+  if (p == NULL)
     return -ENOMEM;
+  len = sizeof(p->exe);
+  if ((rc = uv_exepath(p->exe, &len)) != 0) {
+    free(p);
+    return rc;
   }
   p->loop = loop;
+  p->jobs.limit = nworkers > 0 ? nworkers : 1;
+  p->probes.limit = nprobes > 0 ? nprobes : 1;
+  if (lim)
+    p->lim = *lim;
   p->fn = done;
   p->ctx = ctx;
-  pthread_mutex_init(&p->lock, NULL);
-  pthread_cond_init(&p->cond, NULL);
-  uv_async_init(loop, &p->async, drain);
-  p->async.data = p;
-  for (int i = 0; i < nthreads; i++)
-    if (pthread_create(&p->tids[p->nthreads], NULL, worker, p) == 0)
-      p->nthreads++;
-  if (p->nthreads == 0)
-    return -EAGAIN;
   *out = p;
   return 0;
 }
 
 void ck_pool_submit(struct ck_pool *p, struct ck_job *job)
 {
-  pthread_mutex_lock(&p->lock);
-  job->next = NULL;
-  if (p->tail)
-    p->tail->next = job;
-  else
-    p->head = job;
-  p->tail = job;
-  pthread_cond_signal(&p->cond);
-  pthread_mutex_unlock(&p->lock);
+  job->started = uv_now(p->loop) / 1000.0;
+  push(queue_of(p, job), job);
+  start_next(p);
 }
 
 int ck_pool_queued(struct ck_pool *p)
 {
   int n = 0;
 
-  pthread_mutex_lock(&p->lock);
-  for (struct ck_job *j = p->head; j; j = j->next)
+  for (struct ck_job *j = p->jobs.head; j; j = j->next)
     n++;
-  pthread_mutex_unlock(&p->lock);
   return n;
 }
 
 int ck_pool_running(struct ck_pool *p)
 {
-  int n;
+  return p->jobs.running;
+}
 
-  pthread_mutex_lock(&p->lock);
-  n = p->nrunning;
-  pthread_mutex_unlock(&p->lock);
-  return n;
+int ck_pool_children(struct ck_pool *p)
+{
+  return p->jobs.running + p->probes.running;
 }
 
 void ck_pool_drop_queued(struct ck_pool *p)
 {
-  pthread_mutex_lock(&p->lock);
-  while (p->head) {
-    struct ck_job *j = p->head;
-    p->head = j->next;
-    j->rc = -ECANCELED;
-    snprintf(j->err, sizeof(j->err), "not started before shutdown");
-    j->next = p->done;
-    p->done = j;
+  struct queue *qs[2] = { &p->probes, &p->jobs };
+
+  for (int i = 0; i < 2; i++) {
+    struct ck_job *j;
+    while ((j = pop(qs[i])) != NULL) {
+      j->rc = -ECANCELED;
+      snprintf(j->err, sizeof(j->err), "not started before shutdown");
+      p->fn(p->ctx, j);
+    }
   }
-  p->tail = NULL;
-  pthread_mutex_unlock(&p->lock);
-  uv_async_send(&p->async);
 }
 
-void ck_pool_cancel_running(struct ck_pool *p)
+void ck_pool_cancel_running(struct ck_pool *p, int sig)
 {
-  pthread_mutex_lock(&p->lock);
-  for (int i = 0; i < p->nthreads; i++)
-    if (p->running[i])
-      p->running[i]->cancel = 1;
-  pthread_mutex_unlock(&p->lock);
-}
-
-static void pool_free(uv_handle_t *h)
-{
-  struct ck_pool *p = h->data;
-
-  pthread_mutex_destroy(&p->lock);
-  pthread_cond_destroy(&p->cond);
-  free(p->tids);
-  free(p->running);
-  free(p);
+  for (struct ck_job *j = p->live; j; j = j->next)
+    if (j->proc) {
+      j->proc->cancelled = 1;
+      uv_process_kill(&j->proc->process, sig);
+    }
 }
 
 void ck_pool_stop(struct ck_pool *p)
 {
-  if (p == NULL)
-    return;
-  pthread_mutex_lock(&p->lock);
-  p->stopping = 1;
-  pthread_cond_broadcast(&p->cond);
-  pthread_mutex_unlock(&p->lock);
-  for (int i = 0; i < p->nthreads; i++)
-    pthread_join(p->tids[i], NULL);
-  drain(&p->async); /* hand back what finished last */
-  uv_close((uv_handle_t *)&p->async, pool_free);
+  free(p);
 }

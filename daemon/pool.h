@@ -1,50 +1,75 @@
-/* The conversion job pool: worker threads of ckptd's own (libuv's pool serves file
- * system calls); finished jobs reach the loop through uv_async_send. */
+/* The executor: every conversion and every HDF5 completeness probe runs in a worker
+ * child process (`ckptd --worker`, see worker.h), at most `workers` conversions and
+ * a few probes at a time. Results come back on the loop thread. */
 #ifndef CK_POOL_H
 #define CK_POOL_H
 
+#include <stdint.h>
 #include <uv.h>
 
 #include "conf.h"
 #include "convert.h"
+#include "wproto.h"
 
 struct ck_job {
   uint64_t id;
+  int kind;                    /* CK_WJOB_CONVERT or CK_WJOB_PROBE */
   int direction;               /* CK_DIR_SAVER_TO_H5 or CK_DIR_H5_TO_SAVER */
   char *src;
-  char *dst;
+  char *dst;                   /* conversions only */
   struct ck_convert_opts opts;
   struct ck_shard_rule rules[CK_MAX_RULES]; /* owned copies */
-  volatile int cancel;
-  /* results, written by the worker */
-  int rc;
-  char err[512];
-  struct ck_convert_stats st;
   void *owner;                 /* the scheduler's candidate */
+  /* results */
+  int rc;                      /* 0, a negative errno, or a CK_E* code */
+  char err[CK_WPROTO_LINE_MAX];
+  struct ck_convert_stats st;
+  int verdict;                 /* probes: CK_PROBE_READY, _WAIT or _CORRUPT */
+  uint64_t probe_size;
+  int64_t probe_mtime_ns;
+  int crashed;                 /* the worker died by a signal we did not send */
+  /* while running */
+  int pid;
+  uint64_t done_bytes, total_bytes;
+  double started;              /* monotonic seconds */
   struct ck_job *next;
+  struct ck_proc *proc;        /* the pool's */
 };
 
 struct ck_pool;
 
 typedef void (*ck_job_done_fn)(void *ctx, struct ck_job *job);
 
-/* Start nthreads workers; done() runs on the loop thread for each finished job. */
-int ck_pool_start(uv_loop_t *loop, int nthreads, ck_job_done_fn done, void *ctx, struct ck_pool **out);
+/* Resource limits applied by each worker to itself (0: none). */
+struct ck_pool_limits {
+  uint64_t mem_bytes;
+  uint64_t cpu_seconds;
+};
+
+/* Run at most nworkers conversions and nprobes probes at once; done() runs on the
+ * loop thread for each finished job. */
+int ck_pool_start(uv_loop_t *loop, int nworkers, int nprobes, const struct ck_pool_limits *lim, ck_job_done_fn done,
+                  void *ctx, struct ck_pool **out);
 
 /* Queue a job (owned by the pool until done() gets it back). */
 void ck_pool_submit(struct ck_pool *p, struct ck_job *job);
 
-/* Jobs waiting and running. */
+/* Conversions waiting and running. */
 int ck_pool_queued(struct ck_pool *p);
 int ck_pool_running(struct ck_pool *p);
+
+/* Children alive (conversions and probes). */
+int ck_pool_children(struct ck_pool *p);
 
 /* Hand every queued job back with rc = -ECANCELED (shutdown). */
 void ck_pool_drop_queued(struct ck_pool *p);
 
-/* Ask running jobs to abort (their converters remove their temporaries). */
-void ck_pool_cancel_running(struct ck_pool *p);
+/* Send sig to every running child: SIGTERM asks a worker to abort cleanly (it removes
+ * its temporaries), SIGKILL ends it (the pool removes them). Their jobs come back
+ * with rc = -ECANCELED. */
+void ck_pool_cancel_running(struct ck_pool *p, int sig);
 
-/* Stop and join the workers (running jobs finish first), close the async handle. */
+/* Free (no child may be running). */
 void ck_pool_stop(struct ck_pool *p);
 
 /* Free a job. */

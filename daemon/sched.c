@@ -35,6 +35,7 @@ enum { KIND_SAVER = 1, KIND_H5 = 2 };
 enum { ST_SETTLING, ST_CHECKING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_RETRY };
 
 #define RECENT 20
+#define PROBES 2 /* HDF5 probes running at once, beside the conversions */
 
 struct cand {
   char *key;
@@ -82,6 +83,7 @@ struct ck_sched {
   uv_timer_t status_timer;
   uv_timer_t stop_timer;
   int stopping;
+  int stop_signal;     /* what running workers were last sent at shutdown */
   double stop_deadline;
   void (*stop_done)(void *);
   void *stop_ctx;
@@ -342,12 +344,11 @@ static int check_saver(const char *key, struct ck_ident *id, uint64_t *sig, doub
   return CHECK_READY;
 }
 
+/* Only stats here: opening an HDF5 file is a probe, done in a worker process (a
+ * hostile file may crash libhdf5), once the file has settled. */
 static int check_h5(const char *key, struct ck_ident *id, uint64_t *sig, double *newest, char **why)
 {
-  struct ck_h5r *r;
-  struct ck_err err = { 0 };
   struct stat st;
-  int rc;
 
   if (stat(key, &st) != 0) {
     *why = strdup("gone");
@@ -355,15 +356,6 @@ static int check_h5(const char *key, struct ck_ident *id, uint64_t *sig, double 
   }
   *id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
   stat_into(key, sig, newest, id);
-  rc = ck_h5r_open(key, &r, &err);
-  if (rc != 0) {
-    *why = strdup(err.msg);
-    /* an unfinished Cerebras save, or a writer holding HDF5's file lock */
-    if (strstr(err.msg, "__SUCCESS__") || strstr(err.msg, "lock"))
-      return CHECK_WAIT;
-    return CHECK_CORRUPT;
-  }
-  ck_h5r_close(r);
   return CHECK_READY;
 }
 
@@ -436,19 +428,83 @@ static void check_work(uv_work_t *w)
                                  : check_h5(q->key, &q->id, &q->sig, &q->newest, &q->why);
 }
 
+/* Not a valid checkpoint: recorded once, retried only when it changes. Takes why. */
+static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why)
+{
+  const struct ck_rec *rec = ck_record_get(s->rec, c->key);
+  struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
+
+  if (!(rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id))) {
+    ck_log(CK_LOG_ERROR, "job_failed", &f, "not a valid checkpoint; will retry when it changes");
+    record(s, c, CK_REC_FAILED, NULL, why, 0);
+    s->failed_total++;
+  }
+  free(c->why);
+  c->why = why;
+  c->state = ST_FAILED;
+  mark_status(s);
+}
+
+static void not_yet(struct cand *c, char *why)
+{
+  if (c->state != ST_WAITING || !c->why || !why || strcmp(c->why, why) != 0) {
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
+    ck_log(CK_LOG_DEBUG, "skip", &f, "not complete yet");
+  }
+  free(c->why);
+  c->why = why;
+  c->state = ST_WAITING;
+  c->have_sig = 0;
+}
+
+/* Open a settled HDF5 file in a worker: ready, not complete yet, or corrupt. */
+static void probe(struct ck_sched *s, struct cand *c)
+{
+  struct ck_job *j = calloc(1, sizeof(*j));
+
+  if (j == NULL || (j->src = strdup(c->key)) == NULL) {
+    free(j);
+    settle(s, c, 1);
+    return;
+  }
+  j->kind = CK_WJOB_PROBE;
+  j->direction = CK_DIR_H5_TO_SAVER;
+  j->owner = c;
+  c->checking = 1;
+  c->touched = 0;
+  c->state = ST_CHECKING;
+  ck_pool_submit(s->pool, j);
+}
+
+static void probe_done(struct ck_sched *s, struct ck_job *j)
+{
+  struct cand *c = j->owner;
+  int changed = j->probe_size != c->id.size || j->probe_mtime_ns != c->id.mtime_ns;
+
+  c->checking = 0;
+  if (j->rc == -ECANCELED || s->stopping) {
+    c->state = ST_WAITING;
+  } else if (c->touched || (j->rc == 0 && changed)) {
+    settle(s, c, s->conf->settle_seconds); /* it changed while we looked */
+  } else if (j->rc != 0 && !j->crashed) {
+    not_yet(c, strdup(j->err)); /* e.g. it vanished; the next event or rescan brings it back */
+  } else if (j->crashed || j->verdict == CK_PROBE_CORRUPT) {
+    fail_corrupt(s, c, strdup(j->err));
+  } else if (j->verdict == CK_PROBE_WAIT) {
+    not_yet(c, strdup(j->err));
+  } else {
+    decide(s, c);
+  }
+  c->touched = 0;
+  ck_job_free(j);
+}
+
 static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t sig, double newest, char *why)
 {
   double age = wall() - newest;
 
   if (res == CHECK_WAIT) {
-    if (c->state != ST_WAITING || !c->why || !why || strcmp(c->why, why) != 0) {
-      struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
-      ck_log(CK_LOG_DEBUG, "skip", &f, "not complete yet");
-    }
-    free(c->why);
-    c->why = why;
-    c->state = ST_WAITING;
-    c->have_sig = 0;
+    not_yet(c, why);
     return;
   }
   /* settled: quiet for settle_seconds and unchanged since the previous check */
@@ -462,21 +518,14 @@ static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t si
   c->sig = sig;
   c->have_sig = 1;
   if (res == CHECK_CORRUPT) {
-    const struct ck_rec *rec = ck_record_get(s->rec, c->key);
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
-    if (!(rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id))) {
-      ck_log(CK_LOG_ERROR, "job_failed", &f, "not a valid checkpoint; will retry when it changes");
-      record(s, c, CK_REC_FAILED, NULL, why, 0);
-      s->failed_total++;
-    }
-    free(c->why);
-    c->why = why;
-    c->state = ST_FAILED;
-    mark_status(s);
+    fail_corrupt(s, c, why);
     return;
   }
   free(why);
-  decide(s, c);
+  if (c->kind == KIND_H5)
+    probe(s, c); /* decide() once a worker has opened it */
+  else
+    decide(s, c);
 }
 
 static void check_done(uv_work_t *w, int status)
@@ -540,6 +589,7 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
     return;
   }
   j->id = ++s->next_job_id;
+  j->kind = CK_WJOB_CONVERT;
   j->direction = c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER;
   j->src = strdup(c->key);
   j->dst = dst;
@@ -602,6 +652,10 @@ static void job_done(void *ctx, struct ck_job *j)
   struct ck_log_fields f = { j->src, dir_name(j->direction), (long long)j->st.bytes, ms, j->dst,
                              j->rc ? j->err : NULL };
 
+  if (j->kind == CK_WJOB_PROBE) {
+    probe_done(s, j);
+    return;
+  }
   if (j->rc == 0) {
     record(s, c, CK_REC_DONE, j->dst, NULL, ms);
     ck_log(CK_LOG_INFO, "job_done", &f, "converted %llu tensors, %llu bytes in %.2f s (%.1f MB/s)",
@@ -852,6 +906,7 @@ static void add_root(struct ck_sched *s, struct ck_watch_conf *w)
 int ck_sched_start(uv_loop_t *loop, struct ck_conf *conf, struct ck_sched **out, char *msg, size_t msglen)
 {
   struct ck_sched *s = calloc(1, sizeof(*s));
+  struct ck_pool_limits limits = { conf->worker_memory_limit, conf->worker_cpu_limit };
   int rc;
 
   *out = NULL;
@@ -866,7 +921,7 @@ int ck_sched_start(uv_loop_t *loop, struct ck_conf *conf, struct ck_sched **out,
   if (ck_record_damaged(s->rec))
     ck_log(CK_LOG_WARN, "record", CK_LOG_NO_FIELDS, "skipped %d damaged record line(s) (an interrupted write)",
            ck_record_damaged(s->rec));
-  if ((rc = ck_pool_start(loop, conf->workers, job_done, s, &s->pool)) != 0 ||
+  if ((rc = ck_pool_start(loop, conf->workers, PROBES, &limits, job_done, s, &s->pool)) != 0 ||
       (rc = ck_watch_init(loop, on_file, s, &s->watch)) != 0) {
     snprintf(msg, msglen, "cannot start workers or inotify: %s", strerror(-rc));
     return -1;
@@ -932,21 +987,27 @@ void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
   mark_status(s);
 }
 
+/* Running jobs get stop_timeout to finish, then SIGTERM (a worker removes its
+ * temporaries), then SIGKILL 5 s later (the pool removes them). */
 static void stop_poll(uv_timer_t *t)
 {
   struct ck_sched *s = t->data;
+  double now = mono();
 
-  if (ck_pool_running(s->pool) > 0) {
-    if (mono() >= s->stop_deadline) {
+  if (ck_pool_children(s->pool) > 0) {
+    if (now >= s->stop_deadline && s->stop_signal == 0) {
       ck_log(CK_LOG_WARN, "stop", CK_LOG_NO_FIELDS, "stop_timeout reached: aborting %d running conversion(s)",
              ck_pool_running(s->pool));
-      ck_pool_cancel_running(s->pool);
-      s->stop_deadline = 1e18;
+      ck_pool_cancel_running(s->pool, SIGTERM);
+      s->stop_signal = SIGTERM;
+    } else if (now >= s->stop_deadline + 5 && s->stop_signal == SIGTERM) {
+      ck_pool_cancel_running(s->pool, SIGKILL);
+      s->stop_signal = SIGKILL;
     }
     return;
   }
   uv_timer_stop(t);
-  ck_pool_stop(s->pool); /* hands back the last results */
+  ck_pool_stop(s->pool);
   s->pool = NULL;
   s->stopping = 2;
   uv_timer_stop(&s->status_timer);

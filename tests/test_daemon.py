@@ -198,6 +198,42 @@ synth(os.path.join(A, "run6", "after.ckpt-1"), "--size", "1M", "--tensors", "4")
 ok(wait_for(lambda: os.path.exists(os.path.join(A, "run6", "after.ckpt-1.h5")), 15) and proc.poll() is None,
    "the daemon keeps serving after a failure")
 
+# 5b. a worker that crashes mid-conversion (as libhdf5 does on some hostile files) costs that job only
+def worker_pids(src):
+    pids = []
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(os.path.join(d, "cmdline"), "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"--worker" in argv and src.encode() in argv:
+            pids.append(int(os.path.basename(d)))
+    return pids
+
+
+synth(os.path.join(S, "crash", "crash.ckpt-1"), "--size", "400M", "--tensors", "4", "--spread", "2")
+crash = os.path.join(A, "crash")
+os.makedirs(crash)
+pc = os.path.join(crash, "crash.ckpt-1")
+shutil.copy(os.path.join(S, "crash", "crash.ckpt-1.data-00000-of-00001"), crash)
+shutil.copy(os.path.join(S, "crash", "crash.ckpt-1.index"), crash)
+ok(wait_for(lambda: events("job_start", pc), 20), "a conversion starts in a worker process")
+line = (events("job_start", pc) or [""])[0]
+wpid = int(line.split("worker pid ")[1].split(")")[0]) if "worker pid " in line else 0
+ok(wpid > 0 and wpid != proc.pid and wpid in worker_pids(pc), "the job runs in a child process (pid %d), not in the daemon" % wpid)
+if wpid:
+    os.kill(wpid, signal.SIGABRT)
+ok(wait_for(lambda: events("job_failed", pc), 15), "a worker dying by a signal fails its job")
+ok("died by signal 6" in (events("job_failed", pc) or [""])[0], "the log says how the worker died: %s" % (events("job_failed", pc) or [""])[0][-120:])
+ok(proc.poll() is None, "the daemon survives its worker's crash")
+ok(not os.path.exists(pc + ".h5") and not glob.glob(os.path.join(crash, ".*ckptd-tmp*")),
+   "nothing under the final name and the dead worker's temporaries removed")
+synth(os.path.join(A, "run5b", "next.ckpt-1"), "--size", "1M", "--tensors", "4")
+ok(wait_for(lambda: os.path.exists(os.path.join(A, "run5b", "next.ckpt-1.h5")), 15), "the next checkpoint converts as usual")
+time.sleep(1)
+ok(len(events("job_start", pc)) == 1, "the crashed source is not retried until it changes")
+
 # 6. directories created in a burst
 deep = os.path.join(A, "b1", "b2", "b3")
 os.makedirs(deep)
@@ -278,6 +314,8 @@ proc.wait()
 left = os.path.exists(pb + ".h5")
 temps = glob.glob(os.path.join(big, ".*ckptd-tmp*"))
 ok(not left, "kill -9 mid-conversion: no file under the final name (temporaries: %d)" % len(temps))
+ok(wait_for(lambda: not worker_pids(pb), 10), "the orphaned worker aborts when its daemon dies")
+ok(not os.path.exists(pb + ".h5"), "and publishes nothing")
 start()
 ok(wait_for(lambda: os.path.exists(pb + ".h5"), 60), "after restart the conversion completes")
 ok(same(pb, pb + ".h5"), "and its output equals the bundle")

@@ -1,0 +1,156 @@
+/* Worker process: one conversion or one probe, reported on fd 3.
+ *
+ * DESIGN: the daemon spawns `ckptd --worker ...` with a pipe as fd 3. The worker
+ * disables HDF5's file locking before its first HDF5 call (a probe or a read must
+ * never make a writer's own open fail with "unable to lock file"), applies the
+ * resource limits it was given, turns SIGTERM into the converter's cancel flag (the
+ * converter then removes its temporaries), and writes progress, then exactly one
+ * result line. If it dies without a result line, the daemon knows it crashed. The
+ * daemon's death is a SIGTERM to the worker (PR_SET_PDEATHSIG). */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "convert.h"
+#include "fileio.h"
+#include "h5.h"
+#include "worker.h"
+#include "wproto.h"
+
+static volatile int cancel_flag;
+
+static void on_term(int sig)
+{
+  (void)sig;
+  cancel_flag = 1;
+}
+
+static void report(const struct ck_wmsg *m)
+{
+  char line[CK_WPROTO_LINE_MAX + 64];
+  size_t n = ck_wmsg_format(m, line, sizeof(line));
+
+  (void)ck_write_full(CK_WORKER_FD, line, n); /* a daemon gone away: nothing to tell */
+}
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+  struct ck_wmsg m = { .type = CK_WMSG_PROGRESS, .done = done, .total = total };
+
+  (void)ctx;
+  report(&m);
+}
+
+static void limit(int resource, uint64_t v)
+{
+  struct rlimit rl = { (rlim_t)v, (rlim_t)v };
+
+  if (v)
+    setrlimit(resource, &rl);
+}
+
+static int fail(int code, const char *text)
+{
+  struct ck_wmsg m = { .type = CK_WMSG_FAIL, .code = code < 0 ? code : -EIO };
+
+  snprintf(m.text, sizeof(m.text), "%s", text);
+  report(&m);
+  return 1;
+}
+
+static int convert(struct ck_wjob *j)
+{
+  struct ck_convert_stats st = { 0 };
+  struct ck_err err = { 0 };
+  struct ck_wmsg m = { .type = CK_WMSG_DONE };
+  int rc;
+
+  j->opts.cancel = &cancel_flag;
+  j->opts.progress = on_progress;
+  if (j->direction == CK_DIR_SAVER_TO_H5)
+    rc = ck_convert_tf_to_h5(j->src, j->dst, &j->opts, &st, &err);
+  else
+    rc = ck_convert_h5_to_tf(j->src, j->dst, &j->opts, &st, &err);
+  if (rc != 0)
+    return fail(rc, err.msg[0] ? err.msg : ck_strerror(rc));
+  m.tensors = st.tensors;
+  m.bytes = st.bytes;
+  m.seconds = st.seconds;
+  m.skipped = st.skipped;
+  report(&m);
+  return 0;
+}
+
+/* Not complete yet, rather than corrupt: an unfinished save or a writer's lock. */
+static int incomplete(const struct ck_err *err)
+{
+  return strstr(err->msg, "__SUCCESS__") != NULL || strstr(err->msg, "lock") != NULL;
+}
+
+static int probe(const struct ck_wjob *j)
+{
+  struct ck_wmsg m = { .type = CK_WMSG_PROBE };
+  struct ck_err err = { 0 };
+  struct ck_h5r *r = NULL;
+  struct stat before, after;
+  int rc;
+
+  if (stat(j->src, &before) != 0)
+    return fail(-errno, strerror(errno));
+  rc = ck_h5r_open(j->src, &r, &err);
+  ck_h5r_close(r);
+  if (stat(j->src, &after) != 0)
+    return fail(-errno, strerror(errno));
+  m.size = (uint64_t)after.st_size;
+  m.mtime_ns = (int64_t)after.st_mtim.tv_sec * 1000000000ll + after.st_mtim.tv_nsec;
+  if (after.st_size != before.st_size || after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+      after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
+    m.verdict = CK_PROBE_WAIT;
+    snprintf(m.text, sizeof(m.text), "changed while probed");
+  } else if (rc == 0) {
+    m.verdict = CK_PROBE_READY;
+  } else {
+    m.verdict = incomplete(&err) ? CK_PROBE_WAIT : CK_PROBE_CORRUPT;
+    snprintf(m.text, sizeof(m.text), "%s", err.msg[0] ? err.msg : ck_strerror(rc));
+  }
+  report(&m);
+  return 0;
+}
+
+int ck_worker_main(int argc, char **argv)
+{
+  struct ck_wjob j;
+  struct sigaction sa;
+  char msg[300];
+
+  if (ck_wjob_parse(argc, argv, &j, msg, sizeof(msg)) != 0) {
+    fprintf(stderr, "ckptd: %s\n", msg);
+    return 2;
+  }
+  /* before the first HDF5 call: never take a lock a writer would trip over */
+  setenv("HDF5_USE_FILE_LOCKING", "FALSE", 1);
+  limit(RLIMIT_AS, j.mem_limit);
+  limit(RLIMIT_CPU, j.cpu_limit);
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_term;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  /* a worker outliving its daemon (kill -9, a crash) aborts cleanly instead of
+   * racing the restarted daemon's own job for the same source */
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() == 1)
+    cancel_flag = 1;
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file size limit is a failed write, reported as such */
+  ck_h5_init();
+  return j.kind == CK_WJOB_PROBE ? probe(&j) : convert(&j);
+}
