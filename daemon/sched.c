@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fnmatch.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "decide.h"
 #include "fileio.h"
 #include "h5.h"
 #include "hmap.h"
@@ -31,7 +31,7 @@
 #include "sched.h"
 #include "watch.h"
 
-enum { KIND_SAVER = 1, KIND_H5 = 2 };
+enum { KIND_SAVER = CK_KIND_SAVER, KIND_H5 = CK_KIND_H5 };
 enum { ST_SETTLING, ST_CHECKING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_RETRY };
 
 #define RECENT 20
@@ -132,53 +132,7 @@ static void mark_status(struct ck_sched *s)
     uv_timer_start(&s->status_timer, on_status_timer, 250, 0);
 }
 
-/* ---- naming ---- */
-
-static int ends_with(const char *s, const char *x)
-{
-  size_t a = strlen(s), b = strlen(x);
-
-  return a >= b && strcmp(s + a - b, x) == 0;
-}
-
-/* Temporary names of TensorFlow, Orbax, editors and NFS, and ckptd's own. */
-static int ignored_name(const char *base)
-{
-  return base[0] == '.' || strstr(base, ".tempstate") || strstr(base, ".tmp") || strstr(base, "_temp") ||
-         ends_with(base, "~") || ends_with(base, ".swp") || strstr(base, ".ckptd-tmp.");
-}
-
-/* Classify a file: its candidate key and kind, or 0. */
-static int classify(const char *path, char **key)
-{
-  const char *base = strrchr(path, '/');
-  const char *data;
-
-  base = base ? base + 1 : path;
-  *key = NULL;
-  if (ignored_name(base))
-    return 0;
-  if (ends_with(base, ".index")) {
-    *key = strndup(path, strlen(path) - 6);
-    return KIND_SAVER;
-  }
-  if ((data = strstr(base, ".data-")) && strlen(data) == strlen(".data-00000-of-00000") && data[11] == '-') {
-    *key = strndup(path, (size_t)(data - path));
-    return KIND_SAVER;
-  }
-  if (ends_with(base, ".h5") || ends_with(base, ".hdf5")) {
-    *key = strdup(path);
-    return KIND_H5;
-  }
-  return 0;
-}
-
-static char *output_of(const struct cand *c)
-{
-  if (c->kind == KIND_SAVER)
-    return ck_asprintf("%s.h5", c->key);
-  return strndup(c->key, strlen(c->key) - (ends_with(c->key, ".hdf5") ? 5 : 3));
-}
+/* ---- naming: decide.c ---- */
 
 static int wanted(const struct sroot *r, const char *path, int kind)
 {
@@ -253,7 +207,7 @@ static void on_file(void *ctx, int root, const char *path, int initial)
   int kind;
 
   maybe_cleanup(path, initial);
-  if (r == NULL || s->stopping || (kind = classify(path, &key)) == 0)
+  if (r == NULL || s->stopping || (kind = ck_decide_classify(path, &key)) == CK_KIND_NONE)
     return;
   if (!wanted(r, key, kind)) {
     free(key);
@@ -382,7 +336,7 @@ static int same_ident(const struct ck_ident *a, const struct ck_ident *b)
 static void decide(struct ck_sched *s, struct cand *c)
 {
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
-  char *dst = output_of(c);
+  char *dst = ck_decide_output(c->key, c->kind);
   char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s", dst) : ck_asprintf("%s.index", dst);
   int exists = probe && access(probe, F_OK) == 0;
   struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL };
@@ -620,12 +574,6 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   mark_status(s);
 }
 
-static int transient(int rc)
-{
-  return rc == -EAGAIN || rc == -ENOSPC || rc == -EIO || rc == -EFBIG || rc == -ENOMEM || rc == -EINTR ||
-         rc == -EBUSY || rc == -EDQUOT || rc == -ETIMEDOUT;
-}
-
 static void remember_finished(struct ck_sched *s, const struct ck_job *j, int ok)
 {
   struct finished *f;
@@ -669,8 +617,8 @@ static void job_done(void *ctx, struct ck_job *j)
   } else if (j->rc == -ECANCELED) {
     ck_log(CK_LOG_WARN, "job_failed", &f, "aborted by shutdown; it stays pending and resumes at the next start");
     c->state = ST_WAITING;
-  } else if (transient(j->rc) && !s->stopping) {
-    double backoff = fmin(600, 5 * pow(2, c->attempts));
+  } else if (ck_decide_transient(j->rc) && !s->stopping) {
+    double backoff = ck_decide_backoff(c->attempts);
     c->attempts++;
     ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, backoff);
     c->state = ST_RETRY;

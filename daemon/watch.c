@@ -19,13 +19,14 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "decide.h"
 #include "fileio.h"
 #include "hmap.h"
 #include "log.h"
 #include "watch.h"
 
-#define MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | \
-              IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+#define MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | \
+              IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 
 struct wdir {
   char *path;
@@ -54,12 +55,6 @@ struct ck_watch {
   ck_watch_file_fn fn;
   void *ctx;
 };
-
-int ck_watch_ignored_dir(const char *name)
-{
-  return name[0] == '.' || fnmatch("*_temp*", name, 0) == 0 || fnmatch("*.tmp*", name, 0) == 0 ||
-         strstr(name, ".tempstate") != NULL;
-}
 
 static void forget(struct ck_watch *w, int wd)
 {
@@ -91,6 +86,22 @@ static int remember(struct ck_watch *w, int wd, const char *path, int root)
   w->nwatched++;
   ck_hmap_put(w->by_path, path, (void *)(intptr_t)(wd + 1), NULL);
   return 0;
+}
+
+/* A directory moved out of its place (or renamed within the tree): its watches and
+ * those below it carry paths that are no longer true. Drop them; a move into a tree
+ * rescans the directory under its new name. */
+static void forget_tree(struct ck_watch *w, const char *path)
+{
+  size_t len = strlen(path);
+
+  for (int wd = 0; wd < w->ndirs_cap; wd++) {
+    const char *p = w->dirs[wd].path;
+    if (p && strncmp(p, path, len) == 0 && (p[len] == 0 || p[len] == '/')) {
+      inotify_rm_watch(w->fd, wd);
+      forget(w, wd);
+    }
+  }
 }
 
 static struct wroot *root_of(struct ck_watch *w, int id)
@@ -142,7 +153,7 @@ static void scan_dir(struct ck_watch *w, struct wroot *r, const char *path, int 
     /* lstat: a symbolic link is never followed out of the tree */
     if (lstat(child, &st) == 0) {
       if (S_ISDIR(st.st_mode)) {
-        if (r->recursive && !ck_watch_ignored_dir(de->d_name))
+        if (r->recursive && !ck_decide_temp_dir(de->d_name))
           scan_dir(w, r, child, initial, depth + 1);
       } else if (S_ISREG(st.st_mode)) {
         w->fn(w->ctx, r->id, child, initial);
@@ -175,8 +186,10 @@ static void on_event(struct ck_watch *w, const struct inotify_event *ev)
   if ((path = ck_path_join(d->path, ev->name)) == NULL)
     return;
   if (ev->mask & IN_ISDIR) {
-    if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && r->recursive && !ck_watch_ignored_dir(ev->name))
-      scan_dir(w, r, path, 0, 1); /* a new directory, maybe with files already in it */
+    if (ev->mask & IN_MOVED_FROM)
+      forget_tree(w, path);
+    else if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && r->recursive && !ck_decide_temp_dir(ev->name))
+      scan_dir(w, r, path, 0, 1); /* a new or moved-in directory, maybe with files already in it */
   } else if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)) {
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))

@@ -30,9 +30,6 @@ void ck_watch_rescan(struct ck_watch *w);
 /* Directories watched with inotify. */
 size_t ck_watch_dirs(const struct ck_watch *w);
 
-/* 1 if a directory name is one we never enter (hidden, TensorFlow/Orbax temporaries). */
-int ck_watch_ignored_dir(const char *name);
-
 /* Close the inotify descriptor and free (the poll handle is closed on the loop). */
 void ck_watch_close(struct ck_watch *w);
 

@@ -240,6 +240,36 @@ os.makedirs(deep)
 synth(os.path.join(deep, "deep.ckpt-1"), "--size", "1M", "--tensors", "3")
 ok(wait_for(lambda: os.path.exists(os.path.join(deep, "deep.ckpt-1.h5")), 15), "mkdir -p a/b/c then files at once: seen")
 
+# 6b. directories moved in or renamed, as Orbax and staging scripts do; exact temporary names only.
+# Rescans are made rare here, so only inotify events can find these in time.
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF.replace("rescan_seconds = 2", "rescan_seconds = 600"))
+nreload = len(events("reload"))
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nreload, 5)
+orb = os.path.join(A, "orb")
+otmp = os.path.join(orb, "ckpt_5.orbax-checkpoint-tmp-1699999999")
+synth(os.path.join(otmp, "model.ckpt-5"), "--size", "1M", "--tensors", "3")
+time.sleep(1.5)
+ok(not glob.glob(os.path.join(otmp, "*.h5")), "nothing is converted inside an Orbax temporary directory")
+ofinal = os.path.join(orb, "ckpt_5")
+os.rename(otmp, ofinal)
+ok(wait_for(lambda: os.path.exists(os.path.join(ofinal, "model.ckpt-5.h5")), 10),
+   "a directory renamed into place is scanned at once (not at the next rescan)")
+synth(os.path.join(ofinal, "model.ckpt-6"), "--size", "1M", "--tensors", "3")
+ok(wait_for(lambda: os.path.exists(os.path.join(ofinal, "model.ckpt-6.h5")), 10),
+   "files written later into the renamed directory are seen under its new name")
+synth(os.path.join(S, "mvin", "model.ckpt-9"), "--size", "1M", "--tensors", "3")
+os.rename(os.path.join(S, "mvin"), os.path.join(A, "run42"))
+ok(wait_for(lambda: os.path.exists(os.path.join(A, "run42", "model.ckpt-9.h5")), 10), "mv staging run42 from outside the tree")
+synth(os.path.join(A, "temps", "model_temperature.ckpt-5"), "--size", "1M", "--tensors", "3")
+ok(wait_for(lambda: os.path.exists(os.path.join(A, "temps", "model_temperature.ckpt-5.h5")), 10),
+   "a name with '_temp' inside (model_temperature.ckpt-5) is converted")
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF)
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nreload + 1, 5)
+
 # 7. a tree without events (rescans only)
 synth(os.path.join(R, "x", "nfs.ckpt-1"), "--size", "1M", "--tensors", "3")
 ok(wait_for(lambda: os.path.exists(os.path.join(R, "x", "nfs.ckpt-1.h5")), 15), "a tree without inotify events is caught by the rescan")

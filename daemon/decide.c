@@ -1,0 +1,116 @@
+/* Pure decisions (see decide.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decide.h"
+#include "fileio.h"
+
+static int ends_with(const char *s, const char *x)
+{
+  size_t a = strlen(s), b = strlen(x);
+
+  return a >= b && strcmp(s + a - b, x) == 0;
+}
+
+/* 1 if s is n or more characters, all from set (n = 0: possibly empty). */
+static int all_of(const char *s, const char *set, size_t n)
+{
+  size_t len = strlen(s);
+
+  return len >= n && strspn(s, set) == len;
+}
+
+/* 1 if base ends with tag followed only by characters of set (at least min of them). */
+static int ends_with_tag(const char *base, const char *tag, const char *set, size_t min)
+{
+  const char *p = base, *hit = NULL;
+
+  while ((p = strstr(p, tag)) != NULL) /* the last occurrence */
+    hit = p++;
+  return hit != NULL && all_of(hit + strlen(tag), set, min);
+}
+
+int ck_decide_temp_file(const char *base)
+{
+  size_t n = strlen(base);
+
+  return base[0] == '.' ||                                           /* hidden, .nfs*, .#*, ckptd's own */
+         ends_with_tag(base, ".tempstate", "0123456789", 1) ||      /* TF's SaveV2 shards */
+         ends_with_tag(base, ".tmp", "0123456789abcdef", 0) ||      /* TF's atomic writes, *.tmp */
+         strstr(base, ".orbax-checkpoint-tmp-") != NULL || ends_with(base, ".part") || ends_with(base, "~") ||
+         ends_with(base, ".swp") || ends_with(base, ".swx") || (n >= 2 && base[0] == '#' && base[n - 1] == '#');
+}
+
+int ck_decide_temp_dir(const char *base)
+{
+  return base[0] == '.' || ends_with(base, "_temp") || ends_with_tag(base, "_temp_", "0123456789abcdef", 32) ||
+         strstr(base, ".orbax-checkpoint-tmp-") != NULL || ends_with(base, ".tmp");
+}
+
+int ck_decide_classify(const char *path, char **key)
+{
+  const char *base = strrchr(path, '/'), *data;
+
+  base = base ? base + 1 : path;
+  *key = NULL;
+  if (ck_decide_temp_file(base))
+    return CK_KIND_NONE;
+  if (ends_with(base, ".index") && strlen(base) > 6) {
+    *key = strndup(path, strlen(path) - 6);
+    return *key ? CK_KIND_SAVER : CK_KIND_NONE;
+  }
+  /* PREFIX.data-NNNNN-of-NNNNN, exactly */
+  if ((data = strstr(base, ".data-")) != NULL && data > base && strlen(data) == strlen(".data-00000-of-00000") &&
+      strspn(data + 6, "0123456789") == 5 && strncmp(data + 11, "-of-", 4) == 0 &&
+      strspn(data + 15, "0123456789") == 5) {
+    *key = strndup(path, (size_t)(data - path));
+    return *key ? CK_KIND_SAVER : CK_KIND_NONE;
+  }
+  if ((ends_with(base, ".h5") && strlen(base) > 3) || (ends_with(base, ".hdf5") && strlen(base) > 5)) {
+    *key = strdup(path);
+    return *key ? CK_KIND_H5 : CK_KIND_NONE;
+  }
+  return CK_KIND_NONE;
+}
+
+char *ck_decide_output(const char *key, int kind)
+{
+  if (kind == CK_KIND_SAVER)
+    return ck_asprintf("%s.h5", key);
+  return strndup(key, strlen(key) - (ends_with(key, ".hdf5") ? 5 : 3));
+}
+
+double ck_decide_backoff(int attempts)
+{
+  return attempts >= 7 ? 600 : fmin(600, 5 * pow(2, attempts));
+}
+
+int ck_decide_transient(int rc)
+{
+  return rc == -EAGAIN || rc == -ENOSPC || rc == -EIO || rc == -EFBIG || rc == -ENOMEM || rc == -EINTR ||
+         rc == -EBUSY || rc == -EDQUOT || rc == -ETIMEDOUT || rc == -ESTALE;
+}
+
+int64_t ck_decide_step(const char *prefix)
+{
+  const char *base = strrchr(prefix, '/'), *dash;
+  char *end;
+  long long v;
+
+  base = base ? base + 1 : prefix;
+  if ((dash = strrchr(base, '-')) == NULL || dash[1] < '0' || dash[1] > '9')
+    return -1;
+  v = strtoll(dash + 1, &end, 10);
+  return *end || v < 0 ? -1 : (int64_t)v;
+}
+
+int ck_decide_newer(int64_t step_a, int64_t mtime_a, int64_t step_b, int64_t mtime_b)
+{
+  if (step_a >= 0 && step_b >= 0 && step_a != step_b)
+    return step_a > step_b;
+  return mtime_a > mtime_b; /* a tie, or a step-less name on either side */
+}

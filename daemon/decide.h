@@ -1,0 +1,48 @@
+/* ckptd's pure decisions: what a path is (a checkpoint's file, a producer's
+ * temporary, nothing of ours), what its output is called, which failures are worth
+ * a retry and when, and which checkpoint is "latest". No I/O, no libuv, no clock:
+ * tests/test_decide.c drives every rule from a table. */
+#ifndef CK_DECIDE_H
+#define CK_DECIDE_H
+
+#include <stdint.h>
+
+enum { CK_KIND_NONE = 0, CK_KIND_SAVER = 1, CK_KIND_H5 = 2 };
+
+/* 1 if a file name (no directory) is a producer's temporary: TensorFlow's
+ * `*.tempstate<digits>` and `*.tmp<hex>` (atomic writes), `*.tmp`, `*.part`, Orbax's
+ * `*.orbax-checkpoint-tmp-*`, editors' (`*~`, `*.swp`, `.#*`, `#*#`), NFS's `.nfs*`,
+ * ckptd's own `.*.ckptd-tmp.*`, and every hidden name (rsync's `.name.XXXXXX`). */
+int ck_decide_temp_file(const char *base);
+
+/* 1 if a directory name is one ckptd never enters: TF2's `<prefix>_temp` and
+ * `<prefix>_temp_<32 hex>` save directories, Orbax's `*.orbax-checkpoint-tmp-*`,
+ * `*.tmp`, and hidden directories. */
+int ck_decide_temp_dir(const char *base);
+
+/* What a file is: CK_KIND_SAVER (PREFIX.index or PREFIX.data-NNNNN-of-NNNNN; *key
+ * the prefix), CK_KIND_H5 (*.h5, *.hdf5; *key the path) or CK_KIND_NONE. *key is
+ * newly allocated (NULL for NONE). */
+int ck_decide_classify(const char *path, char **key);
+
+/* The output beside a source: PREFIX.h5 for a bundle, NAME (a prefix) for NAME.h5.
+ * Newly allocated. */
+char *ck_decide_output(const char *key, int kind);
+
+/* Seconds before retry number `attempts` (0-based) of a transient failure:
+ * 5 s doubling to 10 min. */
+double ck_decide_backoff(int attempts);
+
+/* 1 if a failure code (negative errno or CK_E*) is worth retrying without a change
+ * of the source: disk full, I/O errors, a source changing under the job, ... */
+int ck_decide_transient(int rc);
+
+/* The global step of a checkpoint prefix: the number after the last '-' of its
+ * base name (`model.ckpt-1200` -> 1200), or -1 if it has none. */
+int64_t ck_decide_step(const char *prefix);
+
+/* Order for "latest": 1 if checkpoint a (step, mtime) is newer than b. The higher
+ * step wins; a tie, or a step-less name on either side, goes by the source's mtime. */
+int ck_decide_newer(int64_t step_a, int64_t mtime_a, int64_t step_b, int64_t mtime_b);
+
+#endif

@@ -1,0 +1,150 @@
+/* The daemon's pure decisions, from tables: real producers' temporary names (never
+ * converted) and real checkpoint names (always considered), classification, output
+ * names, backoff, failure classes, global steps and the "latest" order. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../daemon/decide.h"
+#include "error.h"
+#include "tap.h"
+
+static void temp_files(void)
+{
+  static const char *temps[] = {
+    "model.ckpt-100.data-00000-of-00001.tempstate4096312", /* TF SaveV2 */
+    "model.ckpt-100.index.tempstate15",
+    "checkpoint.tmp6c1d0b5e9f2a4c3b8d7e6f5a4b3c2d1e",       /* TF atomic_write_string_to_file */
+    "weights.h5.tmp",                                      /* writers that rename into place */
+    "model.h5.part",                                       /* partial transfers */
+    "ckpt_100.orbax-checkpoint-tmp-1700000000123456",      /* Orbax */
+    "model.h5~", ".model.h5.swp", "model.h5.swp", ".#model.h5", "#model.h5#", /* editors */
+    ".nfs000000000123456700000001",                        /* NFS silly rename */
+    ".model.ckpt-1.h5.ckptd-tmp.1234.0",                   /* ckptd's own */
+    ".model.h5.Xy12Ab",                                    /* rsync */
+  };
+  static const char *real[] = {
+    "model_temperature.ckpt-5.index", /* '_temp' inside a name */
+    "model.ckpt-100.index", "model.ckpt-100.data-00000-of-00001", "weights.h5", "my.tmpl.h5",
+    "temp.h5", "tmp.ckpt-1.index", "run.tempstate.h5", "checkpoint", "model.tmpx.h5",
+  };
+
+  for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++)
+    ok(ck_decide_temp_file(temps[i]), "temporary: %s", temps[i]);
+  for (size_t i = 0; i < sizeof(real) / sizeof(real[0]); i++)
+    ok(!ck_decide_temp_file(real[i]), "not a temporary: %s", real[i]);
+}
+
+static void temp_dirs(void)
+{
+  static const char *temps[] = {
+    "model.ckpt-100_temp",                                  /* TF2 sharded save */
+    "ckpt-7_temp_0123456789abcdef0123456789abcdef",         /* older TF2: _temp_<uuid hex> */
+    "checkpoint_500.orbax-checkpoint-tmp-1699999999",       /* Orbax */
+    "staging.tmp", ".hidden", ".git",
+  };
+  static const char *real[] = {
+    "model_temperature", "run_temp_3", "temp", "templates", "run42", "ckpt-7_temp_xyz",
+    "checkpoints", "tmp",
+  };
+
+  for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++)
+    ok(ck_decide_temp_dir(temps[i]), "directory never entered: %s", temps[i]);
+  for (size_t i = 0; i < sizeof(real) / sizeof(real[0]); i++)
+    ok(!ck_decide_temp_dir(real[i]), "directory entered: %s", real[i]);
+}
+
+static void classify(void)
+{
+  static const struct {
+    const char *path;
+    int kind;
+    const char *key;
+    const char *output;
+  } t[] = {
+    { "/m/run/model.ckpt-100.index", CK_KIND_SAVER, "/m/run/model.ckpt-100", "/m/run/model.ckpt-100.h5" },
+    { "/m/run/model.ckpt-100.data-00003-of-00008", CK_KIND_SAVER, "/m/run/model.ckpt-100", "/m/run/model.ckpt-100.h5" },
+    { "/m/run/model_temperature.ckpt-5.index", CK_KIND_SAVER, "/m/run/model_temperature.ckpt-5",
+      "/m/run/model_temperature.ckpt-5.h5" },
+    { "/m/w.h5", CK_KIND_H5, "/m/w.h5", "/m/w" },
+    { "/m/w.hdf5", CK_KIND_H5, "/m/w.hdf5", "/m/w" },
+    { "/m/run/model.ckpt-100.data-0003-of-00008", CK_KIND_NONE, NULL, NULL },
+    { "/m/run/model.ckpt-100.data-00003-of-0000x", CK_KIND_NONE, NULL, NULL },
+    { "/m/run/.data-00000-of-00001", CK_KIND_NONE, NULL, NULL },
+    { "/m/run/.index", CK_KIND_NONE, NULL, NULL },
+    { "/m/run/checkpoint", CK_KIND_NONE, NULL, NULL },
+    { "/m/run/model.ckpt-100.index.tempstate1", CK_KIND_NONE, NULL, NULL },
+    { "/m/run/events.out.tfevents.1700000000.host", CK_KIND_NONE, NULL, NULL },
+    { "/m/x.h5.tmp", CK_KIND_NONE, NULL, NULL },
+  };
+
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    char *key = NULL, *out = NULL;
+    int kind = ck_decide_classify(t[i].path, &key);
+    if (kind != CK_KIND_NONE)
+      out = ck_decide_output(key, kind);
+    ok(kind == t[i].kind && (t[i].key ? key && strcmp(key, t[i].key) == 0 : key == NULL) &&
+           (t[i].output ? out && strcmp(out, t[i].output) == 0 : out == NULL),
+       "classify %s -> kind %d key %s output %s", t[i].path, kind, key ? key : "-", out ? out : "-");
+    free(key);
+    free(out);
+  }
+}
+
+static void retries(void)
+{
+  static const struct {
+    int attempts;
+    double seconds;
+  } b[] = { { 0, 5 }, { 1, 10 }, { 2, 20 }, { 6, 320 }, { 7, 600 }, { 50, 600 }, { 100000, 600 } };
+  static const int transient[] = { -ENOSPC, -EIO, -EAGAIN, -EDQUOT, -ENOMEM, -ESTALE, -EFBIG };
+  static const int permanent[] = { CK_EFORMAT, CK_ECHECKSUM, CK_ETRUNC, CK_EUNSUP, CK_ELIMIT, -EACCES, -EROFS,
+                                   -ECANCELED };
+
+  for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
+    ok(ck_decide_backoff(b[i].attempts) == b[i].seconds, "backoff after %d attempts: %g s", b[i].attempts,
+       b[i].seconds);
+  for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+    ok(ck_decide_transient(transient[i]), "transient: %s", ck_strerror(transient[i]));
+  for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
+    ok(!ck_decide_transient(permanent[i]), "not retried until the source changes: %s", ck_strerror(permanent[i]));
+}
+
+static void latest(void)
+{
+  static const struct {
+    const char *prefix;
+    long long step;
+  } s[] = {
+    { "/m/model.ckpt-1200", 1200 }, { "model.ckpt-0", 0 }, { "/m/ckpt-7", 7 }, { "/m/exported", -1 },
+    { "/m/model-v2.ckpt", -1 }, { "/m/a-1/model", -1 }, { "/m/model.ckpt-12x", -1 }, { "/m/model.ckpt-", -1 },
+  };
+  static const struct {
+    long long sa, ma, sb, mb;
+    int newer;
+  } o[] = {
+    { 200, 1, 100, 2, 1 },  /* a higher step wins even when older on disk */
+    { 100, 2, 200, 1, 0 },  /* model-100 converted last is not latest */
+    { 5, 2, 5, 1, 1 },      /* a tie goes by mtime */
+    { -1, 9, 100, 1, 1 },   /* a step-less export: by mtime */
+    { -1, 1, 100, 9, 0 },
+  };
+
+  for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+    ok(ck_decide_step(s[i].prefix) == s[i].step, "step of %s: %lld", s[i].prefix, s[i].step);
+  for (size_t i = 0; i < sizeof(o) / sizeof(o[0]); i++)
+    ok(ck_decide_newer(o[i].sa, o[i].ma, o[i].sb, o[i].mb) == o[i].newer, "step %lld mtime %lld %s step %lld mtime %lld",
+       o[i].sa, o[i].ma, o[i].newer ? "newer than" : "not newer than", o[i].sb, o[i].mb);
+}
+
+int main(void)
+{
+  temp_files();
+  temp_dirs();
+  classify();
+  retries();
+  latest();
+  return tap_done();
+}
