@@ -143,7 +143,7 @@ int main(int argc, char **argv)
                                         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
   struct daemon d = { 0 };
   struct ck_conf *conf = calloc(1, sizeof(*conf));
-  int check_only = 0, o;
+  int check_only = 0, o, rc;
   char msg[600];
   uint64_t wd_usec = 0;
 
@@ -183,9 +183,11 @@ int main(int argc, char **argv)
   d.loop = uv_default_loop();
   ck_log(CK_LOG_INFO, "start", CK_LOG_NO_FIELDS, "ckptd %s starting with %s (%d workers, %d tree(s))",
          PACKAGE_VERSION, conf->source, conf->workers, conf->nwatches);
-  if (ck_sched_start(d.loop, conf, &d.sched, msg, sizeof(msg)) != 0) {
+  if ((rc = ck_sched_start(d.loop, conf, &d.sched, msg, sizeof(msg))) != 0) {
     ck_log(CK_LOG_ERROR, "error", CK_LOG_NO_FIELDS, "cannot start: %s", msg);
-    return 1;
+    ck_conf_free(conf);
+    free(conf);
+    return rc == -EBUSY ? 2 : 1;
   }
   uv_signal_init(d.loop, &d.sighup);
   uv_signal_init(d.loop, &d.sigterm);

@@ -404,5 +404,5 @@ void ck_pool_cancel_running(struct ck_pool *p, int sig)
 
 void ck_pool_stop(struct ck_pool *p)
 {
-  free(p);
+  free(p); /* accepts NULL */
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@ struct ck_record {
   char *path;
   char *dir;
   int fd;
+  int lock_fd;       /* state_dir/lock, flock()ed for as long as the record is open */
   struct ck_hmap *by_src;
   struct ck_hmap *by_output;
   int damaged;
@@ -216,6 +218,37 @@ static int compact(struct ck_record *r)
   return c.rc;
 }
 
+/* One instance per state_dir: two daemons on one record both convert and lose
+ * each other's lines. The lock file holds the owner's pid for the message. */
+static int lock_state_dir(struct ck_record *r, const char *state_dir, char *msg, size_t msglen)
+{
+  char *path = ck_path_join(state_dir, "lock"), pid[32] = "";
+  int rc = 0;
+  ssize_t n;
+
+  if (path == NULL)
+    return -ENOMEM;
+  if ((r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640)) < 0) {
+    rc = -errno;
+    snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+    goto out;
+  }
+  if (flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+    if ((n = pread(r->lock_fd, pid, sizeof(pid) - 1, 0)) > 0)
+      pid[strcspn(pid, "\n")] = 0;
+    snprintf(msg, msglen, "%s: state_dir %s is in use by another ckptd%s%s (one instance per state_dir)", path,
+             state_dir, pid[0] ? " with pid " : "", pid);
+    goto out;
+  }
+  snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+  if (ftruncate(r->lock_fd, 0) != 0 || pwrite(r->lock_fd, pid, strlen(pid), 0) < 0)
+    rc = 0; /* the pid is only for the message */
+out:
+  free(path);
+  return rc;
+}
+
 int ck_record_open(const char *state_dir, struct ck_record **out, char *msg, size_t msglen)
 {
   struct ck_record *r = calloc(1, sizeof(*r));
@@ -232,6 +265,11 @@ int ck_record_open(const char *state_dir, struct ck_record **out, char *msg, siz
     return rc;
   }
   r->dir = strdup(state_dir);
+  r->lock_fd = -1;
+  if ((rc = lock_state_dir(r, state_dir, msg, msglen)) != 0) {
+    ck_record_close(r);
+    return rc;
+  }
   r->path = ck_path_join(state_dir, "record.log");
   r->by_src = ck_hmap_new();
   r->by_output = ck_hmap_new();
@@ -331,6 +369,8 @@ void ck_record_close(struct ck_record *r)
     return;
   if (r->fd >= 0)
     close(r->fd);
+  if (r->lock_fd >= 0)
+    close(r->lock_fd); /* releases the flock */
   if (r->by_src)
     ck_hmap_each(r->by_src, free_one, NULL);
   ck_hmap_free(r->by_src);

@@ -858,21 +858,30 @@ int ck_sched_start(uv_loop_t *loop, struct ck_conf *conf, struct ck_sched **out,
   int rc;
 
   *out = NULL;
-  if (s == NULL)
-    return snprintf(msg, msglen, "out of memory"), -1;
+  if (s == NULL) {
+    snprintf(msg, msglen, "out of memory");
+    return -ENOMEM;
+  }
   s->loop = loop;
   s->conf = conf;
   s->started_wall = wall();
   s->cands = ck_hmap_new();
-  if ((rc = ck_record_open(conf->state_dir, &s->rec, msg, msglen)) != 0)
-    return free(s), -1;
+  if ((rc = ck_record_open(conf->state_dir, &s->rec, msg, msglen)) != 0) {
+    ck_hmap_free(s->cands);
+    free(s);
+    return rc;
+  }
   if (ck_record_damaged(s->rec))
     ck_log(CK_LOG_WARN, "record", CK_LOG_NO_FIELDS, "skipped %d damaged record line(s) (an interrupted write)",
            ck_record_damaged(s->rec));
   if ((rc = ck_pool_start(loop, conf->workers, PROBES, &limits, job_done, s, &s->pool)) != 0 ||
       (rc = ck_watch_init(loop, on_file, s, &s->watch)) != 0) {
-    snprintf(msg, msglen, "cannot start workers or inotify: %s", strerror(-rc));
-    return -1;
+    snprintf(msg, msglen, "cannot start workers or inotify: %s", uv_strerror(rc));
+    ck_pool_stop(s->pool);
+    ck_record_close(s->rec);
+    ck_hmap_free(s->cands);
+    free(s);
+    return rc;
   }
   uv_timer_init(loop, &s->tick);
   uv_timer_init(loop, &s->rescan);

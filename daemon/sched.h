@@ -11,8 +11,9 @@
 
 struct ck_sched;
 
-/* Open the record, clean temporaries of a crashed run, start workers and watches.
- * Takes ownership of conf. 0, or -1 with msg. */
+/* Open the record (locking state_dir), clean temporaries of a crashed run, start the
+ * executor and watches. Takes ownership of conf once it succeeds. 0, or a negative
+ * errno with msg (-EBUSY: another instance holds state_dir). */
 int ck_sched_start(uv_loop_t *loop, struct ck_conf *conf, struct ck_sched **out, char *msg, size_t msglen);
 
 /* Apply a new configuration (watched trees added and removed without a restart).

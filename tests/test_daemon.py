@@ -125,6 +125,10 @@ ok(wait_for(lambda: any("READY=1" in m for m in notifications()), 5), "sd_notify
 ok(wait_for(lambda: any(m.startswith("STATUS=watching 2 tree(s)") for m in notifications()), 5),
    "sd_notify STATUS= with trees, running, queued, done, failed")
 ok(wait_for(lambda: any("WATCHDOG=1" in m for m in notifications()), 5), "sd_notify WATCHDOG=1 at half of WatchdogSec")
+r = subprocess.run([CKPTD, "--config", CONF], capture_output=True, text=True, timeout=10)
+ok(r.returncode == 2 and "in use by another ckptd with pid %d" % proc.pid in r.stderr and os.path.join(T, "state") in r.stderr,
+   "a second instance on the same state_dir exits 2 naming it: %s" % r.stderr.strip()[-120:])
+ok(proc.poll() is None, "and the first keeps running")
 
 # 1. a TF save staged as TensorFlow does it: temp names, data renamed, index renamed, checkpoint last
 synth(os.path.join(S, "s1", "model.ckpt-1"), "--size", "3M", "--tensors", "12", "--dtypes", "float32,bfloat16,string")

@@ -2,6 +2,7 @@
  * compaction, lookups by source and by output. */
 #include "config.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,20 @@ int main(void)
       lines += text[i] == '\n';
     ok(lines == 2 && text[n - 1] == '\n', "compaction left one line per source (%d)", lines);
     free(text);
+  }
+  {
+    struct ck_record *r1 = NULL, *r2 = NULL;
+    char want[64];
+    int rc1 = ck_record_open(dir, &r1, msg, sizeof(msg)), rc2;
+    msg[0] = 0;
+    rc2 = ck_record_open(dir, &r2, msg, sizeof(msg));
+    snprintf(want, sizeof(want), "another ckptd with pid %ld", (long)getpid());
+    ok(rc1 == 0 && rc2 == -EBUSY && r2 == NULL && strstr(msg, want) && strstr(msg, dir),
+       "a second open of one state_dir is refused, naming it and the holder: %s", msg);
+    ck_record_close(r1);
+    rc2 = ck_record_open(dir, &r2, msg, sizeof(msg));
+    ok(rc2 == 0, "and allowed once the first is closed");
+    ck_record_close(r2);
   }
   tu_rmtree(dir);
   free(dir);
