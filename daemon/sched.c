@@ -37,6 +37,18 @@ enum { ST_SETTLING, ST_CHECKING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_
 #define RECENT 20
 #define PROBES 2 /* HDF5 probes running at once, beside the conversions */
 
+/* A file as a check saw it: an event or rescan that finds it unchanged costs
+ * nothing more (no index parse, no HDF5 probe). */
+struct fstamp {
+  uint64_t ino, size;
+  int64_t mtime_ns;
+};
+
+struct fstamps {
+  struct fstamp *f;
+  int n, cap;
+};
+
 struct cand {
   char *key;
   int kind;
@@ -52,6 +64,8 @@ struct cand {
   double started;
   struct ck_ident id;
   char *why;           /* last reason (incomplete, error) */
+  struct fstamps seen; /* its files at the last check */
+  unsigned gen;        /* the rescan that last reported one of its files */
 };
 
 struct sroot {
@@ -90,6 +104,8 @@ struct ck_sched {
   uint64_t next_job_id;
   double started_wall;
   unsigned long long done_total, failed_total, bytes_total;
+  unsigned long long checks_total; /* completeness checks (stats, index parses) and probes run */
+  unsigned gen;        /* rescans so far */
   struct finished recent[RECENT];
   int nrecent;
 };
@@ -198,7 +214,71 @@ static void maybe_cleanup(const char *path, int initial)
 
 /* ---- file events ---- */
 
-static void on_file(void *ctx, int root, const char *path, int initial)
+static int64_t mtime_ns(const struct stat *st)
+{
+  return (int64_t)st->st_mtim.tv_sec * 1000000000ll + st->st_mtim.tv_nsec;
+}
+
+static int stamp_find(const struct fstamps *v, uint64_t ino)
+{
+  for (int i = 0; i < v->n; i++)
+    if (v->f[i].ino == ino)
+      return i;
+  return -1;
+}
+
+/* Remember a file's stamp, replacing an older one of the same inode. */
+static void stamp_put(struct fstamps *v, const struct fstamp *f)
+{
+  int i = stamp_find(v, f->ino);
+
+  if (i >= 0) {
+    v->f[i] = *f;
+    return;
+  }
+  if (v->n == v->cap) {
+    int cap = v->cap ? v->cap * 2 : 4;
+    struct fstamp *nf = realloc(v->f, (size_t)cap * sizeof(*nf));
+    if (nf == NULL)
+      return; /* only an optimisation is lost */
+    v->f = nf;
+    v->cap = cap;
+  }
+  v->f[v->n++] = *f;
+}
+
+static struct fstamp stamp_of(const struct stat *st)
+{
+  return (struct fstamp){ (uint64_t)st->st_ino, (uint64_t)st->st_size, mtime_ns(st) };
+}
+
+static int stamp_known(const struct fstamps *v, const struct stat *st)
+{
+  int i = stamp_find(v, (uint64_t)st->st_ino);
+
+  return i >= 0 && v->f[i].size == (uint64_t)st->st_size && v->f[i].mtime_ns == mtime_ns(st);
+}
+
+/* After a check: what it stat'ed, plus files reported by events that it did not
+ * look at (the data file of a corrupt index), one stamp per inode. */
+static void stamps_merge(struct fstamps *into, struct fstamps *from)
+{
+  for (int i = 0; i < into->n; i++)
+    if (stamp_find(from, into->f[i].ino) < 0)
+      stamp_put(from, &into->f[i]);
+  free(into->f);
+  *into = *from;
+  memset(from, 0, sizeof(*from));
+}
+
+/* Outcomes that only a change of the source's files can alter: settled ones, and
+ * an incomplete checkpoint waiting for its missing files. */
+static int stable(const struct cand *c)
+{
+  return c->state == ST_DONE || c->state == ST_FAILED || c->state == ST_SKIPPED || c->state == ST_WAITING;
+}
+
+static void on_file(void *ctx, int root, const char *path, const struct stat *st, int initial)
 {
   struct ck_sched *s = ctx;
   struct sroot *r = root_by_id(s, root);
@@ -213,7 +293,18 @@ static void on_file(void *ctx, int root, const char *path, int initial)
     free(key);
     return;
   }
-  if ((c = ck_hmap_get(s->cands, key)) == NULL) {
+  if ((c = ck_hmap_get(s->cands, key)) != NULL) {
+    c->gen = s->gen;
+    if (stable(c)) {
+      if (stamp_known(&c->seen, st)) {
+        free(key); /* an unchanged file of a settled source: a stat was all it cost */
+        return;
+      }
+      struct fstamp f = stamp_of(st);
+      stamp_put(&c->seen, &f);
+    }
+  }
+  if (c == NULL) {
     if ((c = calloc(1, sizeof(*c))) == NULL) {
       free(key);
       return;
@@ -221,6 +312,7 @@ static void on_file(void *ctx, int root, const char *path, int initial)
     c->key = key;
     c->kind = kind;
     c->root = root;
+    c->gen = s->gen;
     c->state = ST_SETTLING;
     ck_hmap_put(s->cands, key, c, NULL);
   } else {
@@ -247,8 +339,16 @@ static uint64_t mix(uint64_t h, uint64_t v)
   return (h ^ v) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
 }
 
+/* What a check gathers about a candidate's files. */
+struct gather {
+  uint64_t sig;
+  double newest;
+  struct ck_ident id;
+  struct fstamps seen;
+};
+
 /* Add a file's size and mtime to the signature; track the newest mtime. */
-static int stat_into(const char *path, uint64_t *sig, double *newest, struct ck_ident *id)
+static int stat_into(const char *path, struct gather *g)
 {
   struct stat st;
   double m;
@@ -256,18 +356,22 @@ static int stat_into(const char *path, uint64_t *sig, double *newest, struct ck_
   if (stat(path, &st) != 0)
     return -errno;
   m = (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec / 1e9;
-  *sig = mix(mix(mix(*sig, (uint64_t)st.st_size), (uint64_t)st.st_mtim.tv_sec), (uint64_t)st.st_mtim.tv_nsec);
-  if (m > *newest)
-    *newest = m;
-  id->size += (uint64_t)st.st_size;
-  if ((int64_t)(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec) > id->mtime_ns)
-    id->mtime_ns = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+  g->sig = mix(mix(mix(g->sig, (uint64_t)st.st_size), (uint64_t)st.st_mtim.tv_sec), (uint64_t)st.st_mtim.tv_nsec);
+  if (m > g->newest)
+    g->newest = m;
+  g->id.size += (uint64_t)st.st_size;
+  if (mtime_ns(&st) > g->id.mtime_ns)
+    g->id.mtime_ns = mtime_ns(&st);
+  {
+    struct fstamp f = stamp_of(&st);
+    stamp_put(&g->seen, &f);
+  }
   return 0;
 }
 
 enum { CHECK_WAIT, CHECK_LATER, CHECK_CORRUPT, CHECK_READY };
 
-static int check_saver(const char *key, struct ck_ident *id, uint64_t *sig, double *newest, char **why)
+static int check_saver(const char *key, struct gather *g, char **why)
 {
   struct ck_bundle *b;
   struct ck_err err = { 0 };
@@ -280,8 +384,8 @@ static int check_saver(const char *key, struct ck_ident *id, uint64_t *sig, doub
     free(index);
     return CHECK_WAIT;
   }
-  *id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
-  stat_into(index, sig, newest, id);
+  g->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
+  stat_into(index, g);
   free(index);
   rc = ck_bundle_open(key, 0, &b, &err);
   if (rc == CK_ENOTFOUND || rc == CK_ETRUNC) {
@@ -293,14 +397,14 @@ static int check_saver(const char *key, struct ck_ident *id, uint64_t *sig, doub
     return CHECK_CORRUPT;
   }
   for (int i = 0; i < ck_bundle_num_shards(b); i++)
-    stat_into(ck_bundle_shard_path(b, i), sig, newest, id);
+    stat_into(ck_bundle_shard_path(b, i), g);
   ck_bundle_close(b);
   return CHECK_READY;
 }
 
 /* Only stats here: opening an HDF5 file is a probe, done in a worker process (a
  * hostile file may crash libhdf5), once the file has settled. */
-static int check_h5(const char *key, struct ck_ident *id, uint64_t *sig, double *newest, char **why)
+static int check_h5(const char *key, struct gather *g, char **why)
 {
   struct stat st;
 
@@ -308,8 +412,8 @@ static int check_h5(const char *key, struct ck_ident *id, uint64_t *sig, double 
     *why = strdup("gone");
     return CHECK_WAIT;
   }
-  *id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
-  stat_into(key, sig, newest, id);
+  g->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
+  stat_into(key, g);
   return CHECK_READY;
 }
 
@@ -367,9 +471,7 @@ struct check_req {
   char *key;
   int kind;
   int res;
-  uint64_t sig;
-  double newest;
-  struct ck_ident id;
+  struct gather g;
   char *why;
 };
 
@@ -377,9 +479,8 @@ static void check_work(uv_work_t *w)
 {
   struct check_req *q = w->data;
 
-  q->sig = 0xcbf29ce484222325ull;
-  q->res = q->kind == KIND_SAVER ? check_saver(q->key, &q->id, &q->sig, &q->newest, &q->why)
-                                 : check_h5(q->key, &q->id, &q->sig, &q->newest, &q->why);
+  q->g.sig = 0xcbf29ce484222325ull;
+  q->res = q->kind == KIND_SAVER ? check_saver(q->key, &q->g, &q->why) : check_h5(q->key, &q->g, &q->why);
 }
 
 /* Not a valid checkpoint: recorded once, retried only when it changes. Takes why. */
@@ -424,6 +525,7 @@ static void probe(struct ck_sched *s, struct cand *c)
   j->kind = CK_WJOB_PROBE;
   j->direction = CK_DIR_H5_TO_SAVER;
   j->owner = c;
+  s->checks_total++;
   c->checking = 1;
   c->touched = 0;
   c->state = ST_CHECKING;
@@ -495,10 +597,12 @@ static void check_done(uv_work_t *w, int status)
     free(q->why);
     settle(s, c, 0);
   } else {
-    c->id = q->id;
-    apply_check(s, c, q->res, q->sig, q->newest, q->why);
+    c->id = q->g.id;
+    stamps_merge(&c->seen, &q->g.seen);
+    apply_check(s, c, q->res, q->g.sig, q->g.newest, q->why);
   }
   c->touched = 0;
+  free(q->g.seen.f);
   free(q->key);
   free(q);
 }
@@ -518,6 +622,11 @@ static void check(struct ck_sched *s, struct cand *c)
   q->c = c;
   q->key = strdup(c->key);
   q->kind = c->kind;
+  s->checks_total++;
+  {
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL };
+    ck_log(CK_LOG_DEBUG, "check", &f, "checking (state %d)", c->state);
+  }
   c->checking = 1;
   c->touched = 0;
   c->state = ST_CHECKING;
@@ -688,11 +797,49 @@ static void on_tick(uv_timer_t *timer)
     want_tick_at(s, t.next);
 }
 
+/* Candidates no rescan reports any more (retention deleted the checkpoint, the
+ * directory went away) are forgotten, so memory and the waiting count follow what
+ * is on disk. One that a check or a job still holds stays until that ends. */
+struct sweep_ctx {
+  struct ck_sched *s;
+  struct cand **gone;
+  size_t n, cap;
+};
+
+static void collect_gone(void *ctx, const char *key, void *value)
+{
+  struct sweep_ctx *w = ctx;
+  struct cand *c = value;
+
+  (void)key;
+  if (c->gen == w->s->gen || c->checking || c->state == ST_QUEUED || c->state == ST_RUNNING)
+    return;
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? w->cap * 2 : 16;
+    struct cand **ng = realloc(w->gone, cap * sizeof(*ng));
+    if (ng == NULL)
+      return;
+    w->gone = ng;
+    w->cap = cap;
+  }
+  w->gone[w->n++] = c;
+}
+
+static void free_cand(void *ctx, const char *key, void *value);
+
 static void on_rescan(uv_timer_t *timer)
 {
   struct ck_sched *s = timer->data;
+  struct sweep_ctx w = { s, NULL, 0, 0 };
 
+  s->gen++;
   ck_watch_rescan(s->watch);
+  ck_hmap_each(s->cands, collect_gone, &w);
+  for (size_t i = 0; i < w.n; i++) {
+    ck_hmap_del(s->cands, w.gone[i]->key);
+    free_cand(NULL, NULL, w.gone[i]);
+  }
+  free(w.gone);
   mark_status(s);
 }
 
@@ -779,8 +926,8 @@ static void write_status(struct ck_sched *s)
           s->watch ? ck_watch_dirs(s->watch) : 0, s->pool ? ck_pool_running(s->pool) : 0,
           s->pool ? ck_pool_queued(s->pool) : 0, n.waiting);
   fprintf(f, "  \"done\": %d,\n  \"failed\": %d,\n  \"done_since_start\": %llu,\n  \"failed_since_start\": %llu,\n"
-             "  \"bytes_since_start\": %llu,\n  \"running_jobs\": [",
-          rdone, rfailed, s->done_total, s->failed_total, s->bytes_total);
+             "  \"bytes_since_start\": %llu,\n  \"checks_since_start\": %llu,\n  \"running_jobs\": [",
+          rdone, rfailed, s->done_total, s->failed_total, s->bytes_total, s->checks_total);
   rc = (struct running_ctx){ f, 1 };
   ck_hmap_each(s->cands, running_one, &rc);
   fprintf(f, "\n  ],\n  \"recent\": [");
@@ -995,6 +1142,7 @@ static void free_cand(void *ctx, const char *key, void *value)
   (void)key;
   free(c->key);
   free(c->why);
+  free(c->seen.f);
   free(c);
 }
 

@@ -156,7 +156,7 @@ static void scan_dir(struct ck_watch *w, struct wroot *r, const char *path, int 
         if (r->recursive && !ck_decide_temp_dir(de->d_name))
           scan_dir(w, r, child, initial, depth + 1);
       } else if (S_ISREG(st.st_mode)) {
-        w->fn(w->ctx, r->id, child, initial);
+        w->fn(w->ctx, r->id, child, &st, initial);
       }
     }
     free(child);
@@ -193,7 +193,7 @@ static void on_event(struct ck_watch *w, const struct inotify_event *ev)
   } else if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)) {
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
-      w->fn(w->ctx, r->id, path, 0);
+      w->fn(w->ctx, r->id, path, &st, 0);
   }
   free(path);
 }

@@ -10,8 +10,10 @@
 #include <stddef.h>
 #include <uv.h>
 
-/* A regular file was written, renamed in, or found by a scan (initial = first scan). */
-typedef void (*ck_watch_file_fn)(void *ctx, int root, const char *path, int initial);
+/* A regular file was written, renamed in, or found by a scan (initial = first scan);
+ * st is its lstat. */
+struct stat;
+typedef void (*ck_watch_file_fn)(void *ctx, int root, const char *path, const struct stat *st, int initial);
 
 struct ck_watch;
 

@@ -278,6 +278,24 @@ wait_for(lambda: len(events("reload")) > nreload + 1, 5)
 synth(os.path.join(R, "x", "nfs.ckpt-1"), "--size", "1M", "--tensors", "3")
 ok(wait_for(lambda: os.path.exists(os.path.join(R, "x", "nfs.ckpt-1.h5")), 15), "a tree without inotify events is caught by the rescan")
 
+# 7b. rescans of converted, unchanged checkpoints cost stats only: no index parse, no probe
+import json
+def status():
+    with open(os.path.join(T, "state", "status.json")) as f:
+        return json.load(f)
+def checks_after(seconds):
+    time.sleep(seconds)
+    return status()["checks_since_start"]
+c0 = checks_after(1.0)
+c1 = checks_after(4.5)  # two rescans of every tree (rescan_seconds = 2)
+ok(c1 == c0, "two rescans of %d settled sources ran no completeness check (%d -> %d)" % (len(events("job_done")), c0, c1))
+os.utime(os.path.join(R, "x", "nfs.ckpt-1.index"))
+ok(wait_for(lambda: status()["checks_since_start"] > c1, 6), "a touched file is checked again at the next rescan")
+w0 = status()["waiting"]
+os.unlink(os.path.join(run4, "part.index"))
+ok(w0 >= 1 and wait_for(lambda: status()["waiting"] == w0 - 1, 6),
+   "a waiting checkpoint whose files are deleted is forgotten at the next rescan (waiting %d -> %d)" % (w0, status()["waiting"]))
+
 # 8. SIGHUP with a bad config keeps the running one
 with open(CONF, "w") as f:
     f.write(GOOD_CONF + "\n[watch broken]\npath = /nonexistent/xyz\nbogus_key = 1\n")
