@@ -749,11 +749,30 @@ static void job_done(void *ctx, struct ck_job *j)
 
 /* ---- the tick: candidates whose check time has come ---- */
 
+/* A growable list of candidates picked while iterating the map (acting on them
+ * during the iteration would change the map under it). */
+struct candvec {
+  struct cand **v;
+  size_t n, cap;
+};
+
+static void candvec_push(struct candvec *cv, struct cand *c)
+{
+  if (cv->n == cv->cap) {
+    size_t cap = cv->cap ? cv->cap * 2 : 16;
+    struct cand **nv = realloc(cv->v, cap * sizeof(*nv));
+    if (nv == NULL)
+      return; /* picked up at the next tick or rescan */
+    cv->v = nv;
+    cv->cap = cap;
+  }
+  cv->v[cv->n++] = c;
+}
+
 struct tick_ctx {
   struct ck_sched *s;
   double now;
-  struct cand **due;
-  size_t n, cap;
+  struct candvec due;
   int pending;
   double next; /* earliest check still to come */
 };
@@ -772,27 +791,19 @@ static void collect_due(void *ctx, const char *key, void *value)
       t->next = c->next_check;
     return;
   }
-  if (t->n == t->cap) {
-    size_t cap = t->cap ? t->cap * 2 : 16;
-    struct cand **nd = realloc(t->due, cap * sizeof(*nd));
-    if (nd == NULL)
-      return;
-    t->due = nd;
-    t->cap = cap;
-  }
-  t->due[t->n++] = c;
+  candvec_push(&t->due, c);
 }
 
 static void on_tick(uv_timer_t *timer)
 {
   struct ck_sched *s = timer->data;
-  struct tick_ctx t = { s, mono(), NULL, 0, 0, 0, 0 };
+  struct tick_ctx t = { s, mono(), { NULL, 0, 0 }, 0, 0 };
 
   s->tick_due = 0;
   ck_hmap_each(s->cands, collect_due, &t);
-  for (size_t i = 0; i < t.n && !s->stopping; i++)
-    check(s, t.due[i]); /* may arm the timer again */
-  free(t.due);
+  for (size_t i = 0; i < t.due.n && !s->stopping; i++)
+    check(s, t.due.v[i]); /* may arm the timer again */
+  free(t.due.v);
   if (t.next > 0)
     want_tick_at(s, t.next);
 }
@@ -802,8 +813,7 @@ static void on_tick(uv_timer_t *timer)
  * is on disk. One that a check or a job still holds stays until that ends. */
 struct sweep_ctx {
   struct ck_sched *s;
-  struct cand **gone;
-  size_t n, cap;
+  struct candvec gone;
 };
 
 static void collect_gone(void *ctx, const char *key, void *value)
@@ -814,15 +824,7 @@ static void collect_gone(void *ctx, const char *key, void *value)
   (void)key;
   if (c->gen == w->s->gen || c->checking || c->state == ST_QUEUED || c->state == ST_RUNNING)
     return;
-  if (w->n == w->cap) {
-    size_t cap = w->cap ? w->cap * 2 : 16;
-    struct cand **ng = realloc(w->gone, cap * sizeof(*ng));
-    if (ng == NULL)
-      return;
-    w->gone = ng;
-    w->cap = cap;
-  }
-  w->gone[w->n++] = c;
+  candvec_push(&w->gone, c);
 }
 
 static void free_cand(void *ctx, const char *key, void *value);
@@ -830,16 +832,16 @@ static void free_cand(void *ctx, const char *key, void *value);
 static void on_rescan(uv_timer_t *timer)
 {
   struct ck_sched *s = timer->data;
-  struct sweep_ctx w = { s, NULL, 0, 0 };
+  struct sweep_ctx w = { s, { NULL, 0, 0 } };
 
   s->gen++;
   ck_watch_rescan(s->watch);
   ck_hmap_each(s->cands, collect_gone, &w);
-  for (size_t i = 0; i < w.n; i++) {
-    ck_hmap_del(s->cands, w.gone[i]->key);
-    free_cand(NULL, NULL, w.gone[i]);
+  for (size_t i = 0; i < w.gone.n; i++) {
+    ck_hmap_del(s->cands, w.gone.v[i]->key);
+    free_cand(NULL, NULL, w.gone.v[i]);
   }
-  free(w.gone);
+  free(w.gone.v);
   mark_status(s);
 }
 
