@@ -76,6 +76,8 @@ static void quoted(FILE *f, const char *key, const char *v)
       fputc('\\', f);
     if (*v == '\n')
       fputs("\\n", f);
+    else if ((unsigned char)*v < 0x20)
+      fprintf(f, "\\x%02x", (unsigned char)*v); /* one event, one line: no raw control bytes */
     else
       fputc(*v, f);
   }

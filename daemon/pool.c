@@ -3,8 +3,9 @@
  * DESIGN: a job is a child process, `ckptd --worker ...` (our own executable, found
  * with uv_exepath), spawned with uv_spawn and a pipe as its fd 3. Two FIFOs feed two
  * limits: conversions (the configured workers) and probes (a few: they are short).
- * A job ends when both its process handle and its pipe are closed: the exit status
- * says how the worker ended, the pipe holds its one result line. A worker that ends
+ * A job ends when its process handle and both pipes are closed: the exit status says
+ * how the worker ended, fd 3 holds its one result line, and whatever it printed on
+ * stderr becomes log events, a line each. A worker that ends
  * without a result line crashed (libhdf5 on a hostile file, a resource limit, a
  * kill): its job fails, its temporaries (named with its pid, see ck_temp_name) are
  * removed here, and the daemon carries on. Everything runs on the loop thread. */
@@ -23,9 +24,16 @@
 #include "pool.h"
 #include "worker.h"
 
+/* Bytes from a pipe, cut into lines. */
+struct linebuf {
+  size_t len;
+  char buf[CK_WPROTO_LINE_MAX + 64];
+};
+
 struct ck_proc {
   uv_process_t process;
-  uv_pipe_t pipe;
+  uv_pipe_t pipe;      /* fd 3: the protocol */
+  uv_pipe_t errpipe;   /* fd 2: anything else it prints, logged a line an event */
   struct ck_pool *pool;
   struct ck_job *job;
   int open_handles;
@@ -34,8 +42,7 @@ struct ck_proc {
   int cancelled;
   int64_t exit_status;
   int term_signal;
-  size_t len;
-  char line[CK_WPROTO_LINE_MAX + 64];
+  struct linebuf out, err;
 };
 
 struct queue {
@@ -165,13 +172,28 @@ static void apply_line(struct ck_proc *c, const char *line)
   c->got_result = 1;
 }
 
+static struct linebuf *linebuf_of(struct ck_proc *c, const uv_handle_t *h)
+{
+  return h == (const uv_handle_t *)&c->pipe ? &c->out : &c->err;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-  struct ck_proc *c = h->data;
+  struct linebuf *b = linebuf_of(h->data, h);
 
   (void)suggested;
-  buf->base = c->line + c->len;
-  buf->len = sizeof(c->line) - c->len;
+  buf->base = b->buf + b->len;
+  buf->len = sizeof(b->buf) - b->len;
+}
+
+/* A line a worker wrote on its stderr (libhdf5, a sanitizer, the C library): one
+ * log event each, so the log stays one key=value line per event. */
+static void log_stray(struct ck_proc *c, const char *line)
+{
+  struct ck_log_fields f = { c->job->src, NULL, -1, -1, NULL, NULL };
+
+  if (line[0])
+    ck_log(CK_LOG_WARN, "worker_output", &f, "worker %d: %s", c->job->pid, line);
 }
 
 static void on_close(uv_handle_t *h);
@@ -179,22 +201,36 @@ static void on_close(uv_handle_t *h);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
   struct ck_proc *c = s->data;
+  struct linebuf *b = linebuf_of(c, (uv_handle_t *)s);
+  int proto = b == &c->out;
   char *nl;
 
   (void)buf;
   if (n < 0) {
+    if (b->len > 0 && !proto) { /* a last line without its newline */
+      b->buf[b->len < sizeof(b->buf) ? b->len : sizeof(b->buf) - 1] = 0;
+      log_stray(c, b->buf);
+    }
     uv_close((uv_handle_t *)s, on_close);
     return;
   }
-  c->len += (size_t)n;
-  while ((nl = memchr(c->line, '\n', c->len)) != NULL) {
+  b->len += (size_t)n;
+  while ((nl = memchr(b->buf, '\n', b->len)) != NULL) {
     *nl = 0;
-    apply_line(c, c->line);
-    c->len -= (size_t)(nl + 1 - c->line);
-    memmove(c->line, nl + 1, c->len);
+    if (proto)
+      apply_line(c, b->buf);
+    else
+      log_stray(c, b->buf);
+    b->len -= (size_t)(nl + 1 - b->buf);
+    memmove(b->buf, nl + 1, b->len);
   }
-  if (c->len == sizeof(c->line)) /* an overlong line: not ours, drop it */
-    c->len = 0;
+  if (b->len == sizeof(b->buf)) { /* an overlong line: the protocol never writes one */
+    if (!proto) {
+      b->buf[b->len - 1] = 0;
+      log_stray(c, b->buf);
+    }
+    b->len = 0;
+  }
 }
 
 static void start_next(struct ck_pool *p);
@@ -270,12 +306,12 @@ static int spawn(struct ck_pool *p, struct ck_job *j)
   c->pool = p;
   c->job = j;
   uv_pipe_init(p->loop, &c->pipe, 0);
-  c->pipe.data = c->process.data = c;
+  uv_pipe_init(p->loop, &c->errpipe, 0);
+  c->pipe.data = c->errpipe.data = c->process.data = c;
   stdio[0].flags = UV_IGNORE;
-  stdio[1].flags = UV_INHERIT_FD;
-  stdio[1].data.fd = 2; /* a worker's stray output goes to the log, not to a caller's stdout */
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = 2;
+  stdio[1].flags = UV_IGNORE;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&c->errpipe;
   stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[3].data.stream = (uv_stream_t *)&c->pipe;
   o.file = p->exe;
@@ -284,17 +320,19 @@ static int spawn(struct ck_pool *p, struct ck_job *j)
   o.stdio_count = 4;
   o.exit_cb = on_exit_cb;
   if ((rc = uv_spawn(p->loop, &c->process, &o)) != 0) {
-    c->open_handles = 2; /* both handles must close before c goes */
+    c->open_handles = 3; /* every handle must close before c goes */
     c->spawn_failed = 1;
     uv_close((uv_handle_t *)&c->process, on_close);
     uv_close((uv_handle_t *)&c->pipe, on_close);
+    uv_close((uv_handle_t *)&c->errpipe, on_close);
     c = NULL;
     goto out;
   }
-  c->open_handles = 2;
+  c->open_handles = 3;
   j->pid = c->process.pid;
   j->proc = c;
   uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+  uv_read_start((uv_stream_t *)&c->errpipe, on_alloc, on_read);
   c = NULL;
 out:
   free(c);

@@ -376,6 +376,9 @@ proc.send_signal(signal.SIGTERM)
 proc.wait(30)
 st = subprocess.run([CKPT, "status", os.path.join(T, "state", "status.json")], capture_output=True, text=True)
 ok(st.returncode == 0 and "state stopped" in st.stdout and "done" in st.stdout, "ckpt status prints the status file")
+lines = log().splitlines()
+strays = [l for l in lines if not l.startswith("ts=") or " event=" not in l]
+ok(lines and not strays, "every one of the %d log lines is one key=value event (%s)" % (len(lines), (strays or [""])[0][:80]))
 # 12. journald: structured fields, on a stand-in journal socket (only where no real journald runs)
 JS = "/run/systemd/journal/socket"
 if os.path.exists(JS) or os.geteuid() != 0:
