@@ -526,6 +526,11 @@ static int cmp_data(const void *pa, const void *pb)
     return a->shard < b->shard ? -1 : 1;
   if (a->offset != b->offset)
     return a->offset < b->offset ? -1 : 1;
+  /* TensorFlow writes in Add() order: an empty tensor shares its offset with the
+   * tensor added after it, so at one offset the empty ones came first. Their order
+   * among themselves is lost; key order is the guess. */
+  if ((a->size == 0) != (b->size == 0))
+    return a->size == 0 ? -1 : 1;
   return ck_key_cmp(a->key, a->key_len, b->key, b->key_len);
 }
 
