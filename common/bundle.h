@@ -12,10 +12,11 @@
 #define CK_MAX_RANK 254          /* TensorShape::MaxDimensions */
 #define CK_MAX_SHARDS 100000
 
-/* One stored slice of a partitioned variable: start/length per dimension (-1 = whole). */
+/* One stored slice of a partitioned variable: start/length per dimension (-1 = whole).
+ * Both arrays are rank long and share one allocation, owned by start. */
 struct ck_slice {
   int64_t *start;
-  int64_t *length;
+  int64_t *length; /* = start + rank */
 };
 
 /* One index entry. */
@@ -102,6 +103,12 @@ int ck_bundle_verify_all(struct ck_bundle *b, int nthreads, size_t bufsize, stru
  * variable assembled from its slices (fixed-size dtypes), each slice verified first. */
 int ck_bundle_stream_tensor(struct ck_bundle *b, const struct ck_entry *e, void *buf,
                             size_t bufsize, ck_chunk_fn fn, void *ctx, struct ck_err *err);
+
+/* Check that the slices listed by partitioned variable full cover it exactly once
+ * (no gap, no overlap; each slice already known to lie inside the tensor). file names
+ * the index in messages. CK_EFORMAT when they do not, CK_ELIMIT when the slices are too
+ * many for the check (more than a few million corner points). */
+int ck_slices_check_cover(const struct ck_entry *full, const char *file, struct ck_err *err);
 
 /* Bytes of the whole tensor of e (for partitioned variables, the assembled size). */
 uint64_t ck_entry_tensor_bytes(const struct ck_entry *e);

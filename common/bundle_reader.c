@@ -49,8 +49,15 @@ struct ck_bundle {
 
 static void slice_free(struct ck_slice *s)
 {
-  free(s->start);
-  free(s->length);
+  free(s->start); /* length shares it */
+}
+
+/* rank-sized start and length in one allocation: a slice costs 16 bytes per dimension. */
+static int slice_alloc(struct ck_slice *s, int rank)
+{
+  s->start = calloc(2 * (size_t)rank + 1, sizeof(int64_t));
+  s->length = s->start ? s->start + rank : NULL;
+  return s->start ? 0 : -ENOMEM;
 }
 
 static void entry_free(struct ck_entry *e)
@@ -216,9 +223,7 @@ static int copy_slice(struct ck_bundle *b, const char *key, int rank, const Tens
   if ((int)sp->n_extent != rank)
     return ck_err_set(b->err, CK_EFORMAT, "%s: %s: slice has %zu extents for rank %d",
                       b->index_path, key, sp->n_extent, rank);
-  out->start = calloc((size_t)rank + 1, sizeof(int64_t));
-  out->length = calloc((size_t)rank + 1, sizeof(int64_t));
-  if (!out->start || !out->length)
+  if (slice_alloc(out, rank) != 0)
     return ck_err_set(b->err, -ENOMEM, "out of memory");
   for (int d = 0; d < rank; d++) {
     const Tensorflow__TensorSliceProto__Extent *x = sp->extent[d];
@@ -425,20 +430,22 @@ static int link_slices(struct ck_bundle *b)
 {
   for (size_t i = 0; i < b->nentries; i++) {
     struct ck_entry *e = &b->entries[i], *full;
+    int64_t start[CK_MAX_RANK], length[CK_MAX_RANK];
     uint8_t *name;
     size_t nlen;
     int rank, fi, rc;
 
     if (e->key_len == 0 || e->key[0] != 0x00)
       continue;
-    e->slice.start = calloc(CK_MAX_RANK, sizeof(int64_t));
-    e->slice.length = calloc(CK_MAX_RANK, sizeof(int64_t));
-    if (!e->slice.start || !e->slice.length)
-      return ck_err_set(b->err, -ENOMEM, "out of memory");
-    rc = ck_slice_key_decode(e->key, e->key_len, CK_MAX_RANK, &name, &nlen, &rank, e->slice.start,
-                             e->slice.length);
+    rc = ck_slice_key_decode(e->key, e->key_len, CK_MAX_RANK, &name, &nlen, &rank, start, length);
     if (rc != 0)
       return ck_err_set(b->err, rc, "%s: entry %zu: malformed slice key", b->index_path, i);
+    if (slice_alloc(&e->slice, rank) != 0) {
+      free(name);
+      return ck_err_set(b->err, -ENOMEM, "out of memory");
+    }
+    memcpy(e->slice.start, start, (size_t)rank * sizeof(int64_t));
+    memcpy(e->slice.length, length, (size_t)rank * sizeof(int64_t));
     fi = find_index(b, name, nlen);
     if (fi < 0 || b->entries[fi].nslices == 0) {
       rc = ck_err_set(b->err, CK_EFORMAT, "%s: slice of %s has no partitioned-variable entry",
@@ -459,6 +466,57 @@ static int link_slices(struct ck_bundle *b)
   return 0;
 }
 
+/* Slice i of full must have its data entry, holding as many bytes as its extent needs. */
+static int check_slice_data(struct ck_bundle *b, const struct ck_entry *full, size_t i, uint8_t *seen)
+{
+  const struct ck_slice *s = &full->slices[i];
+  size_t esize = ck_dtype_size(full->dtype), klen;
+  uint64_t vol = 1;
+  uint8_t *key;
+  int fi;
+
+  if (ck_slice_key_encode(full->key, full->key_len, full->rank, s->start, s->length, &key, &klen) != 0)
+    return ck_err_set(b->err, -ENOMEM, "out of memory");
+  fi = find_index(b, key, klen);
+  free(key);
+  if (fi < 0 || b->entries[fi].full != full)
+    return ck_err_set(b->err, CK_EFORMAT, "%s: %s: slice %zu of %zu has no data entry", b->index_path,
+                      full->key, i, full->nslices);
+  if (seen[fi])
+    return ck_err_set(b->err, CK_EFORMAT, "%s: %s: slice %zu is listed twice", b->index_path, full->key, i);
+  seen[fi] = 1;
+  for (int d = 0; d < full->rank; d++)
+    vol *= s->length[d] < 0 ? (uint64_t)full->dims[d] : (uint64_t)s->length[d];
+  if (esize && b->entries[fi].size != vol * esize)
+    return ck_err_set(b->err, CK_EFORMAT, "%s: %s: slice %zu holds %llu bytes, its extent needs %llu",
+                      b->index_path, full->key, i, (unsigned long long)b->entries[fi].size,
+                      (unsigned long long)(vol * esize));
+  return 0;
+}
+
+/* Every partitioned variable: each listed slice has its data, the slices tile the
+ * tensor exactly once, and no slice entry is left unlisted. Otherwise a reader would
+ * drop the variable or assemble it wrong. */
+static int check_partitions(struct ck_bundle *b)
+{
+  uint8_t *seen = calloc(b->nentries + 1, 1);
+  int rc = seen ? 0 : ck_err_set(b->err, -ENOMEM, "out of memory");
+
+  for (size_t i = 0; rc == 0 && i < b->nentries; i++) {
+    const struct ck_entry *full = &b->entries[i];
+    for (size_t k = 0; rc == 0 && k < full->nslices; k++)
+      rc = check_slice_data(b, full, k, seen);
+    if (rc == 0 && full->nslices)
+      rc = ck_slices_check_cover(full, b->index_path, b->err);
+  }
+  for (size_t i = 0; rc == 0 && i < b->nentries; i++)
+    if (b->entries[i].is_slice && !seen[i])
+      rc = ck_err_set(b->err, CK_EFORMAT, "%s: %s: a slice entry is not listed by the variable",
+                      b->index_path, b->entries[i].full->key);
+  free(seen);
+  return rc;
+}
+
 static int cmp_data(const void *pa, const void *pb)
 {
   const struct ck_entry *a = *(const struct ck_entry *const *)pa;
@@ -468,6 +526,11 @@ static int cmp_data(const void *pa, const void *pb)
     return a->shard < b->shard ? -1 : 1;
   if (a->offset != b->offset)
     return a->offset < b->offset ? -1 : 1;
+  /* TensorFlow writes in Add() order: an empty tensor shares its offset with the
+   * tensor added after it, so at one offset the empty ones came first. Their order
+   * among themselves is lost; key order is the guess. */
+  if ((a->size == 0) != (b->size == 0))
+    return a->size == 0 ? -1 : 1;
   return ck_key_cmp(a->key, a->key_len, b->key, b->key_len);
 }
 
@@ -498,7 +561,8 @@ int ck_bundle_open(const char *path, int flags, struct ck_bundle **out, struct c
     rc = ck_err_set(err, -ENOMEM, "out of memory");
     goto fail;
   }
-  if ((rc = open_index(b)) != 0 || (rc = link_slices(b)) != 0 || (rc = build_data_order(b)) != 0)
+  if ((rc = open_index(b)) != 0 || (rc = link_slices(b)) != 0 ||
+      (rc = check_partitions(b)) != 0 || (rc = build_data_order(b)) != 0)
     goto fail;
   if (!(flags & CK_BUNDLE_INDEX_ONLY) && ((rc = open_shards(b)) != 0 || (rc = check_ranges(b)) != 0))
     goto fail;

@@ -58,6 +58,7 @@ struct ck_bundle_writer {
   size_t n;
   size_t cap;
   struct ck_entry *cur; /* entry being written, or NULL */
+  size_t last_full;     /* 1 + index of the variable that took the last slice, or 0 */
   uint64_t expect;      /* its size for fixed-size dtypes, else UINT64_MAX */
   struct ck_tcrc tcrc;
   uint32_t last_crc;
@@ -68,10 +69,8 @@ static void entry_clear(struct ck_entry *e)
 {
   free(e->key);
   free(e->dims);
-  for (size_t i = 0; i < e->nslices; i++) {
-    free(e->slices[i].start);
-    free(e->slices[i].length);
-  }
+  for (size_t i = 0; i < e->nslices; i++)
+    free(e->slices[i].start); /* length shares it */
   free(e->slices);
 }
 
@@ -295,30 +294,40 @@ int ck_bundle_writer_begin(struct ck_bundle_writer *w, const void *key, size_t k
   return begin_data(w, key, klen, dtype, rank, dims, nelem, err);
 }
 
+static int is_full(const struct ck_entry *e, const void *key, size_t klen)
+{
+  return e->nslices && ck_key_cmp(e->key, e->key_len, key, klen) == 0;
+}
+
+/* Slices of one variable come one after another: try the last variable first, so
+ * writing n slices costs n, not n^2. */
 static struct ck_entry *find_full(struct ck_bundle_writer *w, const void *key, size_t klen)
 {
+  if (w->last_full > 0 && is_full(&w->entries[w->last_full - 1], key, klen))
+    return &w->entries[w->last_full - 1];
   for (size_t i = 0; i < w->n; i++)
-    if (w->entries[i].nslices && ck_key_cmp(w->entries[i].key, w->entries[i].key_len, key, klen) == 0)
+    if (is_full(&w->entries[i], key, klen)) {
+      w->last_full = i + 1;
       return &w->entries[i];
+    }
   return NULL;
 }
 
 static int add_slice_spec(struct ck_entry *full, int rank, const int64_t *start, const int64_t *length)
 {
-  struct ck_slice *ns = realloc(full->slices, (full->nslices + 1) * sizeof(*ns));
+  size_t n = full->nslices;
   struct ck_slice *s;
 
-  if (ns == NULL)
-    return -ENOMEM;
-  full->slices = ns;
-  s = &ns[full->nslices];
-  s->start = calloc((size_t)rank, sizeof(int64_t));
-  s->length = calloc((size_t)rank, sizeof(int64_t));
-  if (!s->start || !s->length) {
-    free(s->start);
-    free(s->length);
-    return -ENOMEM;
+  if ((n & (n - 1)) == 0) { /* capacity doubles at powers of two */
+    struct ck_slice *ns = realloc(full->slices, (n ? 2 * n : 1) * sizeof(*ns));
+    if (ns == NULL)
+      return -ENOMEM;
+    full->slices = ns;
   }
+  s = &full->slices[n];
+  if ((s->start = calloc(2 * (size_t)rank, sizeof(int64_t))) == NULL)
+    return -ENOMEM;
+  s->length = s->start + rank;
   for (int d = 0; d < rank; d++) {
     s->start[d] = length[d] < 0 ? 0 : start[d];
     s->length[d] = length[d] < 0 ? -1 : length[d];
@@ -356,6 +365,7 @@ int ck_bundle_writer_begin_slice(struct ck_bundle_writer *w, const void *key, si
   if ((full = find_full(w, key, klen)) == NULL) {
     if ((full = new_entry(w, key, klen, dtype, rank, dims)) == NULL)
       return ck_err_set(err, -ENOMEM, "out of memory");
+    w->last_full = (size_t)(full - w->entries) + 1;
     full->nelem = nelem;
   } else if (full->dtype != ck_dtype_base(dtype) || full->rank != rank ||
              memcmp(full->dims, dims, (size_t)rank * sizeof(int64_t)) != 0) {

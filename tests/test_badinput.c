@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bundle.h"
 #include "crc32c.h"
 #include "coding.h"
 #include "dtype.h"
+#include "ordered_code.h"
 #include "table.h"
 #include "tap.h"
 #include "tensor_bundle.pb-c.h"
@@ -190,6 +192,260 @@ static void crafted_entries(void)
   expect_fail(prefix, "malformed slice key", "orphan.index", "malformed slice key");
 }
 
+
+/* ---- partitioned variables ---- */
+
+/* One slice of the crafted variable "emb": listed by the variable and/or stored. */
+struct pslice {
+  int64_t start[2], len[2];
+  int listed, stored;
+};
+
+struct kv {
+  uint8_t *key, *val;
+  size_t klen, vlen;
+};
+
+static int cmp_kv(const void *pa, const void *pb)
+{
+  const struct kv *a = pa, *b = pb;
+
+  return ck_key_cmp(a->key, a->klen, b->key, b->klen);
+}
+
+static struct kv pack_kv(const uint8_t *key, size_t klen, const Tensorflow__BundleEntryProto *e)
+{
+  struct kv x = { malloc(klen + 1), malloc(tensorflow__bundle_entry_proto__get_packed_size(e) + 1), klen, 0 };
+
+  memcpy(x.key, key, klen);
+  x.vlen = tensorflow__bundle_entry_proto__pack(e, x.val);
+  return x;
+}
+
+/* Write PREFIX: a float32 variable "emb" of shape rows x cols whose element (i, j)
+ * holds i * cols + j, partitioned as the slices say, in one shard. */
+static void craft_partitioned(const char *prefix, int64_t rows, int64_t cols, const struct pslice *s, int ns)
+{
+  Tensorflow__BundleEntryProto full = TENSORFLOW__BUNDLE_ENTRY_PROTO__INIT;
+  Tensorflow__TensorShapeProto sh[9], fsh = TENSORFLOW__TENSOR_SHAPE_PROTO__INIT;
+  Tensorflow__TensorShapeProto__Dim dim[20], *dp[20];
+  Tensorflow__TensorSliceProto sl[9], *slp[9];
+  Tensorflow__TensorSliceProto__Extent ext[18], *extp[18];
+  Tensorflow__BundleHeaderProto h = TENSORFLOW__BUNDLE_HEADER_PROTO__INIT;
+  struct kv kv[10];
+  struct ck_table_builder *tb;
+  uint8_t hb[64];
+  float data[256];
+  size_t nkv = 0, nd = 0;
+  char path[4300];
+  int fd;
+
+  for (int i = 0; i < 20; i++) {
+    tensorflow__tensor_shape_proto__dim__init(&dim[i]);
+    dp[i] = &dim[i];
+  }
+  dim[0].size = rows;
+  dim[1].size = cols;
+  fsh.n_dim = 2;
+  fsh.dim = dp;
+  full.dtype = TENSORFLOW__DATA_TYPE__DT_FLOAT;
+  full.shape = &fsh;
+  full.slices = slp;
+  for (int i = 0; i < ns; i++) {
+    Tensorflow__BundleEntryProto e = TENSORFLOW__BUNDLE_ENTRY_PROTO__INIT;
+    int64_t off = (int64_t)nd;
+    uint8_t *key;
+    size_t klen;
+    tensorflow__tensor_slice_proto__init(&sl[i]);
+    for (int d = 0; d < 2; d++) {
+      tensorflow__tensor_slice_proto__extent__init(&ext[2 * i + d]);
+      ext[2 * i + d].start = s[i].start[d];
+      ext[2 * i + d].has_length_case = TENSORFLOW__TENSOR_SLICE_PROTO__EXTENT__HAS_LENGTH_LENGTH;
+      ext[2 * i + d].length = s[i].len[d];
+      extp[2 * i + d] = &ext[2 * i + d];
+    }
+    sl[i].n_extent = 2;
+    sl[i].extent = &extp[2 * i];
+    if (s[i].listed)
+      slp[full.n_slices++] = &sl[i];
+    if (!s[i].stored)
+      continue;
+    for (int64_t r = s[i].start[0]; r < s[i].start[0] + s[i].len[0]; r++)
+      for (int64_t c = s[i].start[1]; c < s[i].start[1] + s[i].len[1]; c++)
+        data[nd++] = (float)(r * cols + c);
+    tensorflow__tensor_shape_proto__init(&sh[i]);
+    sh[i].n_dim = 2;
+    sh[i].dim = &dp[2 + 2 * i];
+    dim[2 + 2 * i].size = s[i].len[0];
+    dim[3 + 2 * i].size = s[i].len[1];
+    e.dtype = TENSORFLOW__DATA_TYPE__DT_FLOAT;
+    e.shape = &sh[i];
+    e.offset = off * 4;
+    e.size = ((int64_t)nd - off) * 4;
+    e.crc32c = ck_crc32c_mask(ck_crc32c(data + off, (size_t)e.size));
+    ck_slice_key_encode((const uint8_t *)"emb", 3, 2, s[i].start, s[i].len, &key, &klen);
+    kv[nkv++] = pack_kv(key, klen, &e);
+    free(key);
+  }
+  kv[nkv++] = pack_kv((const uint8_t *)"emb", 3, &full);
+  qsort(kv, nkv, sizeof(kv[0]), cmp_kv);
+  h.num_shards = 1;
+  snprintf(path, sizeof(path), "%s.index", prefix);
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ck_table_builder_new(fd, &tb);
+  ck_table_builder_add(tb, "", 0, hb, tensorflow__bundle_header_proto__pack(&h, hb));
+  for (size_t i = 0; i < nkv; i++) {
+    ck_table_builder_add(tb, kv[i].key, kv[i].klen, kv[i].val, kv[i].vlen);
+    free(kv[i].key);
+    free(kv[i].val);
+  }
+  ck_table_builder_finish(tb);
+  ck_table_builder_free(tb);
+  close(fd);
+  snprintf(path, sizeof(path), "%s.data-00000-of-00001", prefix);
+  tu_write_file(path, data, nd * 4);
+}
+
+/* Exit status of a command run through the shell, or -1 if it did not exit. */
+static int run(const char *cmd)
+{
+  int st = system(cmd);
+
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `ckpt diff A B` with an unreadable A exits 2 naming the fault, and frees what it
+ * opened (a leak shows as LeakSanitizer's report and exit 1). todo: why a failure
+ * is expected until a fix outside this module lands, or NULL. */
+static void diff_fails_cleanly(const char *a, const char *b, const char *what, const char *want, const char *todo)
+{
+  char cmd[9000], out[4300], *msg;
+  size_t n;
+  int rc, good_exit;
+
+  if (access("tools/ckpt", X_OK) != 0) {
+    tap_skip("tools not built beside the tests");
+    return;
+  }
+  snprintf(out, sizeof(out), "%s.diff-err", a);
+  snprintf(cmd, sizeof(cmd), "tools/ckpt diff %s %s >/dev/null 2>%s", a, b, out);
+  rc = run(cmd);
+  msg = (char *)tu_read_file(out, &n);
+  if (msg)
+    msg[n ? n - 1 : 0] = 0;
+  good_exit = rc == 2 && msg && strstr(msg, want) && !strstr(msg, "LeakSanitizer");
+  if (msg && strchr(msg, '\n'))
+    *strchr(msg, '\n') = 0; /* one TAP line */
+  ok(good_exit, "%s: `ckpt diff` exits 2 (%d) without a leak: %.200s%s%s", what, rc, msg ? msg : "",
+     todo && !good_exit ? " # TODO " : "", todo && !good_exit ? todo : "");
+  free(msg);
+}
+
+/* Every tool must refuse the bundle with exit 1 naming the variable (a silent exit 0
+ * used to drop it); under ASan a leak on the error path shows as another status. */
+static void tools_refuse(const char *prefix, const char *what)
+{
+  static const char *const cmds[] = { "tools/ckpt ls ", "tools/ckpt verify ", "tools/tensorflow-to-h5 --quiet " };
+  char cmd[9000], out[4300];
+
+  if (access("tools/ckpt", X_OK) != 0 || access("tools/tensorflow-to-h5", X_OK) != 0) {
+    tap_skip("tools not built beside the tests");
+    return;
+  }
+  snprintf(out, sizeof(out), "%s.err", prefix);
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+    char c[4400], *msg;
+    size_t n;
+    int rc;
+    snprintf(c, sizeof(c), "%s%s%s%s", cmds[i], prefix, i == 2 ? " " : "", i == 2 ? prefix : "");
+    if (i == 2)
+      strcat(c, ".h5");
+    snprintf(cmd, sizeof(cmd), "%s >/dev/null 2>%s", c, out);
+    rc = run(cmd);
+    msg = (char *)tu_read_file(out, &n);
+    if (msg)
+      msg[n ? n - 1 : 0] = 0;
+    ok(rc == 1 && msg && strstr(msg, "emb") && strstr(msg, ".index"), "%s: `%.40s` exits 1 (%d): %s", what, c, rc,
+       msg ? msg : "");
+    free(msg);
+  }
+  snprintf(cmd, sizeof(cmd), "%s.h5", prefix);
+  ok(access(cmd, F_OK) != 0, "%s: no .h5 left behind", what);
+  diff_fails_cleanly(prefix, good, what, "emb", NULL);
+}
+
+static void partitioned_coverage(void)
+{
+  char prefix[4200];
+  struct ck_bundle *b = NULL;
+  struct ck_err err = { 0 };
+
+  /* rows [0,2) and [2,4) listed, the second's data missing */
+  struct pslice missing[] = { { { 0, 0 }, { 2, 3 }, 1, 1 }, { { 2, 0 }, { 2, 3 }, 1, 0 } };
+  snprintf(prefix, sizeof(prefix), "%s/pmissing", dir);
+  craft_partitioned(prefix, 4, 3, missing, 2);
+  expect_fail(prefix, "emb: slice 1 of 2 has no data entry", "pmissing.index", "partitioned: slice data missing");
+  ok(ck_bundle_open(prefix, CK_BUNDLE_INDEX_ONLY, &b, &err) != 0 && strstr(err.msg, "no data entry"),
+     "partitioned: refused index-only too (ckpt ls): %s", err.msg);
+  tools_refuse(prefix, "missing slice");
+
+  /* no slice stored at all: tensorflow-to-h5 used to leave the variable out, exit 0 */
+  struct pslice none[] = { { { 0, 0 }, { 2, 3 }, 1, 0 }, { { 2, 0 }, { 2, 3 }, 1, 0 } };
+  snprintf(prefix, sizeof(prefix), "%s/pnone", dir);
+  craft_partitioned(prefix, 4, 3, none, 2);
+  expect_fail(prefix, "emb: slice 0 of 2 has no data entry", "pnone.index", "partitioned: no slice stored");
+  tools_refuse(prefix, "no slice stored");
+
+  struct pslice gap[] = { { { 0, 0 }, { 2, 3 }, 1, 1 }, { { 3, 0 }, { 1, 3 }, 1, 1 } };
+  snprintf(prefix, sizeof(prefix), "%s/pgap", dir);
+  craft_partitioned(prefix, 4, 3, gap, 2);
+  expect_fail(prefix, "emb: its 2 slices leave elements in no slice (9 elements listed for 12)", "pgap.index",
+              "partitioned: a gap between slices");
+  tools_refuse(prefix, "gap");
+
+  struct pslice overlap[] = { { { 0, 0 }, { 3, 3 }, 1, 1 }, { { 2, 0 }, { 2, 3 }, 1, 1 } };
+  snprintf(prefix, sizeof(prefix), "%s/poverlap", dir);
+  craft_partitioned(prefix, 4, 3, overlap, 2);
+  expect_fail(prefix, "emb: its 2 slices overlap (15 elements listed for 12)", "poverlap.index",
+              "partitioned: overlapping slices");
+
+  /* 4x4 in three boxes of 8 + 4 + 4 elements: the volumes add up, yet (1, 2..3)
+   * is covered twice and (3, 2..3) not at all */
+  struct pslice both[] = { { { 0, 0 }, { 2, 4 }, 1, 1 }, { { 2, 0 }, { 2, 2 }, 1, 1 },
+                           { { 1, 2 }, { 2, 2 }, 1, 1 } };
+  snprintf(prefix, sizeof(prefix), "%s/pboth", dir);
+  craft_partitioned(prefix, 4, 4, both, 3);
+  expect_fail(prefix, "emb: its 3 slices overlap and leave elements in no slice (16 elements listed for 16)",
+              "pboth.index", "partitioned: overlap and gap with equal volume (two axes)");
+
+  struct pslice stray[] = { { { 0, 0 }, { 4, 3 }, 1, 1 }, { { 0, 0 }, { 2, 3 }, 0, 1 } };
+  snprintf(prefix, sizeof(prefix), "%s/pstray", dir);
+  craft_partitioned(prefix, 4, 3, stray, 2);
+  expect_fail(prefix, "emb: a slice entry is not listed by the variable", "pstray.index",
+              "partitioned: a stored slice the variable does not list");
+
+  /* the good case: a 2-axis tiling, assembled in order through a tiny buffer */
+  struct pslice tiles[] = { { { 2, 0 }, { 2, 2 }, 1, 1 }, { { 0, 0 }, { 2, 4 }, 1, 1 },
+                            { { 2, 2 }, { 2, 2 }, 1, 1 } };
+  snprintf(prefix, sizeof(prefix), "%s/ptiles", dir);
+  craft_partitioned(prefix, 4, 4, tiles, 3);
+  {
+    float got[16];
+    uint8_t small[12];
+    struct tu_collect c = { (uint8_t *)got, 0 };
+    int same;
+    err.msg[0] = 0;
+    same = ck_bundle_open(prefix, 0, &b, &err) == 0;
+    ok(same, "partitioned: an exact 2-axis tiling opens %s", err.msg);
+    same = same && ck_bundle_stream_tensor(b, ck_bundle_find(b, "emb", 3), small, sizeof(small), tu_collect_chunk,
+                                           &c, &err) == 0 && c.len == 64;
+    for (int i = 0; same && i < 16; i++)
+      same = got[i] == (float)i;
+    ok(same, "partitioned: assembled row-major through a 12-byte buffer %s", err.msg);
+    ck_bundle_close(b);
+  }
+}
+
 int main(void)
 {
   char path[4300];
@@ -245,6 +501,8 @@ int main(void)
   snprintf(path, sizeof(path), "%s.data-00000-of-00002", p);
   edit(path, 5, 0x01, -1);
   expect_fail(p, "crc32c mismatch", "dataflip.data-00000-of-00002", "a flipped byte in tensor data");
+  diff_fails_cleanly(p, good, "a flipped byte in tensor data", "crc32c mismatch",
+                     "tools/ckpt.c cmd_diff leaves its sources open when collect() fails");
 
   p = copy_good("strflip");
   snprintf(path, sizeof(path), "%s.data-00001-of-00002", p);
@@ -257,6 +515,7 @@ int main(void)
   expect_fail(p, "No such file", "nothing.index", "no index at all");
 
   crafted_entries();
+  partitioned_coverage();
   tu_rmtree(dir);
   free(dir);
   return tap_done();
