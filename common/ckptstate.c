@@ -161,6 +161,7 @@ int ck_ckptstate_parse(const char *text, size_t len, const char *name, struct ck
   int line = 1;
 
   memset(cs, 0, sizeof(*cs));
+  cs->ckptd_marker = len >= strlen(CK_CKPTSTATE_MARKER) && memcmp(text, CK_CKPTSTATE_MARKER, strlen(CK_CKPTSTATE_MARKER)) == 0;
   while (p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *le = nl ? nl : end;
@@ -251,6 +252,8 @@ int ck_ckptstate_write(const char *dir, const struct ck_ckptstate *cs, struct ck
     rc = ck_err_set(err, fd < 0 ? fd : -errno, "%s: cannot create: %s", tmp, strerror(fd < 0 ? -fd : errno));
     goto out;
   }
+  if (cs->ckptd_marker)
+    fprintf(f, "%s (latest = highest global step); a trainer's own save replaces this file\n", CK_CKPTSTATE_MARKER);
   if (cs->model_checkpoint_path)
     put_quoted(f, "model_checkpoint_path", cs->model_checkpoint_path);
   for (size_t i = 0; i < cs->npaths; i++)

@@ -16,7 +16,13 @@ struct ck_ckptstate {
   char **timestamps;  /* all_model_checkpoint_timestamps, kept as their text */
   size_t nts;
   char *last_preserved; /* last_preserved_timestamp text, or NULL */
+  int ckptd_marker;     /* the file starts with CK_CKPTSTATE_MARKER: ckptd maintains it */
 };
+
+/* The comment line ckptd writes first in a `checkpoint` file it maintains. Protobuf's
+ * text format skips comments, so TensorFlow reads the file as usual; a trainer's own
+ * save rewrites the file without it, which tells ckptd the file is no longer its. */
+#define CK_CKPTSTATE_MARKER "# ckptd: maintained by ckptd"
 
 /* Parse dir/checkpoint. CK_ENOTFOUND if there is none; CK_EFORMAT names the line. */
 int ck_ckptstate_read(const char *dir, struct ck_ckptstate *cs, struct ck_err *err);

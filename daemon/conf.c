@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ckptfile.h"
 #include "conf.h"
 #include "fileio.h"
 #include "h5.h"
@@ -148,11 +149,12 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
       w->direction = CK_DIR_BOTH;
     else
       return failf(p, "direction: '%s' is not saver-to-h5, h5-to-saver or both", value), 0;
-  } else if (!strcmp(name, "recursive") || !strcmp(name, "update_checkpoint_file") || !strcmp(name, "verify") ||
-             !strcmp(name, "events")) {
+  } else if (!strcmp(name, "update_checkpoint_file")) {
+    if ((w->update_checkpoint_file = ck_ckptfile_parse_policy(value)) < 0)
+      return failf(p, "update_checkpoint_file: '%s' is not auto, always or never", value), 0;
+  } else if (!strcmp(name, "recursive") || !strcmp(name, "verify") || !strcmp(name, "events")) {
     int *dst = !strcmp(name, "recursive") ? &w->recursive
-               : !strcmp(name, "verify") ? &w->verify
-               : !strcmp(name, "events") ? &w->events : &w->update_checkpoint_file;
+               : !strcmp(name, "verify") ? &w->verify : &w->events;
     if (parse_bool(value, dst) != 0)
       return failf(p, "%s: '%s' is not true or false", name, value), 0;
   } else if (!strcmp(name, "include") || !strcmp(name, "exclude")) {
@@ -203,7 +205,7 @@ static struct ck_watch_conf *new_watch(struct ck_conf *c, const char *name)
   w->direction = CK_DIR_BOTH;
   w->recursive = 1;
   w->events = 1;
-  w->update_checkpoint_file = 1;
+  w->update_checkpoint_file = CK_CKPTFILE_AUTO;
   w->gzip_level = 4;
   return w;
 }

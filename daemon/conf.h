@@ -31,7 +31,7 @@ struct ck_watch_conf {
   uint64_t shard_size;
   struct ck_shard_rule rules[CK_MAX_RULES];
   int nrules;
-  int update_checkpoint_file;
+  int update_checkpoint_file; /* CK_CKPTFILE_NEVER, _AUTO (default) or _ALWAYS */
   int verify;
 };
 

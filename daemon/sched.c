@@ -666,7 +666,7 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   j->opts.gzip_level = w->gzip_level;
   j->opts.max_shard_bytes = w->shard_size;
   j->opts.verify = w->verify;
-  j->opts.no_checkpoint_file = !w->update_checkpoint_file;
+  j->ckpt_policy = w->update_checkpoint_file;
   for (int i = 0; i < w->nrules; i++) {
     j->rules[i].pattern = strdup(w->rules[i].pattern);
     j->rules[i].shard = w->rules[i].shard;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckptfile.h"
 #include "conf.h"
 #include "convert.h"
 #include "fileio.h"
@@ -67,6 +68,33 @@ static int fail(int code, const char *text)
   return 1;
 }
 
+static void note(const char *text)
+{
+  struct ck_wmsg m = { .type = CK_WMSG_NOTE };
+
+  snprintf(m.text, sizeof(m.text), "%s", text);
+  report(&m);
+}
+
+/* The bundle is published: list it in its directory's `checkpoint` file as the
+ * policy allows (ckptfile.h). A failure here leaves a good bundle unlisted: noted,
+ * not a failed job. */
+static void list_bundle(const struct ck_wjob *j)
+{
+  char *dir = ck_dirname(j->dst), *base = ck_basename(j->dst), why[CK_WPROTO_LINE_MAX - 100];
+  struct ck_err err = { 0 };
+  int updated = 0;
+
+  if (dir == NULL || base == NULL)
+    note("out of memory: the checkpoint file was not updated");
+  else if (ck_ckptfile_update(dir, base, j->ckpt_policy, &updated, why, sizeof(why), &err) != 0)
+    note(err.msg);
+  else if (!updated && j->ckpt_policy != CK_CKPTFILE_NEVER)
+    note(why);
+  free(dir);
+  free(base);
+}
+
 static int convert(struct ck_wjob *j)
 {
   struct ck_convert_stats st = { 0 };
@@ -76,12 +104,15 @@ static int convert(struct ck_wjob *j)
 
   j->opts.cancel = &cancel_flag;
   j->opts.progress = on_progress;
+  j->opts.no_checkpoint_file = 1; /* the policy below decides, not the converter */
   if (j->direction == CK_DIR_SAVER_TO_H5)
     rc = ck_convert_tf_to_h5(j->src, j->dst, &j->opts, &st, &err);
   else
     rc = ck_convert_h5_to_tf(j->src, j->dst, &j->opts, &st, &err);
   if (rc != 0)
     return fail(rc, err.msg[0] ? err.msg : ck_strerror(rc));
+  if (j->direction == CK_DIR_H5_TO_SAVER)
+    list_bundle(j);
   m.tensors = st.tensors;
   m.bytes = st.bytes;
   m.seconds = st.seconds;

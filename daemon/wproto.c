@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckptfile.h"
 #include "conf.h"
 #include "fileio.h"
 #include "h5.h"
@@ -78,8 +79,8 @@ char **ck_wjob_argv(const char *exe, const struct ck_wjob *j)
       bad |= add(argv, &n, "--rule") | add(argv, &n, "%s=%d", o->rules[i].pattern, o->rules[i].shard);
     if (o->verify)
       bad |= add(argv, &n, "--verify");
-    if (o->no_checkpoint_file)
-      bad |= add(argv, &n, "--no-checkpoint-file");
+    if (j->direction == CK_DIR_H5_TO_SAVER)
+      bad |= add(argv, &n, "--checkpoint-file") | add(argv, &n, "%s", ck_ckptfile_policy_name(j->ckpt_policy));
   }
   if (j->mem_limit)
     bad |= add(argv, &n, "--mem-limit") | add(argv, &n, "%" PRIu64, j->mem_limit);
@@ -110,12 +111,9 @@ static int parse_opt(struct ck_wjob *j, const char *opt, const char *val, int *u
   uint64_t v;
 
   *used = 1;
-  if (strcmp(opt, "--verify") == 0 || strcmp(opt, "--no-checkpoint-file") == 0) {
+  if (strcmp(opt, "--verify") == 0) {
     *used = 0;
-    if (opt[2] == 'v')
-      o->verify = 1;
-    else
-      o->no_checkpoint_file = 1;
+    o->verify = 1;
     return 0;
   }
   if (val == NULL)
@@ -127,6 +125,8 @@ static int parse_opt(struct ck_wjob *j, const char *opt, const char *val, int *u
   else if (strcmp(opt, "--direction") == 0)
     j->direction = strcmp(val, "saver-to-h5") == 0 ? CK_DIR_SAVER_TO_H5
                    : strcmp(val, "h5-to-saver") == 0 ? CK_DIR_H5_TO_SAVER : -1;
+  else if (strcmp(opt, "--checkpoint-file") == 0)
+    return (j->ckpt_policy = ck_ckptfile_parse_policy(val)) < 0 ? -1 : 0;
   else if (strcmp(opt, "--layout") == 0)
     o->layout = strcmp(val, "nested") == 0 ? CK_H5_NESTED : strcmp(val, "flat") == 0 ? CK_H5_FLAT : -1;
   else if (strcmp(opt, "--compression") == 0)
@@ -204,6 +204,9 @@ size_t ck_wmsg_format(const struct ck_wmsg *m, char *buf, size_t len)
   case CK_WMSG_FAIL:
     n = snprintf(buf, len, "fail %d %s\n", m->code, text);
     break;
+  case CK_WMSG_NOTE:
+    n = snprintf(buf, len, "note %s\n", text);
+    break;
   default:
     n = snprintf(buf, len, "probe %s %" PRIu64 " %" PRId64 " %s\n", verdict_word(m->verdict), m->size, m->mtime_ns,
                  text);
@@ -241,6 +244,11 @@ int ck_wmsg_parse(const char *line, struct ck_wmsg *m)
     if (sscanf(line, "%d %n", &m->code, &off) != 1 || m->code >= 0)
       return -1;
     snprintf(m->text, sizeof(m->text), "%s", line + off);
+    return 0;
+  }
+  if (strcmp(word, "note") == 0) {
+    m->type = CK_WMSG_NOTE;
+    snprintf(m->text, sizeof(m->text), "%s", line);
     return 0;
   }
   if (strcmp(word, "probe") == 0) {

@@ -5,6 +5,8 @@
  *   progress DONE TOTAL                       bytes done and expected
  *   done TENSORS BYTES SECONDS SKIPPED        a conversion's result
  *   fail CODE MESSAGE                         CODE a negative errno or CK_E* code
+ *   note MESSAGE                              something worth a log line (the
+ *                                             `checkpoint` file left alone, and why)
  *   probe ready|wait|corrupt SIZE MTIME_NS MESSAGE
  *                                             an HDF5 completeness probe's verdict and the
  *                                             file's size and mtime as the probe saw them */
@@ -28,6 +30,7 @@ struct ck_wjob {
   const char *dst;          /* conversions only */
   struct ck_convert_opts opts;
   struct ck_shard_rule rules[16];
+  int ckpt_policy;          /* h5-to-saver: CK_CKPTFILE_* (ckptfile.h); the worker applies it */
   uint64_t mem_limit;       /* address-space limit in bytes, 0: none */
   uint64_t cpu_limit;       /* CPU seconds, 0: none */
 };
@@ -39,7 +42,7 @@ void ck_wjob_argv_free(char **argv);
 /* Parse the arguments after --worker (argv[0] is the first of them). 0, or -1 with msg. */
 int ck_wjob_parse(int argc, char **argv, struct ck_wjob *j, char *msg, size_t msglen);
 
-enum { CK_WMSG_PROGRESS = 1, CK_WMSG_DONE, CK_WMSG_FAIL, CK_WMSG_PROBE };
+enum { CK_WMSG_PROGRESS = 1, CK_WMSG_DONE, CK_WMSG_FAIL, CK_WMSG_PROBE, CK_WMSG_NOTE };
 enum { CK_PROBE_READY = 1, CK_PROBE_WAIT, CK_PROBE_CORRUPT };
 
 /* One message from a worker. */
@@ -52,7 +55,7 @@ struct ck_wmsg {
   int verdict;                       /* probe */
   uint64_t size;
   int64_t mtime_ns;
-  char text[CK_WPROTO_LINE_MAX];     /* fail, probe: the message */
+  char text[CK_WPROTO_LINE_MAX];     /* fail, probe, note: the message */
 };
 
 /* Format a message as one line ending in '\n' (newlines in text become spaces).

@@ -174,11 +174,52 @@ ok(wait_for(lambda: os.path.exists(os.path.join(run3, "checkpoint")) and 'model_
    "and the directory's checkpoint file names it")
 ok(same(p3 + ".h5", p3), "the bundle equals the HDF5 file")
 
+# 3b. the checkpoint file is the trainer's: latest by step, no lost entries, a producer's file untouched
+def ckpt_state(d):
+    with open(os.path.join(d, "checkpoint")) as f:
+        text = f.read()
+    latest = [l.split('"')[1] for l in text.splitlines() if l.startswith("model_checkpoint_path:")]
+    listed = [l.split('"')[1] for l in text.splitlines() if l.startswith("all_model_checkpoint_paths:")]
+    return text, (latest or [None])[0], listed
+
+
+hs = os.path.join(A, "h5steps")
+os.makedirs(hs)
+for step in (200, 100):
+    subprocess.run([CKPT, "synth", "--format", "h5", os.path.join(S, "m%d.h5" % step), "--size", "64K", "--tensors", "2"], check=True)
+    shutil.move(os.path.join(S, "m%d.h5" % step), os.path.join(hs, "model.ckpt-%d.h5" % step))
+    ok(wait_for(lambda: os.path.exists(os.path.join(hs, "model.ckpt-%d.index" % step)), 15), "model.ckpt-%d.h5 converted" % step)
+time.sleep(0.3)
+text, latest, listed = ckpt_state(hs)
+ok(latest == "model.ckpt-200" and listed == ["model.ckpt-100", "model.ckpt-200"],
+   "model-200 then model-100 converted: latest stays model-200 (latest %s, listed %s)" % (latest, listed))
+ok(text.startswith("# ckptd:"), "a checkpoint file ckptd created carries its marker")
+many = os.path.join(A, "h5many")
+os.makedirs(os.path.join(S, "many"))
+for i in range(30):
+    subprocess.run([CKPT, "synth", "--format", "h5", os.path.join(S, "many", "model.ckpt-%d.h5" % (i + 1)), "--size", "16K",
+                    "--tensors", "1"], check=True)
+os.rename(os.path.join(S, "many"), many)
+ok(wait_for(lambda: len(glob.glob(os.path.join(many, "*.index"))) == 30, 60), "30 .h5 files dropped at once: 30 bundles")
+time.sleep(0.5)
+text, latest, listed = ckpt_state(many)
+ok(len(listed) == 30 and latest == "model.ckpt-30", "concurrent jobs lose no checkpoint entry (%d listed, latest %s)" % (len(listed), latest))
+with open(os.path.join(run1, "checkpoint")) as f:
+    trainers = f.read()
+subprocess.run([CKPT, "synth", "--format", "h5", os.path.join(S, "exported.h5"), "--size", "64K", "--tensors", "2"], check=True)
+shutil.move(os.path.join(S, "exported.h5"), os.path.join(run1, "exported.h5"))
+ok(wait_for(lambda: os.path.exists(os.path.join(run1, "exported.index")), 15), "an exported .h5 beside a trainer's checkpoint converts")
+time.sleep(0.3)
+with open(os.path.join(run1, "checkpoint")) as f:
+    ok(f.read() == trainers, "and the trainer's checkpoint file is left byte for byte as it was")
+ok(any("maintained by its producer" in l for l in events("checkpoint_file", os.path.join(run1, "exported.h5"))),
+   "the log says why it was left alone")
+
 # 4. no ping-pong in the 'both' tree, and each source converted exactly once
 time.sleep(3)
 ok(len(events("job_done", p1)) == 1 and len(events("job_done", p2)) == 1 and len(events("job_done", p3 + ".h5")) == 1,
    "each source converted exactly once")
-ok(len(events("job_start")) == 3, "no conversion back and forth (%d jobs)" % len(events("job_start")))
+ok(len(events("job_start")) == 3 + 2 + 30 + 1, "no conversion back and forth (%d jobs)" % len(events("job_start")))
 
 # 5. a partial checkpoint is never converted; a corrupt one fails and the daemon keeps serving
 run4 = os.path.join(A, "run4")

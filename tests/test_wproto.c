@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../daemon/ckptfile.h"
 #include "../daemon/conf.h"
 #include "../daemon/wproto.h"
 #include "h5.h"
@@ -37,7 +38,7 @@ static void job_roundtrip(void)
   in.opts.rules = rules;
   in.opts.nrules = 2;
   in.opts.verify = 1;
-  in.opts.no_checkpoint_file = 1;
+  in.ckpt_policy = CK_CKPTFILE_ALWAYS;
   argv = ck_wjob_argv("/usr/bin/ckptd", &in);
   ok(argv && strcmp(argv[0], "/usr/bin/ckptd") == 0 && strcmp(argv[1], "--worker") == 0, "argv starts exe --worker");
   ok(ck_wjob_parse(argc_of(argv) - 2, argv + 2, &out, msg, sizeof(msg)) == 0, "argv parses back (%s)", msg);
@@ -46,7 +47,8 @@ static void job_roundtrip(void)
   ok(out.opts.buffer_size == (32u << 20) && out.opts.threads == 1 && out.opts.layout == CK_H5_NESTED,
      "buffer, threads, layout");
   ok(out.opts.compression == CK_H5_GZIP && out.opts.gzip_level == 6, "gzip level");
-  ok(out.opts.max_shard_bytes == (10ull << 30) && out.opts.verify && out.opts.no_checkpoint_file, "shard size, flags");
+  ok(out.opts.max_shard_bytes == (10ull << 30) && out.opts.verify && out.ckpt_policy == CK_CKPTFILE_ALWAYS,
+     "shard size, verify, checkpoint-file policy");
   ok(out.opts.nrules == 2 && strcmp(out.opts.rules[0].pattern, "embedding/*") == 0 && out.opts.rules[0].shard == 1 &&
          strcmp(out.opts.rules[1].pattern, "a=b*") == 0 && out.opts.rules[1].shard == 2,
      "shard rules (a '=' inside a pattern too)");
@@ -106,6 +108,7 @@ static void msg_roundtrip(void)
     { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_READY, .size = 4096, .mtime_ns = 1700000000123456789ll },
     { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_WAIT, .size = 1, .mtime_ns = 2, .text = "no __SUCCESS__ yet" },
     { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_CORRUPT, .size = 3, .mtime_ns = 4, .text = "bad superblock" },
+    { .type = CK_WMSG_NOTE, .text = "/m/checkpoint is maintained by its producer" },
   };
   char line[CK_WPROTO_LINE_MAX + 64];
 
@@ -117,7 +120,8 @@ static void msg_roundtrip(void)
     ok(one_line && ck_wmsg_parse(line, &out) == 0 && out.type == in[i].type && out.done == in[i].done &&
            out.total == in[i].total && out.tensors == in[i].tensors && out.bytes == in[i].bytes &&
            out.seconds == in[i].seconds && out.skipped == in[i].skipped && out.code == in[i].code &&
-           out.verdict == in[i].verdict && out.size == in[i].size && out.mtime_ns == in[i].mtime_ns,
+           out.verdict == in[i].verdict && out.size == in[i].size && out.mtime_ns == in[i].mtime_ns &&
+           (strcmp(out.text, in[i].text) == 0 || strchr(in[i].text, '\n')),
        "message %zu round-trips as one line: %s", i, line);
   }
   {
@@ -141,7 +145,7 @@ static void msg_refusals(void)
 {
   static const char *bad[] = {
     "", "hello", "progress", "progress 1", "progress x 2", "done 1 2", "done 1 2 x 3", "fail", "fail 5 positive code",
-    "fail x msg", "probe", "probe ready", "probe ready 1", "probe maybe 1 2 text", "probe ready x 2",
+    "fail x msg", "notes x", "probe", "probe ready", "probe ready 1", "probe maybe 1 2 text", "probe ready x 2",
   };
   struct ck_wmsg m;
 
