@@ -18,6 +18,7 @@ const char *ck_strerror(int code)
   case CK_ENOTFOUND: return "not found";
   case CK_ELIMIT: return "size limit exceeded";
   case CK_EINVAL: return "invalid argument";
+  case CK_EINCOMPLETE: return "not complete yet";
   default:
     if (code < 0 && code > -4000)
       return strerror(-code);

@@ -32,6 +32,7 @@ struct ck_watch_conf {
   struct ck_shard_rule rules[CK_MAX_RULES];
   int nrules;
   int update_checkpoint_file; /* CK_CKPTFILE_NEVER, _AUTO (default) or _ALWAYS */
+  int require_success;    /* an .h5 is complete only with a true root __SUCCESS__ */
   int verify;
 };
 

@@ -299,7 +299,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 static int spawn(struct ck_pool *p, struct ck_job *j)
 {
   struct ck_wjob w = { .kind = j->kind, .direction = j->direction, .src = j->src, .dst = j->dst, .opts = j->opts,
-                       .ckpt_policy = j->ckpt_policy, .mem_limit = p->lim.mem_bytes, .cpu_limit = p->lim.cpu_seconds };
+                       .ckpt_policy = j->ckpt_policy, .require_success = j->require_success, .mem_limit = p->lim.mem_bytes, .cpu_limit = p->lim.cpu_seconds };
   struct ck_proc *c = calloc(1, sizeof(*c));
   uv_stdio_container_t stdio[4];
   uv_process_options_t o = { 0 };

@@ -20,6 +20,7 @@ struct ck_job {
   struct ck_convert_opts opts;
   struct ck_shard_rule rules[CK_MAX_RULES]; /* owned copies */
   int ckpt_policy;             /* h5-to-saver: the `checkpoint` file policy */
+  int require_success;         /* probes: __SUCCESS__ is mandatory */
   void *owner;                 /* the scheduler's candidate */
   /* results */
   int rc;                      /* 0, a negative errno, or a CK_E* code */

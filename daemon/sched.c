@@ -524,6 +524,7 @@ static void probe(struct ck_sched *s, struct cand *c)
   }
   j->kind = CK_WJOB_PROBE;
   j->direction = CK_DIR_H5_TO_SAVER;
+  j->require_success = root_by_id(s, c->root) ? root_by_id(s, c->root)->conf->require_success : 0;
   j->owner = c;
   s->checks_total++;
   c->checking = 1;

@@ -24,6 +24,7 @@
 #include "convert.h"
 #include "fileio.h"
 #include "h5.h"
+#include "h5_probe.h"
 #include "worker.h"
 #include "wproto.h"
 
@@ -121,10 +122,10 @@ static int convert(struct ck_wjob *j)
   return 0;
 }
 
-/* Not complete yet, rather than corrupt: an unfinished save or a writer's lock. */
-static int incomplete(const struct ck_err *err)
+/* Not complete yet, rather than corrupt: a writer at work, an unfinished save. */
+static int incomplete(int rc, const struct ck_err *err)
 {
-  return strstr(err->msg, "__SUCCESS__") != NULL || strstr(err->msg, "lock") != NULL;
+  return rc == CK_EINCOMPLETE || strstr(err->msg, "__SUCCESS__") != NULL || strstr(err->msg, "lock") != NULL;
 }
 
 static int probe(const struct ck_wjob *j)
@@ -137,8 +138,17 @@ static int probe(const struct ck_wjob *j)
 
   if (stat(j->src, &before) != 0)
     return fail(-errno, strerror(errno));
-  rc = ck_h5r_open(j->src, &r, &err);
-  ck_h5r_close(r);
+  if (ck_h5_probe_busy(j->src) == 1) {
+    rc = CK_EINCOMPLETE;
+    ck_err_set(&err, rc, "%s: its HDF5 superblock says a writer has it open (if that writer died, "
+               "`h5clear -s` clears the flag)", j->src);
+  } else if (j->require_success && ck_h5_probe_success(j->src) == 0) {
+    rc = CK_EINCOMPLETE;
+    ck_err_set(&err, rc, "%s: no __SUCCESS__ attribute yet (require_success = yes)", j->src);
+  } else {
+    rc = ck_h5r_open(j->src, &r, &err);
+    ck_h5r_close(r);
+  }
   if (stat(j->src, &after) != 0)
     return fail(-errno, strerror(errno));
   m.size = (uint64_t)after.st_size;
@@ -150,7 +160,7 @@ static int probe(const struct ck_wjob *j)
   } else if (rc == 0) {
     m.verdict = CK_PROBE_READY;
   } else {
-    m.verdict = incomplete(&err) ? CK_PROBE_WAIT : CK_PROBE_CORRUPT;
+    m.verdict = incomplete(rc, &err) ? CK_PROBE_WAIT : CK_PROBE_CORRUPT;
     snprintf(m.text, sizeof(m.text), "%s", err.msg[0] ? err.msg : ck_strerror(rc));
   }
   report(&m);

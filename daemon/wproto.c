@@ -82,6 +82,8 @@ char **ck_wjob_argv(const char *exe, const struct ck_wjob *j)
     if (j->direction == CK_DIR_H5_TO_SAVER)
       bad |= add(argv, &n, "--checkpoint-file") | add(argv, &n, "%s", ck_ckptfile_policy_name(j->ckpt_policy));
   }
+  if (j->kind == CK_WJOB_PROBE && j->require_success)
+    bad |= add(argv, &n, "--require-success");
   if (j->mem_limit)
     bad |= add(argv, &n, "--mem-limit") | add(argv, &n, "%" PRIu64, j->mem_limit);
   if (j->cpu_limit)
@@ -111,9 +113,12 @@ static int parse_opt(struct ck_wjob *j, const char *opt, const char *val, int *u
   uint64_t v;
 
   *used = 1;
-  if (strcmp(opt, "--verify") == 0) {
+  if (strcmp(opt, "--verify") == 0 || strcmp(opt, "--require-success") == 0) {
     *used = 0;
-    o->verify = 1;
+    if (opt[2] == 'v')
+      o->verify = 1;
+    else
+      j->require_success = 1;
     return 0;
   }
   if (val == NULL)

@@ -31,6 +31,7 @@ struct ck_wjob {
   struct ck_convert_opts opts;
   struct ck_shard_rule rules[16];
   int ckpt_policy;          /* h5-to-saver: CK_CKPTFILE_* (ckptfile.h); the worker applies it */
+  int require_success;      /* probes: a file without a true root __SUCCESS__ is not complete */
   uint64_t mem_limit;       /* address-space limit in bytes, 0: none */
   uint64_t cpu_limit;       /* CPU seconds, 0: none */
 };

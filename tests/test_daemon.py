@@ -215,11 +215,50 @@ with open(os.path.join(run1, "checkpoint")) as f:
 ok(any("maintained by its producer" in l for l in events("checkpoint_file", os.path.join(run1, "exported.h5"))),
    "the log says why it was left alone")
 
+# 3c. HDF5 writers beside the daemon: probes never take a lock a writer trips over, and a file a
+# writer still has open (its superblock says so) is not converted, even without HDF5 file locking
+WRITER = r"""
+import os, sys, time, h5py, numpy as np
+mode, path, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+if mode == "reopen":      # create, close, let the daemon probe it, reopen to add more
+    with h5py.File(path, "w") as f:
+        f["a"] = np.arange(1000, dtype="f4")
+    time.sleep(pause)
+    with h5py.File(path, "r+") as f:
+        f["b"] = np.arange(10, dtype="i8")
+else:                     # one slow save: the file stays open across the settle time
+    with h5py.File(path, "w") as f:
+        f["a"] = np.arange(1000, dtype="f4")
+        f.flush()
+        time.sleep(pause)
+        f["b"] = np.arange(10, dtype="i8")
+"""
+wdir = os.path.join(A, "writers")
+os.makedirs(wdir)
+procs = [subprocess.Popen(["/usr/bin/python3", "-c", WRITER, "reopen", os.path.join(wdir, "r%02d.h5" % i), "%.2f" % (0.55 + 0.02 * i)],
+                          stderr=subprocess.PIPE) for i in range(20)]
+errs = [p.communicate()[1].decode() for p in procs]
+bad = [e for p, e in zip(procs, errs) if p.returncode != 0]
+ok(not bad, "20 h5py writers that create, close and reopen their file beside the daemon: %d failed %s"
+   % (len(bad), (bad or [""])[0][-100:]))
+slow = os.path.join(wdir, "slow.h5")
+sp = subprocess.Popen(["/usr/bin/python3", "-c", WRITER, "slow", slow, "2.5"], env=dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE"))
+time.sleep(2.0)
+ok(not events("job_start", slow) and not os.path.exists(os.path.join(wdir, "slow.index")),
+   "an .h5 still open for writing (HDF5 file locking off) is not converted while open")
+sp.wait()
+ok(wait_for(lambda: os.path.exists(os.path.join(wdir, "slow.index")), 15), "it is converted once its writer closes it")
+r = subprocess.run([CKPT, "ls", os.path.join(wdir, "slow")], capture_output=True, text=True)
+ok(r.returncode == 0 and len([l for l in r.stdout.splitlines() if l.strip()]) >= 2 and " b" in r.stdout + " ",
+   "with both of its tensors")
+ok(len(events("job_start", slow)) == 1, "and only once")
+
 # 4. no ping-pong in the 'both' tree, and each source converted exactly once
 time.sleep(3)
 ok(len(events("job_done", p1)) == 1 and len(events("job_done", p2)) == 1 and len(events("job_done", p3 + ".h5")) == 1,
    "each source converted exactly once")
-ok(len(events("job_start")) == 3 + 2 + 30 + 1, "no conversion back and forth (%d jobs)" % len(events("job_start")))
+nw = len([l for l in events("job_start") if "/writers/" in l])
+ok(len(events("job_start")) - nw == 3 + 2 + 30 + 1, "no conversion back and forth (%d jobs)" % len(events("job_start")))
 
 # 5. a partial checkpoint is never converted; a corrupt one fails and the daemon keeps serving
 run4 = os.path.join(A, "run4")

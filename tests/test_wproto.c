@@ -55,11 +55,11 @@ static void job_roundtrip(void)
   ok(out.mem_limit == (1ull << 32) && out.cpu_limit == 600, "limits");
   ck_wjob_argv_free(argv);
 
-  in = (struct ck_wjob){ .kind = CK_WJOB_PROBE, .src = "/m/a.h5" };
+  in = (struct ck_wjob){ .kind = CK_WJOB_PROBE, .src = "/m/a.h5", .require_success = 1 };
   argv = ck_wjob_argv("ckptd", &in);
   ok(argv && ck_wjob_parse(argc_of(argv) - 2, argv + 2, &out, msg, sizeof(msg)) == 0 && out.kind == CK_WJOB_PROBE &&
-         strcmp(out.src, "/m/a.h5") == 0 && out.mem_limit == 0,
-     "a probe round-trips");
+         strcmp(out.src, "/m/a.h5") == 0 && out.mem_limit == 0 && out.require_success,
+     "a probe round-trips, with require_success");
   ck_wjob_argv_free(argv);
 }
 
