@@ -9,7 +9,11 @@
             (default 60): CPU time used, from /proc/PID/stat, against the same daemon
             watching one directory over the same time (the baseline of this run).
   memory    resident memory (VmRSS) with DIRS directories watched against one.
-usage: bench_daemon.py BUILD_DIR [--dirs N] [--seconds S] [--settle S]"""
+  rescan    a tree of CKPTS (default 10,000) converted checkpoints, rescanned every 2 s:
+            CPU time per rescan (from /proc/PID/stat, the walk's threads included) and
+            completeness checks per rescan (ckptd's checks_since_start), against the same
+            daemon on a tree of one converted checkpoint.
+usage: bench_daemon.py BUILD_DIR [--dirs N] [--seconds S] [--settle S] [--ckpts N]"""
 import argparse
 import os
 import re
@@ -26,11 +30,18 @@ ap.add_argument("--dirs", type=int, default=10000)
 ap.add_argument("--seconds", type=float, default=60)
 ap.add_argument("--settle", type=float, default=1.0)
 ap.add_argument("--drops", type=int, default=20)
+ap.add_argument("--ckpts", type=int, default=10000)
 a = ap.parse_args()
 CKPTD = os.path.join(a.build, "daemon", "ckptd")
 CKPT = os.path.join(a.build, "tools", "ckpt")
 T = tempfile.mkdtemp(prefix="ckptd-bench.", dir=os.environ.get("BENCH_DIR"))
 HZ = os.sysconf("SC_CLK_TCK")
+
+
+def status(name):
+    import json
+    with open(os.path.join(T, name + "-state", "status.json")) as f:
+        return json.load(f)
 
 
 def start(name, tree, settle, rescan=60):
@@ -123,4 +134,39 @@ print("  %d directories watched: CPU %.3f s (%.3f%% of a core), RSS %.1f MiB"
       % (watched, res["dirs"][0], 100 * res["dirs"][0] / a.seconds, res["dirs"][1] / 1024))
 print("  memory per watched directory: %.0f bytes; RSS ratio to the 1-directory baseline: %.2fx"
       % ((res["dirs"][1] - res["one"][1]) * 1024 / watched, res["dirs"][1] / res["one"][1]))
+
+# ---- rescan cost: CKPTS converted checkpoints against one ----
+subprocess.run([CKPT, "synth", os.path.join(stage, "tiny"), "--size", "1K", "--tensors", "1"], check=True)
+def make_tree(path, n):
+    for i in range(n):
+        d = os.path.join(path, "r%03d" % (i // 100))
+        os.makedirs(d, exist_ok=True)
+        pre = os.path.join(d, "model.ckpt-%d" % i)
+        shutil.copy(os.path.join(stage, "tiny.index"), pre + ".index")
+        shutil.copy(os.path.join(stage, "tiny.data-00000-of-00001"), pre + ".data-00000-of-00001")
+        open(pre + ".h5", "w").close()  # its output is there: settled after one check
+rres = {}
+RESCANS = 5
+for name, n in (("rone", 1), ("rmany", a.ckpts)):
+    path = os.path.join(T, name)
+    make_tree(path, n)
+    p = start(name, path, 0.2, rescan=2)
+    last, stable_since = -1, time.time()
+    while time.time() - stable_since < 5:  # the first checks of every checkpoint finish
+        c = status(name).get("checks_since_start", 0)
+        if c != last:
+            last, stable_since = c, time.time()
+        time.sleep(0.2)
+    k0, c0 = status(name)["checks_since_start"], cpu_ticks(p.pid)
+    time.sleep(2 * RESCANS)
+    k1, c1 = status(name)["checks_since_start"], cpu_ticks(p.pid)
+    rres[name] = ((c1 - c0) / HZ / RESCANS, (k1 - k0) / RESCANS, k0)
+    stop(p)
+print("rescan every 2 s, %d rescans, after every checkpoint's first check:" % RESCANS)
+print("  1 converted checkpoint:      CPU %.4f s per rescan, %.1f checks per rescan"
+      % (rres["rone"][0], rres["rone"][1]))
+print("  %d converted checkpoints: CPU %.4f s per rescan, %.1f checks per rescan (%d first checks)"
+      % (a.ckpts, rres["rmany"][0], rres["rmany"][1], rres["rmany"][2]))
+print("  CPU per rescan ratio to the 1-checkpoint baseline: %.1fx for %dx the files; per checkpoint: %.1f us"
+      % (rres["rmany"][0] / max(rres["rone"][0], 1.0 / HZ), a.ckpts, 1e6 * rres["rmany"][0] / a.ckpts))
 shutil.rmtree(T, ignore_errors=True)

@@ -830,13 +830,13 @@ static void collect_gone(void *ctx, const char *key, void *value)
 
 static void free_cand(void *ctx, const char *key, void *value);
 
-static void on_rescan(uv_timer_t *timer)
+static void rescan_done(void *ctx)
 {
-  struct ck_sched *s = timer->data;
+  struct ck_sched *s = ctx;
   struct sweep_ctx w = { s, { NULL, 0, 0 } };
 
-  s->gen++;
-  ck_watch_rescan(s->watch);
+  if (s->stopping)
+    return;
   ck_hmap_each(s->cands, collect_gone, &w);
   for (size_t i = 0; i < w.gone.n; i++) {
     ck_hmap_del(s->cands, w.gone.v[i]->key);
@@ -844,6 +844,16 @@ static void on_rescan(uv_timer_t *timer)
   }
   free(w.gone.v);
   mark_status(s);
+}
+
+static void on_rescan(uv_timer_t *timer)
+{
+  struct ck_sched *s = timer->data;
+
+  if (ck_watch_rescanning(s->watch))
+    return; /* a slow filesystem: the walk in flight is this rescan */
+  s->gen++; /* before anything the walk reports */
+  ck_watch_rescan(s->watch, rescan_done, s);
 }
 
 /* ---- status file ---- */

@@ -52,6 +52,11 @@ struct ck_watch {
   struct wroot *roots;
   int nroots;
   int limit_logged;
+  int scans;              /* rescan walks in flight on libuv's pool */
+  void (*scans_done)(void *ctx);
+  void *scans_ctx;
+  int closing;            /* closed while walks were in flight: freed by the last */
+  int poll_closed;
   ck_watch_file_fn fn;
   void *ctx;
 };
@@ -172,7 +177,7 @@ static void on_event(struct ck_watch *w, const struct inotify_event *ev)
 
   if (ev->mask & IN_Q_OVERFLOW) {
     ck_log(CK_LOG_WARN, "overflow", CK_LOG_NO_FIELDS, "inotify queue overflowed: rescanning every tree");
-    ck_watch_rescan(w);
+    ck_watch_rescan(w, NULL, NULL);
     return;
   }
   if (ev->wd < 0 || ev->wd >= w->ndirs_cap || (d = &w->dirs[ev->wd])->path == NULL)
@@ -302,11 +307,140 @@ void ck_watch_remove_root(struct ck_watch *w, int root)
       w->roots[i].active = 0;
 }
 
-void ck_watch_rescan(struct ck_watch *w)
+/* ---- rescans, walked on libuv's file-system pool ----
+ * A rescan lists every tree in a worker thread (opendir, readdir, lstat: on NFS or
+ * Lustre each may take milliseconds), then applies the listing on the loop: watches
+ * added for directories missing one, every regular file reported. Only the walk
+ * leaves the loop; the watch table and the callbacks stay on it. */
+struct found { /* what the scheduler uses of a stat, kept small: trees can hold 10^5 files */
+  char *path;
+  uint64_t ino, size;
+  int64_t mtime_s, mtime_ns;
+  uint32_t mode;
+};
+
+struct scan_job {
+  uv_work_t req;
+  struct ck_watch *w;
+  int root;
+  char *path;
+  int recursive;
+  struct found *v;
+  size_t n, cap;
+};
+
+static int found_add(struct scan_job *j, char *path, const struct stat *st)
 {
-  for (int i = 0; i < w->nroots; i++)
-    if (w->roots[i].active)
-      scan_dir(w, &w->roots[i], w->roots[i].path, 0, 0);
+  if (j->n == j->cap) {
+    size_t cap = j->cap ? j->cap * 2 : 256;
+    struct found *nv = realloc(j->v, cap * sizeof(*nv));
+    if (nv == NULL)
+      return -ENOMEM;
+    j->v = nv;
+    j->cap = cap;
+  }
+  j->v[j->n++] = (struct found){ path, (uint64_t)st->st_ino, (uint64_t)st->st_size, (int64_t)st->st_mtim.tv_sec,
+                                 (int64_t)st->st_mtim.tv_nsec, (uint32_t)st->st_mode };
+  return 0;
+}
+
+/* Depth-first over the listing itself: entry i's children are appended after it,
+ * so the list is its own work queue (directories are the entries still to open). */
+static void scan_work(uv_work_t *req)
+{
+  struct scan_job *j = req->data;
+  struct stat st;
+  char *root = strdup(j->path);
+
+  if (root == NULL || lstat(root, &st) != 0 || !S_ISDIR(st.st_mode) || found_add(j, root, &st) != 0) {
+    free(root);
+    return;
+  }
+  for (size_t i = 0; i < j->n; i++) {
+    DIR *d;
+    struct dirent *de;
+    if (!S_ISDIR(j->v[i].mode) || (i > 0 && !j->recursive) || (d = opendir(j->v[i].path)) == NULL)
+      continue;
+    while ((de = readdir(d)) != NULL) {
+      char *child;
+      if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+        continue;
+      if ((child = ck_path_join(j->v[i].path, de->d_name)) == NULL)
+        continue;
+      /* lstat: a symbolic link is never followed out of the tree */
+      if (lstat(child, &st) != 0 || !(S_ISREG(st.st_mode) || (S_ISDIR(st.st_mode) && !ck_decide_temp_dir(de->d_name))) ||
+          found_add(j, child, &st) != 0)
+        free(child);
+    }
+    closedir(d);
+  }
+}
+
+static void maybe_free_watch(struct ck_watch *w);
+
+static void scan_done(uv_work_t *req, int status)
+{
+  struct scan_job *j = req->data;
+  struct ck_watch *w = j->w;
+  struct wroot *r = root_of(w, j->root);
+
+  for (size_t i = 0; i < j->n; i++) {
+    const struct found *f = &j->v[i];
+    if (status == 0 && r && !w->closing) {
+      struct stat st = { 0 };
+      st.st_ino = (ino_t)f->ino;
+      st.st_size = (off_t)f->size;
+      st.st_mtim.tv_sec = (time_t)f->mtime_s;
+      st.st_mtim.tv_nsec = (long)f->mtime_ns;
+      st.st_mode = (mode_t)f->mode;
+      if (S_ISDIR(st.st_mode))
+        add_watch(w, r, f->path);
+      else
+        w->fn(w->ctx, r->id, f->path, &st, 0);
+    }
+    free(f->path);
+  }
+  free(j->v);
+  free(j->path);
+  free(j);
+  if (--w->scans == 0 && w->scans_done && !w->closing) {
+    void (*done)(void *) = w->scans_done;
+    w->scans_done = NULL;
+    done(w->scans_ctx);
+  }
+  maybe_free_watch(w);
+}
+
+int ck_watch_rescanning(const struct ck_watch *w)
+{
+  return w->scans > 0;
+}
+
+void ck_watch_rescan(struct ck_watch *w, void (*done)(void *ctx), void *ctx)
+{
+  if (w->scans > 0) /* the previous rescan is still walking: it covers this one */
+    return;
+  w->scans_done = done;
+  w->scans_ctx = ctx;
+  for (int i = 0; i < w->nroots; i++) {
+    struct scan_job *j;
+    if (!w->roots[i].active || (j = calloc(1, sizeof(*j))) == NULL)
+      continue;
+    j->req.data = j;
+    j->w = w;
+    j->root = w->roots[i].id;
+    j->recursive = w->roots[i].recursive;
+    if ((j->path = strdup(w->roots[i].path)) == NULL || uv_queue_work(w->loop, &j->req, scan_work, scan_done) != 0) {
+      free(j->path);
+      free(j);
+      continue;
+    }
+    w->scans++;
+  }
+  if (w->scans == 0 && done) {
+    w->scans_done = NULL;
+    done(ctx);
+  }
 }
 
 size_t ck_watch_dirs(const struct ck_watch *w)
@@ -314,10 +448,10 @@ size_t ck_watch_dirs(const struct ck_watch *w)
   return w->nwatched;
 }
 
-static void free_watch(uv_handle_t *h)
+static void maybe_free_watch(struct ck_watch *w)
 {
-  struct ck_watch *w = h->data;
-
+  if (!w->closing || !w->poll_closed || w->scans > 0)
+    return;
   close(w->fd); /* only once libuv no longer polls it */
   for (int i = 0; i < w->ndirs_cap; i++)
     free(w->dirs[i].path);
@@ -329,10 +463,19 @@ static void free_watch(uv_handle_t *h)
   free(w);
 }
 
+static void poll_closed(uv_handle_t *h)
+{
+  struct ck_watch *w = h->data;
+
+  w->poll_closed = 1;
+  maybe_free_watch(w);
+}
+
 void ck_watch_close(struct ck_watch *w)
 {
   if (w == NULL)
     return;
+  w->closing = 1;
   uv_poll_stop(&w->poll);
-  uv_close((uv_handle_t *)&w->poll, free_watch);
+  uv_close((uv_handle_t *)&w->poll, poll_closed);
 }

@@ -25,9 +25,13 @@ int ck_watch_add_root(struct ck_watch *w, int root, const char *path, int recurs
 /* Stop watching a tree. */
 void ck_watch_remove_root(struct ck_watch *w, int root);
 
-/* Walk every tree again: add watches missing (new directories, lost events) and
- * report every file. */
-void ck_watch_rescan(struct ck_watch *w);
+/* Walk every tree again, off the loop thread: add watches missing (new directories,
+ * lost events) and report every file; then call done (if not NULL). A rescan asked
+ * for while one is still walking is dropped (the running one covers it). */
+void ck_watch_rescan(struct ck_watch *w, void (*done)(void *ctx), void *ctx);
+
+/* 1 while a rescan is walking. */
+int ck_watch_rescanning(const struct ck_watch *w);
 
 /* Directories watched with inotify. */
 size_t ck_watch_dirs(const struct ck_watch *w);
