@@ -138,10 +138,8 @@ static int probe(const struct ck_wjob *j)
 
   if (stat(j->src, &before) != 0)
     return fail(-errno, strerror(errno));
-  if (ck_h5_probe_busy(j->src) == 1) {
-    rc = CK_EINCOMPLETE;
-    ck_err_set(&err, rc, "%s: its HDF5 superblock says a writer has it open (if that writer died, "
-               "`h5clear -s` clears the flag)", j->src);
+  if (ck_h5_probe_busy(j->src, err.msg, sizeof(err.msg)) == 1) {
+    rc = CK_EINCOMPLETE; /* a writer at work, or a copy still arriving: not an error */
   } else if (j->require_success && ck_h5_probe_success(j->src) == 0) {
     rc = CK_EINCOMPLETE;
     ck_err_set(&err, rc, "%s: no __SUCCESS__ attribute yet (require_success = yes)", j->src);

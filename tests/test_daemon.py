@@ -200,7 +200,7 @@ for i in range(30):
     subprocess.run([CKPT, "synth", "--format", "h5", os.path.join(S, "many", "model.ckpt-%d.h5" % (i + 1)), "--size", "16K",
                     "--tensors", "1"], check=True)
 os.rename(os.path.join(S, "many"), many)
-ok(wait_for(lambda: len(glob.glob(os.path.join(many, "*.index"))) == 30, 60), "30 .h5 files dropped at once: 30 bundles")
+ok(wait_for(lambda: len(glob.glob(os.path.join(many, "*.index"))) == 30, 120), "30 .h5 files dropped at once: 30 bundles")
 time.sleep(0.5)
 text, latest, listed = ckpt_state(many)
 ok(len(listed) == 30 and latest == "model.ckpt-30", "concurrent jobs lose no checkpoint entry (%d listed, latest %s)" % (len(listed), latest))
@@ -252,6 +252,18 @@ r = subprocess.run([CKPT, "ls", os.path.join(wdir, "slow")], capture_output=True
 ok(r.returncode == 0 and len([l for l in r.stdout.splitlines() if l.strip()]) >= 2 and " b" in r.stdout + " ",
    "with both of its tensors")
 ok(len(events("job_start", slow)) == 1, "and only once")
+subprocess.run([CKPT, "synth", "--format", "h5", os.path.join(S, "copied.h5"), "--size", "2M", "--tensors", "4"], check=True)
+with open(os.path.join(S, "copied.h5"), "rb") as f:
+    whole = f.read()
+copied = os.path.join(wdir, "copied.h5")
+with open(copied, "wb") as f:   # a transfer that stalls half-way for longer than settle_seconds
+    f.write(whole[:len(whole) // 2])
+time.sleep(2.5)
+ok(not events("job_failed", copied) and not events("job_start", copied),
+   "a half-copied .h5 stalled past settle_seconds is 'not complete yet', not a failure")
+with open(copied, "ab") as f:
+    f.write(whole[len(whole) // 2:])
+ok(wait_for(lambda: os.path.exists(os.path.join(wdir, "copied.index")), 15), "and it converts once the copy completes")
 
 # 4. no ping-pong in the 'both' tree, and each source converted exactly once
 time.sleep(3)

@@ -59,15 +59,63 @@ int main(void)
     fputc(0, f);
   sb(b, 2, 1);
   fwrite(b, 1, 32, f);
+  for (int i = 0; i < 32; i++) /* the rest of a superblock */
+    fputc(0, f);
   fclose(f);
-  ok(ck_h5_probe_busy(path) == 1, "a busy superblock after a 512-byte user block is found");
+  {
+    char why[300] = "";
+    ok(ck_h5_probe_busy(path, why, sizeof(why)) == 1 && strstr(why, "writer has it open"),
+       "a busy superblock after a 512-byte user block is found: %s", why);
+  }
   snprintf(path, sizeof(path), "%s/none.h5", dir);
   f = fopen(path, "wb");
   fputs("not an HDF5 file at all, no signature anywhere", f);
   fclose(f);
-  ok(ck_h5_probe_busy(path) == -1, "a file without a superblock: -1");
-  ok(ck_h5_probe_busy("/nonexistent/x.h5") < 0, "a missing file: an error");
+  {
+    char why[300];
+    ok(ck_h5_probe_busy(path, why, sizeof(why)) == -1, "a file without a superblock: -1");
+    ok(ck_h5_probe_busy("/nonexistent/x.h5", why, sizeof(why)) < 0, "a missing file: an error");
+  }
   ok(ck_h5_probe_success(path) < 0, "__SUCCESS__ of a non-HDF5 file: an error code");
+  {
+    /* end-of-file addresses: version 0 at 40, version 1 at 44, versions 2/3 at 28 */
+    static const struct {
+      int version, at;
+    } e[] = { { 0, 40 }, { 1, 44 }, { 2, 28 }, { 3, 28 } };
+    for (size_t i = 0; i < sizeof(e) / sizeof(e[0]); i++) {
+      uint8_t sbb[64];
+      memset(sbb, 0, sizeof(sbb));
+      memcpy(sbb, sig, 8);
+      sbb[8] = (uint8_t)e[i].version;
+      sbb[9] = sbb[10] = sbb[13] = sbb[14] = 8;
+      sbb[e[i].at] = 0x00;
+      sbb[e[i].at + 1] = 0x40; /* 16384 */
+      ok(ck_h5_probe_eoa(sbb, sizeof(sbb)) == 16384, "v%d superblock: end-of-file address read at %d", e[i].version,
+         e[i].at);
+      ok(ck_h5_probe_eoa(sbb, (size_t)e[i].at + 7) == 0, "v%d: too few bytes: unknown", e[i].version);
+    }
+    /* a file shorter than its end-of-file address is still arriving */
+    uint8_t sbb[64];
+    char why[300] = "";
+    memset(sbb, 0, sizeof(sbb));
+    memcpy(sbb, sig, 8);
+    sbb[8] = 3;
+    sbb[9] = sbb[10] = 8;
+    sbb[28 + 1] = 0x40;
+    snprintf(path, sizeof(path), "%s/short.h5", dir);
+    f = fopen(path, "wb");
+    fwrite(sbb, 1, sizeof(sbb), f);
+    for (int i = 0; i < 1000; i++)
+      fputc(0, f);
+    fclose(f);
+    ok(ck_h5_probe_busy(path, why, sizeof(why)) == 1 && strstr(why, "1064 of the 16384 bytes"),
+       "a file shorter than its superblock's end of file: not finished (%s)", why);
+    f = fopen(path, "ab");
+    for (int i = 0; i < 16384 - 1064; i++)
+      fputc(0, f);
+    fclose(f);
+    ok(ck_h5_probe_busy(path, why, sizeof(why)) == 0, "complete once every byte is there");
+  }
 
   tu_rmtree(dir);
   free(dir);
