@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "convert.h"
 #include "fileio.h"
+#include "isolate.h"
 
 static void usage(FILE *f)
 {
@@ -57,15 +58,35 @@ static char *default_prefix(const char *dir, const char *h5)
   return p;
 }
 
+/* The conversion, run in the worker process. */
+struct job {
+  const char *src;
+  const char *prefix;
+  struct ck_cli_conv *c;
+};
+
+static int convert(void *arg)
+{
+  struct job *j = arg;
+  struct ck_convert_stats st;
+  struct ck_err err = { 0 };
+
+  if (ck_convert_h5_to_tf(j->src, j->prefix, &j->c->o, &st, &err) != 0) {
+    fprintf(stderr, "h5-to-tensorflow: %s\n", err.msg);
+    return CK_EXIT_FAIL;
+  }
+  if (!j->c->quiet)
+    ck_cli_summary(j->src, j->prefix, &st);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   static const struct option opts[] = { CK_CLI_CONV_LONGOPTS, { NULL, 0, NULL, 0 } };
   struct ck_cli_conv c = { 0 };
-  struct ck_convert_stats st;
-  struct ck_err err = { 0 };
   struct stat sb;
-  char *prefix, *index;
-  int opt, rc;
+  char *prefix, *index, *dir = NULL;
+  int opt, rc = CK_EXIT_FAIL;
 
   signal(SIGXFSZ, SIG_IGN);
   while ((opt = getopt_long(argc, argv, CK_CLI_CONV_SHORT, opts, NULL)) != -1) {
@@ -92,22 +113,26 @@ int main(int argc, char **argv)
   else
     prefix = strdup(argv[optind + 1]);
   index = prefix ? ck_asprintf("%s.index", prefix) : NULL;
-  if (index && !c.force && access(index, F_OK) == 0) {
+  if (index == NULL || (dir = ck_dirname(prefix)) == NULL) {
+    fprintf(stderr, "h5-to-tensorflow: out of memory\n");
+    goto out;
+  }
+  if (!c.force && access(index, F_OK) == 0) {
     fprintf(stderr, "h5-to-tensorflow: %s exists (use --force to replace it)\n", index);
-    free(index);
-    free(prefix);
-    return CK_EXIT_FAIL;
+    goto out;
   }
   if (!c.quiet)
     c.o.progress = ck_cli_progress;
-  rc = ck_convert_h5_to_tf(argv[optind], prefix, &c.o, &st, &err);
-  if (rc != 0)
-    fprintf(stderr, "h5-to-tensorflow: %s\n", err.msg);
-  else if (!c.quiet)
-    ck_cli_summary(argv[optind], prefix, &st);
+  {
+    struct job j = { argv[optind], prefix, &c };
+    const char *dirs[] = { dir, NULL };
+    rc = ck_isolate_run(convert, &j, argv[optind], dirs);
+  }
+out:
   for (size_t i = 0; i < c.o.nrules; i++)
     free((char *)c.rules[i].pattern);
+  free(dir);
   free(index);
   free(prefix);
-  return rc == 0 ? 0 : CK_EXIT_FAIL;
+  return rc;
 }

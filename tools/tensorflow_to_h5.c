@@ -14,6 +14,7 @@
 #include "convert.h"
 #include "fileio.h"
 #include "h5.h"
+#include "isolate.h"
 
 static void usage(FILE *f)
 {
@@ -44,15 +45,55 @@ static void usage(FILE *f)
           "Exit status: 0 converted, 1 conversion failed, 2 usage error.\n");
 }
 
+/* The conversion, run in the worker process. */
+struct job {
+  const char *src;
+  const char *dst;
+  struct ck_cli_conv *c;
+};
+
+static int convert(void *arg)
+{
+  struct job *j = arg;
+  struct ck_convert_stats st;
+  struct ck_err err = { 0 };
+
+  if (ck_convert_tf_to_h5(j->src, j->dst, &j->c->o, &st, &err) != 0) {
+    fprintf(stderr, "tensorflow-to-h5: %s\n", err.msg);
+    return CK_EXIT_FAIL;
+  }
+  if (!j->c->quiet)
+    ck_cli_summary(j->src, j->dst, &st);
+  return 0;
+}
+
+/* The output path: h5_path, or PREFIX.h5 inside it when it is a directory. */
+static char *output_path(const char *src, const char *dst)
+{
+  struct ck_err err = { 0 };
+  struct ck_bundle *b;
+  struct stat sb;
+  char *base, *out;
+
+  if (stat(dst, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return strdup(dst);
+  if (ck_bundle_open(src, CK_BUNDLE_INDEX_ONLY, &b, &err) != 0) {
+    fprintf(stderr, "tensorflow-to-h5: %s\n", err.msg);
+    return NULL;
+  }
+  base = ck_basename(ck_bundle_prefix(b));
+  out = base ? ck_asprintf("%s/%s.h5", dst, base) : NULL;
+  free(base);
+  ck_bundle_close(b);
+  return out;
+}
+
 int main(int argc, char **argv)
 {
   static const struct option opts[] = { CK_CLI_CONV_LONGOPTS, { NULL, 0, NULL, 0 } };
   struct ck_cli_conv c = { 0 };
-  struct ck_convert_stats st;
-  struct ck_err err = { 0 };
-  struct stat sb;
-  char *dst = NULL;
-  int opt, r;
+  char *dst = NULL, *dir = NULL;
+  int opt, r, rc = CK_EXIT_FAIL;
 
   signal(SIGXFSZ, SIG_IGN); /* a file size limit becomes EFBIG, reported and cleaned up */
   while ((opt = getopt_long(argc, argv, CK_CLI_CONV_SHORT, opts, NULL)) != -1) {
@@ -73,34 +114,21 @@ int main(int argc, char **argv)
     usage(stderr);
     return CK_EXIT_USAGE;
   }
-  if (stat(argv[optind + 1], &sb) == 0 && S_ISDIR(sb.st_mode)) {
-    struct ck_bundle *b;
-    char *base;
-    if (ck_bundle_open(argv[optind], CK_BUNDLE_INDEX_ONLY, &b, &err) != 0) {
-      fprintf(stderr, "tensorflow-to-h5: %s\n", err.msg);
-      return CK_EXIT_FAIL;
-    }
-    base = ck_basename(ck_bundle_prefix(b));
-    dst = ck_asprintf("%s/%s.h5", argv[optind + 1], base);
-    free(base);
-    ck_bundle_close(b);
-  } else {
-    dst = strdup(argv[optind + 1]);
-  }
+  if ((dst = output_path(argv[optind], argv[optind + 1])) == NULL || (dir = ck_dirname(dst)) == NULL)
+    goto out;
   if (!c.force && access(dst, F_OK) == 0) {
     fprintf(stderr, "tensorflow-to-h5: %s exists (use --force to replace it)\n", dst);
-    free(dst);
-    return CK_EXIT_FAIL;
+    goto out;
   }
   if (!c.quiet)
     c.o.progress = ck_cli_progress;
-  if (ck_convert_tf_to_h5(argv[optind], dst, &c.o, &st, &err) != 0) {
-    fprintf(stderr, "tensorflow-to-h5: %s\n", err.msg);
-    free(dst);
-    return CK_EXIT_FAIL;
+  {
+    struct job j = { argv[optind], dst, &c };
+    const char *dirs[] = { dir, NULL };
+    rc = ck_isolate_run(convert, &j, dst, dirs); /* --verify reads the new HDF5 file back */
   }
-  if (!c.quiet)
-    ck_cli_summary(argv[optind], dst, &st);
+out:
+  free(dir);
   free(dst);
-  return 0;
+  return rc;
 }
