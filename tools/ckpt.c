@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,11 +81,44 @@ static int is_h5_path(const char *path)
   return stat(path, &st) == 0 && S_ISREG(st.st_mode) && ck_h5_is_hdf5(path);
 }
 
+static int has_h5_extension(const char *path)
+{
+  const char *dot = strrchr(path, '.');
+
+  return dot && !strchr(dot, '/') &&
+         (strcasecmp(dot, ".h5") == 0 || strcasecmp(dot, ".hdf5") == 0 || strcasecmp(dot, ".mdl") == 0);
+}
+
+/* A path named like an HDF5 file that is not one, and is not a TF prefix either:
+ * say that, rather than that PATH.index is missing. */
+static int not_h5(const char *path, struct ck_err *err)
+{
+  char *index = ck_asprintf("%s.index", path);
+  struct stat st;
+  int rc = 0;
+
+  if (index == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  if (access(index, F_OK) != 0) {
+    if (stat(path, &st) != 0)
+      rc = ck_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    else if (S_ISREG(st.st_mode))
+      rc = ck_err_set(err, CK_EFORMAT, "%s: not an HDF5 file (no HDF5 signature) and not a TensorFlow checkpoint",
+                      path);
+  }
+  free(index);
+  return rc;
+}
+
 static int src_open(struct src *s, const char *path, int index_only, struct ck_err *err)
 {
+  int rc;
+
   memset(s, 0, sizeof(*s));
   if (is_h5_path(path))
     return ck_h5r_open(path, &s->r, err);
+  if (has_h5_extension(path) && (rc = not_h5(path, err)) != 0)
+    return rc;
   return ck_bundle_open(path, index_only ? CK_BUNDLE_INDEX_ONLY : 0, &s->b, err);
 }
 

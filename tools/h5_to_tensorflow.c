@@ -41,7 +41,10 @@ static void usage(FILE *f)
           "Reads ckptd's own files, Cerebras legacy and 0.5 checkpoints (a 0.5 file without\n"
           "__SUCCESS__ is refused), and plain h5py / Keras trees; datasets that are not tensors\n"
           "are skipped and counted. Tensors keep the file's creation order. Data files are\n"
-          "renamed into place first, the .index last, then the `checkpoint` file is updated.\n"
+          "renamed into place first, the .index last, then the `checkpoint` file is updated;\n"
+          "a `checkpoint` file that cannot be parsed is left alone with a warning (the bundle is\n"
+          "still published, exit 0). An output that is the source file (a hard link, another\n"
+          "name) is refused, with or without --force.\n"
           "Exit status: 0 converted, 1 conversion failed, 2 usage error.\n");
 }
 
@@ -75,9 +78,32 @@ static int convert(void *arg)
     fprintf(stderr, "h5-to-tensorflow: %s\n", err.msg);
     return CK_EXIT_FAIL;
   }
+  if (st.warning[0])
+    fprintf(stderr, "h5-to-tensorflow: warning: %s\n", st.warning);
   if (!j->c->quiet)
     ck_cli_summary(j->src, j->prefix, &st);
   return 0;
+}
+
+/* --force must never turn the output into the source: refuse an output file (one of
+ * the bundle's, or the directory's `checkpoint` file) that is the source file. */
+static int is_source(const char *path, void *src)
+{
+  if (!ck_cli_same_file(src, path))
+    return 0;
+  fprintf(stderr, "h5-to-tensorflow: %s is the source file %s: refusing to replace the source\n", path, (char *)src);
+  return 1;
+}
+
+static int replaces_source(const char *src, const char *prefix, const char *dir, int checkpoint_file)
+{
+  char *state = checkpoint_file ? ck_path_join(dir, "checkpoint") : NULL;
+  int rc = ck_cli_each_bundle_file(prefix, is_source, (void *)src);
+
+  if (rc == 0 && state)
+    rc = is_source(state, (void *)src);
+  free(state);
+  return rc;
 }
 
 int main(int argc, char **argv)
@@ -117,6 +143,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "h5-to-tensorflow: out of memory\n");
     goto out;
   }
+  if (replaces_source(argv[optind], prefix, dir, !c.o.no_checkpoint_file))
+    goto out;
   if (!c.force && access(index, F_OK) == 0) {
     fprintf(stderr, "h5-to-tensorflow: %s exists (use --force to replace it)\n", index);
     goto out;

@@ -41,7 +41,8 @@ static void usage(FILE *f)
           "  -q, --quiet           no progress bar and no summary line\n"
           "\n"
           "Every tensor's crc32c is verified while reading. The output is written under a\n"
-          "temporary name and renamed only when complete; on failure nothing is left.\n"
+          "temporary name and renamed only when complete; on failure nothing is left. An\n"
+          "h5_path that is one of the source's files is refused, with or without --force.\n"
           "Exit status: 0 converted, 1 conversion failed, 2 usage error.\n");
 }
 
@@ -67,32 +68,53 @@ static int convert(void *arg)
   return 0;
 }
 
-/* The output path: h5_path, or PREFIX.h5 inside it when it is a directory. */
-static char *output_path(const char *src, const char *dst)
+/* The source's prefix (NULL if its index cannot be read: the conversion will say
+ * why), and the output path: h5_path, or PREFIX.h5 inside it when it is a directory. */
+static int paths(const char *src, const char *dst, char **prefix, char **out)
 {
   struct ck_err err = { 0 };
-  struct ck_bundle *b;
+  struct ck_bundle *b = NULL;
   struct stat sb;
-  char *base, *out;
+  char *base;
+  int is_dir = stat(dst, &sb) == 0 && S_ISDIR(sb.st_mode);
 
-  if (stat(dst, &sb) != 0 || !S_ISDIR(sb.st_mode))
-    return strdup(dst);
-  if (ck_bundle_open(src, CK_BUNDLE_INDEX_ONLY, &b, &err) != 0) {
+  *prefix = *out = NULL;
+  if (ck_bundle_open(src, CK_BUNDLE_INDEX_ONLY, &b, &err) != 0 && is_dir) {
     fprintf(stderr, "tensorflow-to-h5: %s\n", err.msg);
-    return NULL;
+    return -1;
   }
-  base = ck_basename(ck_bundle_prefix(b));
-  out = base ? ck_asprintf("%s/%s.h5", dst, base) : NULL;
-  free(base);
+  if (b && (*prefix = strdup(ck_bundle_prefix(b))) == NULL)
+    goto oom;
+  if (!is_dir)
+    *out = strdup(dst);
+  else if ((base = ck_basename(*prefix)) != NULL) {
+    *out = ck_asprintf("%s/%s.h5", dst, base);
+    free(base);
+  }
+  if (*out == NULL)
+    goto oom;
   ck_bundle_close(b);
-  return out;
+  return 0;
+oom:
+  fprintf(stderr, "tensorflow-to-h5: out of memory\n");
+  ck_bundle_close(b);
+  return -1;
+}
+
+/* --force must never turn the output into the source: refuse a dst that is one of its files. */
+static int is_source(const char *path, void *dst)
+{
+  if (!ck_cli_same_file(path, dst))
+    return 0;
+  fprintf(stderr, "tensorflow-to-h5: %s is the source file %s: refusing to replace the source\n", (char *)dst, path);
+  return 1;
 }
 
 int main(int argc, char **argv)
 {
   static const struct option opts[] = { CK_CLI_CONV_LONGOPTS, { NULL, 0, NULL, 0 } };
   struct ck_cli_conv c = { 0 };
-  char *dst = NULL, *dir = NULL;
+  char *dst = NULL, *dir = NULL, *prefix = NULL;
   int opt, r, rc = CK_EXIT_FAIL;
 
   signal(SIGXFSZ, SIG_IGN); /* a file size limit becomes EFBIG, reported and cleaned up */
@@ -114,7 +136,9 @@ int main(int argc, char **argv)
     usage(stderr);
     return CK_EXIT_USAGE;
   }
-  if ((dst = output_path(argv[optind], argv[optind + 1])) == NULL || (dir = ck_dirname(dst)) == NULL)
+  if (paths(argv[optind], argv[optind + 1], &prefix, &dst) != 0 || (dir = ck_dirname(dst)) == NULL)
+    goto out;
+  if (prefix && ck_cli_each_bundle_file(prefix, is_source, dst) != 0)
     goto out;
   if (!c.force && access(dst, F_OK) == 0) {
     fprintf(stderr, "tensorflow-to-h5: %s exists (use --force to replace it)\n", dst);
@@ -128,6 +152,7 @@ int main(int argc, char **argv)
     rc = ck_isolate_run(convert, &j, dst, dirs); /* --verify reads the new HDF5 file back */
   }
 out:
+  free(prefix);
   free(dir);
   free(dst);
   return rc;
