@@ -101,6 +101,21 @@ got=$(sed -n 's/.*: [0-9]* tensors, \([0-9]*\) bytes.*/\1/p' "$T/sum")
 want=$($CKPT ls --format tsv "$T/h5/out" | awk -F'\t' 'NR > 1 { s += $4 } END { print s }')
 [ -n "$got" ] && [ "$got" = "$want" ]; ok $? "h5-to-tensorflow summary counts string bytes ($got = $want)"
 
+# ---- issue 7, item 6: the default build is hardened (stack protector, PIE, RELRO, BIND_NOW) ----
+if grep -q 'define CK_HARDENING_DISABLED 1' "$TOOLS/../config.h" 2>/dev/null; then
+  n=$((n + 1)); echo "ok $n - # SKIP configured with --disable-hardening"
+elif ! command -v readelf >/dev/null 2>&1; then
+  n=$((n + 1)); echo "ok $n - # SKIP readelf (binutils) not installed"
+else
+  for b in "$TOOLS/ckpt" "$TOOLS/tensorflow-to-h5" "$TOOLS/h5-to-tensorflow" "$TOOLS/../daemon/ckptd"; do
+    [ -f "$b" ] || continue
+    readelf -s "$b" | grep -q '__stack_chk_fail'; ok $? "$b: has a stack protector (__stack_chk_fail)"
+    readelf -h "$b" | grep -q 'Type: *DYN'; ok $? "$b: is PIE (ELF type DYN)"
+    readelf -l "$b" | grep -q 'GNU_RELRO' && readelf -d "$b" | grep -qE 'BIND_NOW|FLAGS_1.* NOW'
+    ok $? "$b: full RELRO (GNU_RELRO and BIND_NOW)"
+  done
+fi
+
 # the systemd unit (built by make): valid to systemd-analyze, and locked down
 if command -v systemd-analyze >/dev/null 2>&1 && [ -f systemd/ckptd.service ]; then
   mkdir -p "$T/unit"
