@@ -52,6 +52,12 @@ fi
 $CKPT synth "$T/s" --size 3M --tensors 30 --shard-size 1M >/dev/null && $CKPT verify "$T/s" >/dev/null
 ok $? "synth with --shard-size verifies"
 ls "$T"/s.data-*-of-* | wc -l | grep -qv '^1$'; ok $? "synth --shard-size made several shards"
+# ckpt diff's error paths free everything (a leak shows as a sanitizer report and exit 23)
+$CKPT diff "$T/m" "$T/s" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q 'crc32c mismatch' "$T/err" && ! grep -q 'Sanitizer' "$T/err"
+ok $? "diff with a corrupt A: exit 2, no leak ($rc: $(grep -m1 -E 'Sanitizer|mismatch' "$T/err"))"
+$CKPT diff "$T/s" "$T/m" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && ! grep -q 'Sanitizer' "$T/err"; ok $? "diff with a corrupt B: exit 2, no leak ($rc)"
 # ---- issue 7, item 11: an output is never the source, even with --force ----
 TOOLS=$(dirname "$CKPT")
 $CKPT synth "$T/src" --size 256K --tensors 6 --dtypes float32,string >/dev/null
