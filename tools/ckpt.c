@@ -59,7 +59,8 @@ static void usage(FILE *f)
           "\n"
           "PATH is an .h5 file, a TF checkpoint prefix (dir/model.ckpt-100), its .index file,\n"
           "or a directory: its `checkpoint` file's latest, else its only *.index.\n"
-          "Exit codes: 0 success, 1 bad or missing checkpoint (or differences), 2 usage.\n");
+          "Exit codes: 0 success, 1 bad or missing checkpoint (or differences; also a file that\n"
+          "crashes libhdf5: the work runs in a child process), 2 usage, 128+N on signal N.\n");
 }
 
 static double now(void)

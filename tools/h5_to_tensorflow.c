@@ -45,7 +45,9 @@ static void usage(FILE *f)
           "a `checkpoint` file that cannot be parsed is left alone with a warning (the bundle is\n"
           "still published, exit 0). An output that is the source file (a hard link, another\n"
           "name) is refused, with or without --force.\n"
-          "Exit status: 0 converted, 1 conversion failed, 2 usage error.\n");
+          "Exit status: 0 converted, 1 conversion failed (also when libhdf5 crashes on a corrupt\n"
+          "file: the work runs in a child process), 2 usage error, 128+N on signal N (SIGINT,\n"
+          "SIGTERM, SIGHUP), after removing the temporaries.\n");
 }
 
 static char *default_prefix(const char *dir, const char *h5)

@@ -141,6 +141,10 @@ static int outcome(const siginfo_t *si, int stopped_by, const char *what)
 
   if (stopped_by)
     return 128 + stopped_by;
+  if (si->si_pid == 0) { /* someone else reaped it: we cannot tell how it ended */
+    fprintf(stderr, "%s: %s: lost track of the worker process\n", program_invocation_short_name, what);
+    return 1;
+  }
   if (si->si_code == CLD_EXITED)
     return si->si_status;
   if (is_request(sig))

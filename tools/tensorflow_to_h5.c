@@ -43,7 +43,9 @@ static void usage(FILE *f)
           "Every tensor's crc32c is verified while reading. The output is written under a\n"
           "temporary name and renamed only when complete; on failure nothing is left. An\n"
           "h5_path that is one of the source's files is refused, with or without --force.\n"
-          "Exit status: 0 converted, 1 conversion failed, 2 usage error.\n");
+          "Exit status: 0 converted, 1 conversion failed (also when libhdf5 crashes on a corrupt\n"
+          "file: the work runs in a child process), 2 usage error, 128+N on signal N (SIGINT,\n"
+          "SIGTERM, SIGHUP), after removing the temporaries.\n");
 }
 
 /* The conversion, run in the worker process. */
