@@ -37,6 +37,7 @@ struct ck_convert_stats {
   uint64_t bytes;     /* tensor bytes moved */
   double seconds;
   size_t skipped;     /* HDF5 leaves that were not tensors */
+  char warning[CK_ERR_MSG_MAX + 256]; /* HDF5 -> TF: why the `checkpoint` file was left alone ("" if it was not) */
 };
 
 /* TF bundle (prefix, .index, or directory) -> HDF5 file at dst. */

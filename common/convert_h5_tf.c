@@ -107,6 +107,36 @@ static void unpublish(const char *prefix)
   ck_bundle_close(b);
 }
 
+/* Whether the directory's `checkpoint` file can be updated: a malformed one is left
+ * alone, with a warning, and decided before anything is published so that the
+ * outcome does not depend on it (the bundle is complete either way). */
+static int state_usable(const char *dir, struct ck_convert_stats *st)
+{
+  struct ck_ckptstate cs;
+  struct ck_err e = { 0 };
+  int rc = ck_ckptstate_read(dir, &cs, &e);
+
+  if (rc == 0)
+    ck_ckptstate_free(&cs);
+  if (rc == 0 || rc == CK_ENOTFOUND)
+    return 1;
+  snprintf(st->warning, sizeof(st->warning), "%s; the `checkpoint` file was left alone", e.msg);
+  return 0;
+}
+
+/* Name the new bundle in the `checkpoint` file. The bundle is published by now, so
+ * a failure here is a warning, not a failed conversion. */
+static void update_state(const char *dir, const char *prefix, struct ck_convert_stats *st)
+{
+  struct ck_err e = { 0 };
+  char *base = ck_basename(prefix);
+
+  if (base == NULL || ck_ckptstate_add(dir, base, &e) != 0)
+    snprintf(st->warning, sizeof(st->warning), "%.200s/checkpoint: not updated: %s", dir,
+             base ? e.msg : "out of memory");
+  free(base);
+}
+
 int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck_convert_opts *o,
                         struct ck_convert_stats *st, struct ck_err *err)
 {
@@ -118,16 +148,20 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   struct ck_h5r *r = NULL;
   size_t bufsize;
   uint8_t *buf = NULL;
+  char *dir = NULL;
   double t0 = ck_now();
-  int rc;
+  int rc, state;
 
   o = o ? o : &defaults;
   st = st ? st : &local;
   memset(st, 0, sizeof(*st));
   c.o = o;
   bufsize = o->buffer_size ? o->buffer_size : CK_CONVERT_DEFAULT_BUFFER;
+  if ((dir = ck_dirname(dst_prefix)) == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  state = !o->no_checkpoint_file && state_usable(dir, st);
   if ((rc = ck_h5r_open(src, &r, err)) != 0)
-    return rc;
+    goto out;
   if ((rc = ck_srcid_add(&id, src, err)) != 0)
     goto out;
   if ((buf = malloc(bufsize)) == NULL) {
@@ -152,8 +186,8 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
     const struct ck_h5_tensor *t = ck_h5r_tensor(r, i);
     rc = one_tensor(&c, r, t, buf, bufsize, err);
     st->tensors++;
-    st->bytes += ck_dtype_size(t->dtype) ? t->nelem * ck_dtype_size(t->dtype) : 0;
   }
+  st->bytes = atomic_load(&c.prog.done); /* every byte written, strings' and variants' too */
   if (rc == 0)
     rc = ck_srcid_check(&id, err);
   if (rc != 0) {
@@ -166,12 +200,8 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
     unpublish(dst_prefix);
     goto out;
   }
-  if (!o->no_checkpoint_file) {
-    char *dir = ck_dirname(dst_prefix), *base = ck_basename(dst_prefix);
-    rc = dir && base ? ck_ckptstate_add(dir, base, err) : ck_err_set(err, -ENOMEM, "out of memory");
-    free(dir);
-    free(base);
-  }
+  if (state)
+    update_state(dir, dst_prefix, st);
 out:
   st->skipped = r ? ck_h5r_skipped_count(r) : 0;
   ck_progress_done(&c.prog);
@@ -179,5 +209,6 @@ out:
   ck_srcid_free(&id);
   ck_h5r_close(r);
   free(buf);
+  free(dir);
   return rc;
 }

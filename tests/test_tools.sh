@@ -52,6 +52,76 @@ fi
 $CKPT synth "$T/s" --size 3M --tensors 30 --shard-size 1M >/dev/null && $CKPT verify "$T/s" >/dev/null
 ok $? "synth with --shard-size verifies"
 ls "$T"/s.data-*-of-* | wc -l | grep -qv '^1$'; ok $? "synth --shard-size made several shards"
+# ckpt diff's error paths free everything (a leak shows as a sanitizer report and exit 23)
+$CKPT diff "$T/m" "$T/s" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q 'crc32c mismatch' "$T/err" && ! grep -q 'Sanitizer' "$T/err"
+ok $? "diff with a corrupt A: exit 2, no leak ($rc: $(grep -m1 -E 'Sanitizer|mismatch' "$T/err"))"
+$CKPT diff "$T/s" "$T/m" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && ! grep -q 'Sanitizer' "$T/err"; ok $? "diff with a corrupt B: exit 2, no leak ($rc)"
+# ---- issue 7, item 11: an output is never the source, even with --force ----
+TOOLS=$(dirname "$CKPT")
+$CKPT synth "$T/src" --size 256K --tensors 6 --dtypes float32,string >/dev/null
+sum0=$(cat "$T/src.index" "$T/src.data-00000-of-00001" | cksum)
+$TOOLS/tensorflow-to-h5 -q --force "$T/src" "$T/src.index" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "$T/src.index is the source file $T/src.index" "$T/err"
+ok $? "tensorflow-to-h5 --force P P.index: exit 1 naming both ($rc: $(head -c 200 "$T/err"))"
+ln "$T/src.data-00000-of-00001" "$T/link.h5"
+$TOOLS/tensorflow-to-h5 -q --force "$T/src" "$T/link.h5" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "link.h5 is the source file $T/src.data-00000-of-00001" "$T/err"
+ok $? "tensorflow-to-h5 --force onto a hard link of a data file: exit 1 ($rc)"
+[ "$(cat "$T/src.index" "$T/src.data-00000-of-00001" | cksum)" = "$sum0" ]; ok $? "the TF source is unchanged"
+$TOOLS/tensorflow-to-h5 -q "$T/src" "$T/src.h5"; ok $? "convert the source to HDF5"
+hsum=$(cksum <"$T/src.h5")
+mkdir -p "$T/h1" "$T/h2" "$T/h3"
+ln "$T/src.h5" "$T/h1/out.index"
+$TOOLS/h5-to-tensorflow -q --force "$T/src.h5" "$T/h1/out" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "h1/out.index is the source file $T/src.h5" "$T/err"
+ok $? "h5-to-tensorflow --force onto a prefix whose .index is the source: exit 1 ($rc)"
+ln "$T/src.h5" "$T/h2/out.data-00000-of-00001"
+$TOOLS/h5-to-tensorflow -q --force "$T/src.h5" "$T/h2/out" 2>/dev/null; rc=$?
+[ $rc -eq 1 ]; ok $? "h5-to-tensorflow --force onto a prefix whose data file is the source: exit 1 ($rc)"
+ln "$T/src.h5" "$T/h3/checkpoint"
+$TOOLS/h5-to-tensorflow -q "$T/src.h5" "$T/h3/out" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "h3/checkpoint is the source file" "$T/err"
+ok $? "h5-to-tensorflow into a directory whose checkpoint file is the source: exit 1 ($rc)"
+[ "$(cksum <"$T/src.h5")" = "$hsum" ] && [ ! -e "$T/h3/out.index" ]; ok $? "the HDF5 source is unchanged, nothing written"
+# a malformed `checkpoint` file: warned about and left alone; the bundle is published, exit 0
+mkdir -p "$T/h4"
+printf 'model_checkpoint_path: "a"\nthis is { not a checkpoint state\n' >"$T/h4/checkpoint"
+csum=$(cksum <"$T/h4/checkpoint")
+$TOOLS/h5-to-tensorflow -q "$T/src.h5" "$T/h4/out" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ]; ok $? "malformed checkpoint file: h5-to-tensorflow exits 0 ($rc: $(head -c 200 "$T/err"))"
+grep -q "warning: .*h4/checkpoint.*left alone" "$T/err"; ok $? "it warns naming the checkpoint file"
+[ "$(cksum <"$T/h4/checkpoint")" = "$csum" ] && $CKPT verify "$T/h4/out" >/dev/null
+ok $? "the checkpoint file is untouched and the bundle is published and verifies"
+
+# ---- issue 7, item 12 ----
+echo 'not hdf5' >"$T/x.h5"
+$CKPT ls "$T/x.h5" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "x.h5: not an HDF5 file (no HDF5 signature) and not a TensorFlow checkpoint" "$T/err"
+ok $? "ls of a non-HDF5 .h5 file says so ($(head -c 200 "$T/err"))"
+# the summary counts every byte written, strings' too: equal to what ls counts in the output
+mkdir -p "$T/h5"
+$TOOLS/h5-to-tensorflow --no-checkpoint-file "$T/src.h5" "$T/h5/out" >"$T/sum"
+got=$(sed -n 's/.*: [0-9]* tensors, \([0-9]*\) bytes.*/\1/p' "$T/sum")
+want=$($CKPT ls --format tsv "$T/h5/out" | awk -F'\t' 'NR > 1 { s += $4 } END { print s }')
+[ -n "$got" ] && [ "$got" = "$want" ]; ok $? "h5-to-tensorflow summary counts string bytes ($got = $want)"
+
+# ---- issue 7, item 6: the default build is hardened (stack protector, PIE, RELRO, BIND_NOW) ----
+if grep -q 'define CK_HARDENING_DISABLED 1' "$TOOLS/../config.h" 2>/dev/null; then
+  n=$((n + 1)); echo "ok $n - # SKIP configured with --disable-hardening"
+elif ! command -v readelf >/dev/null 2>&1; then
+  n=$((n + 1)); echo "ok $n - # SKIP readelf (binutils) not installed"
+else
+  for b in "$TOOLS/ckpt" "$TOOLS/tensorflow-to-h5" "$TOOLS/h5-to-tensorflow" "$TOOLS/../daemon/ckptd"; do
+    [ -f "$b" ] || continue
+    readelf -s "$b" | grep -q '__stack_chk_fail'; ok $? "$b: has a stack protector (__stack_chk_fail)"
+    readelf -h "$b" | grep -q 'Type: *DYN'; ok $? "$b: is PIE (ELF type DYN)"
+    readelf -l "$b" | grep -q 'GNU_RELRO' && readelf -d "$b" | grep -qE 'BIND_NOW|FLAGS_1.* NOW'
+    ok $? "$b: full RELRO (GNU_RELRO and BIND_NOW)"
+  done
+fi
+
 # the systemd unit (built by make): valid to systemd-analyze, and locked down
 if command -v systemd-analyze >/dev/null 2>&1 && [ -f systemd/ckptd.service ]; then
   mkdir -p "$T/unit"

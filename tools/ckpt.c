@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "error.h"
 #include "fileio.h"
 #include "h5.h"
+#include "isolate.h"
 #include "synth.h"
 
 #define VERIFY_BUF (256u << 10) /* pread + crc in L2-sized pieces: fastest measured */
@@ -57,7 +59,8 @@ static void usage(FILE *f)
           "\n"
           "PATH is an .h5 file, a TF checkpoint prefix (dir/model.ckpt-100), its .index file,\n"
           "or a directory: its `checkpoint` file's latest, else its only *.index.\n"
-          "Exit codes: 0 success, 1 bad or missing checkpoint (or differences), 2 usage.\n");
+          "Exit codes: 0 success, 1 bad or missing checkpoint (or differences; also a file that\n"
+          "crashes libhdf5: the work runs in a child process), 2 usage, 128+N on signal N.\n");
 }
 
 static double now(void)
@@ -79,11 +82,44 @@ static int is_h5_path(const char *path)
   return stat(path, &st) == 0 && S_ISREG(st.st_mode) && ck_h5_is_hdf5(path);
 }
 
+static int has_h5_extension(const char *path)
+{
+  const char *dot = strrchr(path, '.');
+
+  return dot && !strchr(dot, '/') &&
+         (strcasecmp(dot, ".h5") == 0 || strcasecmp(dot, ".hdf5") == 0 || strcasecmp(dot, ".mdl") == 0);
+}
+
+/* A path named like an HDF5 file that is not one, and is not a TF prefix either:
+ * say that, rather than that PATH.index is missing. */
+static int not_h5(const char *path, struct ck_err *err)
+{
+  char *index = ck_asprintf("%s.index", path);
+  struct stat st;
+  int rc = 0;
+
+  if (index == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  if (access(index, F_OK) != 0) {
+    if (stat(path, &st) != 0)
+      rc = ck_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    else if (S_ISREG(st.st_mode))
+      rc = ck_err_set(err, CK_EFORMAT, "%s: not an HDF5 file (no HDF5 signature) and not a TensorFlow checkpoint",
+                      path);
+  }
+  free(index);
+  return rc;
+}
+
 static int src_open(struct src *s, const char *path, int index_only, struct ck_err *err)
 {
+  int rc;
+
   memset(s, 0, sizeof(*s));
   if (is_h5_path(path))
     return ck_h5r_open(path, &s->r, err);
+  if (has_h5_extension(path) && (rc = not_h5(path, err)) != 0)
+    return rc;
   return ck_bundle_open(path, index_only ? CK_BUNDLE_INDEX_ONLY : 0, &s->b, err);
 }
 
@@ -207,30 +243,22 @@ static void ls_row(const char *format, const struct tinfo *t, int first)
   }
 }
 
-static int cmd_ls(int argc, char **argv)
+struct ls_args {
+  const char *path;
+  const char *format;
+};
+
+static int ls_body(void *arg)
 {
-  static const struct option opts[] = { { "format", required_argument, NULL, 'f' },
-                                        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-  const char *format = "text";
+  const struct ls_args *a = arg;
+  const char *format = a->format;
   struct src s;
   struct ck_err err = { 0 };
-  int c, first = 1;
+  int first = 1;
   uint64_t total = 0;
   size_t shown = 0;
 
-  while ((c = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
-    if (c == 'f')
-      format = optarg;
-    else {
-      usage(c == 'h' ? stdout : stderr);
-      return c == 'h' ? 0 : CK_EXIT_USAGE;
-    }
-  }
-  if (optind + 1 != argc || (strcmp(format, "text") && strcmp(format, "tsv") && strcmp(format, "json"))) {
-    usage(stderr);
-    return CK_EXIT_USAGE;
-  }
-  if (src_open(&s, argv[optind], 1, &err) != 0) {
+  if (src_open(&s, a->path, 1, &err) != 0) {
     fprintf(stderr, "ckpt: %s\n", err.msg);
     return CK_EXIT_FAIL;
   }
@@ -238,7 +266,7 @@ static int cmd_ls(int argc, char **argv)
     printf("name\tdtype\tshape\tbytes\tshard\toffset\tcrc32c\n");
   if (strcmp(format, "json") == 0) {
     printf("{\"path\": ");
-    json_str((const uint8_t *)argv[optind], strlen(argv[optind]));
+    json_str((const uint8_t *)a->path, strlen(a->path));
     printf(", \"format\": \"%s\", \"tensors\": [", s.b ? "tf" : "h5");
   }
   for (size_t i = 0; i < src_count(&s); i++) {
@@ -269,6 +297,29 @@ static int cmd_ls(int argc, char **argv)
   return 0;
 }
 
+static int cmd_ls(int argc, char **argv)
+{
+  static const struct option opts[] = { { "format", required_argument, NULL, 'f' },
+                                        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+  struct ls_args a = { NULL, "text" };
+  int c;
+
+  while ((c = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
+    if (c == 'f')
+      a.format = optarg;
+    else {
+      usage(c == 'h' ? stdout : stderr);
+      return c == 'h' ? 0 : CK_EXIT_USAGE;
+    }
+  }
+  if (optind + 1 != argc || (strcmp(a.format, "text") && strcmp(a.format, "tsv") && strcmp(a.format, "json"))) {
+    usage(stderr);
+    return CK_EXIT_USAGE;
+  }
+  a.path = argv[optind];
+  return ck_isolate_run(ls_body, &a, a.path, NULL);
+}
+
 /* ---- verify ---- */
 
 static int verify_h5(struct ck_h5r *r, const char *path, uint64_t *bytes, size_t *unchecked, struct ck_err *err)
@@ -292,21 +343,59 @@ static int verify_h5(struct ck_h5r *r, const char *path, uint64_t *bytes, size_t
   return rc;
 }
 
-static int cmd_verify(int argc, char **argv)
+struct verify_args {
+  const char *path;
+  int threads;
+};
+
+static int verify_body(void *arg)
 {
-  static const struct option opts[] = { { "threads", required_argument, NULL, 't' },
-                                        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+  const struct verify_args *a = arg;
   struct src s;
   struct ck_err err = { 0 };
   uint64_t bytes = 0;
   size_t unchecked = 0, n;
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  int threads = ncpu > 4 ? 4 : ncpu < 1 ? 1 : (int)ncpu, c, rc;
   double t0 = now(), dt;
+  int rc;
+
+  if (src_open(&s, a->path, 0, &err) != 0) {
+    fprintf(stderr, "ckpt: %s\n", err.msg);
+    return CK_EXIT_FAIL;
+  }
+  if (s.b) {
+    n = ck_bundle_data_count(s.b);
+    for (size_t i = 0; i < n; i++)
+      bytes += ck_bundle_data_entry(s.b, i)->size;
+    rc = ck_bundle_verify_all(s.b, a->threads, VERIFY_BUF, &err);
+  } else {
+    n = ck_h5r_count(s.r);
+    rc = verify_h5(s.r, a->path, &bytes, &unchecked, &err);
+  }
+  dt = now() - t0;
+  if (rc != 0)
+    fprintf(stderr, "ckpt: %s\n", err.msg);
+  else if (s.b)
+    printf("%s: %zu entries, %" PRIu64 " bytes verified in %.3f s (%.1f MB/s, %d thread(s), crc32c %s)\n",
+           ck_bundle_prefix(s.b), n, bytes, dt, dt > 0 ? (double)bytes / dt / 1e6 : 0.0, a->threads,
+           ck_crc32c_impl());
+  else
+    printf("%s: %zu tensors, %" PRIu64 " bytes read in %.3f s; %zu checked against tf_crc32c, %zu without one\n",
+           a->path, n, bytes, dt, n - unchecked, unchecked);
+  src_close(&s);
+  return rc == 0 ? 0 : CK_EXIT_FAIL;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+  static const struct option opts[] = { { "threads", required_argument, NULL, 't' },
+                                        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  struct verify_args a = { NULL, ncpu > 4 ? 4 : ncpu < 1 ? 1 : (int)ncpu };
+  int c;
 
   while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
     if (c == 't' && atoi(optarg) > 0) {
-      threads = atoi(optarg);
+      a.threads = atoi(optarg);
     } else {
       usage(c == 'h' ? stdout : stderr);
       return c == 'h' ? 0 : CK_EXIT_USAGE;
@@ -316,30 +405,8 @@ static int cmd_verify(int argc, char **argv)
     usage(stderr);
     return CK_EXIT_USAGE;
   }
-  if (src_open(&s, argv[optind], 0, &err) != 0) {
-    fprintf(stderr, "ckpt: %s\n", err.msg);
-    return CK_EXIT_FAIL;
-  }
-  if (s.b) {
-    n = ck_bundle_data_count(s.b);
-    for (size_t i = 0; i < n; i++)
-      bytes += ck_bundle_data_entry(s.b, i)->size;
-    rc = ck_bundle_verify_all(s.b, threads, VERIFY_BUF, &err);
-  } else {
-    n = ck_h5r_count(s.r);
-    rc = verify_h5(s.r, argv[optind], &bytes, &unchecked, &err);
-  }
-  dt = now() - t0;
-  if (rc != 0)
-    fprintf(stderr, "ckpt: %s\n", err.msg);
-  else if (s.b)
-    printf("%s: %zu entries, %" PRIu64 " bytes verified in %.3f s (%.1f MB/s, %d thread(s), crc32c %s)\n",
-           ck_bundle_prefix(s.b), n, bytes, dt, dt > 0 ? (double)bytes / dt / 1e6 : 0.0, threads, ck_crc32c_impl());
-  else
-    printf("%s: %zu tensors, %" PRIu64 " bytes read in %.3f s; %zu checked against tf_crc32c, %zu without one\n",
-           argv[optind], n, bytes, dt, n - unchecked, unchecked);
-  src_close(&s);
-  return rc == 0 ? 0 : CK_EXIT_FAIL;
+  a.path = argv[optind];
+  return ck_isolate_run(verify_body, &a, a.path, NULL);
 }
 
 /* ---- diff ---- */
@@ -390,42 +457,22 @@ static int same_shape(const struct tinfo *a, const struct tinfo *b)
   return a->rank == b->rank && (a->rank == 0 || memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank) == 0);
 }
 
-static int cmd_diff(int argc, char **argv)
+/* Print the differences of two collected listings; returns how many. */
+static size_t diff_report(const struct dent *da, size_t na, const struct dent *db, size_t nb)
 {
-  struct src a, b;
-  struct ck_err err = { 0 };
-  struct dent *da = NULL, *db = NULL;
-  size_t na = 0, nb = 0, i = 0, j = 0, ndiff = 0;
+  size_t i = 0, j = 0, ndiff = 0;
   char name[1024], sa[256], sb[256];
 
-  if (argc != 3 || argv[1][0] == '-') {
-    usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
-    return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : CK_EXIT_USAGE;
-  }
-  if (src_open(&a, argv[1], 0, &err) != 0 || collect(&a, &da, &na, &err) != 0) {
-    fprintf(stderr, "ckpt diff: %s\n", err.msg);
-    return CK_EXIT_USAGE;
-  }
-  if (src_open(&b, argv[2], 0, &err) != 0 || collect(&b, &db, &nb, &err) != 0) {
-    fprintf(stderr, "ckpt diff: %s\n", err.msg);
-    free(da);
-    src_close(&a);
-    return CK_EXIT_USAGE;
-  }
   while (i < na || j < nb) {
     int c = i == na ? 1 : j == nb ? -1 : cmp_dent(&da[i], &db[j]);
-    if (c < 0) {
-      name_str(&da[i].t, name, sizeof(name));
-      printf("only in A: %s\n", name);
-      i++;
+    if (c != 0) {
+      name_str(c < 0 ? &da[i].t : &db[j].t, name, sizeof(name));
+      printf("only in %s: %s\n", c < 0 ? "A" : "B", name);
       ndiff++;
-      continue;
-    }
-    if (c > 0) {
-      name_str(&db[j].t, name, sizeof(name));
-      printf("only in B: %s\n", name);
-      j++;
-      ndiff++;
+      if (c < 0)
+        i++;
+      else
+        j++;
       continue;
     }
     name_str(&da[i].t, name, sizeof(name));
@@ -444,15 +491,61 @@ static int cmd_diff(int argc, char **argv)
     i++;
     j++;
   }
+  return ndiff;
+}
+
+struct diff_args {
+  const char *a;
+  const char *b;
+};
+
+static int diff_body(void *arg)
+{
+  const struct diff_args *p = arg;
+  struct src a = { 0 }, b = { 0 };
+  struct ck_err err = { 0 };
+  struct dent *da = NULL, *db = NULL;
+  size_t na = 0, nb = 0, ndiff;
+  int rc = CK_EXIT_USAGE;
+
+  if (src_open(&a, p->a, 0, &err) != 0 || collect(&a, &da, &na, &err) != 0 || src_open(&b, p->b, 0, &err) != 0 ||
+      collect(&b, &db, &nb, &err) != 0) {
+    fprintf(stderr, "ckpt diff: %s\n", err.msg);
+    goto out;
+  }
+  ndiff = diff_report(da, na, db, nb);
   if (ndiff == 0)
     printf("same: %zu tensors, equal names, dtypes, shapes and data\n", na);
   else
     printf("%zu difference(s)\n", ndiff);
+  rc = ndiff ? CK_EXIT_FAIL : 0;
+out:
   free(da);
   free(db);
   src_close(&a);
   src_close(&b);
-  return ndiff ? CK_EXIT_FAIL : 0;
+  return rc;
+}
+
+static int cmd_diff(int argc, char **argv)
+{
+  struct diff_args p;
+  char *what;
+  int rc;
+
+  if (argc != 3 || argv[1][0] == '-') {
+    usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+    return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : CK_EXIT_USAGE;
+  }
+  p = (struct diff_args){ argv[1], argv[2] };
+  /* a crash can only come from an HDF5 input: name those (both if both are) */
+  if (is_h5_path(p.a) && is_h5_path(p.b))
+    what = ck_asprintf("%s or %s", p.a, p.b);
+  else
+    what = strdup(is_h5_path(p.b) ? p.b : p.a);
+  rc = ck_isolate_run(diff_body, &p, what ? what : p.a, NULL);
+  free(what);
+  return rc;
 }
 
 /* ---- status ---- */
@@ -585,6 +678,26 @@ static int synth_h5(const char *out, const struct ck_synth_opts *so, const struc
   return rc;
 }
 
+struct synth_args {
+  const char *out;
+  const struct ck_synth_opts *so;
+  const struct ck_convert_opts *co;
+  int h5;
+};
+
+static int synth_body(void *arg)
+{
+  const struct synth_args *a = arg;
+  struct ck_err err = { 0 };
+  int rc = a->h5 ? synth_h5(a->out, a->so, a->co, &err) : ck_synth_tf(a->out, a->so, &err);
+
+  if (rc != 0) {
+    fprintf(stderr, "ckpt synth: %s\n", err.msg);
+    return CK_EXIT_FAIL;
+  }
+  return 0;
+}
+
 static int cmd_synth(int argc, char **argv)
 {
   static const struct option opts[] = {
@@ -596,7 +709,6 @@ static int cmd_synth(int argc, char **argv)
   };
   struct ck_synth_opts o = { .total_bytes = 1u << 20, .tensors = 16, .spread = 100, .seed = 1 };
   struct ck_cli_conv cv = { 0 };
-  struct ck_err err = { 0 };
   int dtypes[64], c, h5 = 0, rc;
 
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -635,12 +747,14 @@ static int cmd_synth(int argc, char **argv)
   }
   if (optind + 1 != argc || o.tensors == 0)
     goto bad;
-  rc = h5 ? synth_h5(argv[optind], &o, &cv.o, &err) : ck_synth_tf(argv[optind], &o, &err);
-  if (rc != 0) {
-    fprintf(stderr, "ckpt synth: %s\n", err.msg);
-    return CK_EXIT_FAIL;
+  {
+    struct synth_args a = { argv[optind], &o, &cv.o, h5 };
+    char *dir = ck_dirname(a.out);
+    const char *dirs[] = { dir, NULL };
+    rc = dir ? ck_isolate_run(synth_body, &a, a.out, dirs) : CK_EXIT_FAIL;
+    free(dir);
+    return rc;
   }
-  return 0;
 bad:
   usage(stderr);
   return CK_EXIT_USAGE;

@@ -1,13 +1,16 @@
 /* Command-line helpers. */
 #include "config.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "fileio.h"
 #include "h5.h"
 #include "util.h"
 
@@ -44,6 +47,45 @@ void ck_cli_summary(const char *src, const char *dst, const struct ck_convert_st
   if (st->skipped)
     printf(", %zu non-tensor leaves skipped", st->skipped);
   printf("\n");
+}
+
+int ck_cli_same_file(const char *a, const char *b)
+{
+  struct stat sa, sb;
+
+  if (stat(a, &sa) != 0)
+    return 0;
+  if (stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino)
+    return 1;
+  return lstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* name is base + ".index" or base + ".data-..." */
+static int is_bundle_file(const char *name, const char *base)
+{
+  size_t n = strlen(base);
+
+  return strncmp(name, base, n) == 0 && (strcmp(name + n, ".index") == 0 || strncmp(name + n, ".data-", 6) == 0);
+}
+
+int ck_cli_each_bundle_file(const char *prefix, int (*fn)(const char *path, void *ctx), void *ctx)
+{
+  char *dir = ck_dirname(prefix), *base = ck_basename(prefix), *path;
+  DIR *d = dir && base ? opendir(dir) : NULL;
+  struct dirent *de;
+  int rc = 0;
+
+  while (d && rc == 0 && (de = readdir(d)) != NULL) {
+    if (!is_bundle_file(de->d_name, base) || (path = ck_path_join(dir, de->d_name)) == NULL)
+      continue;
+    rc = fn(path, ctx);
+    free(path);
+  }
+  if (d)
+    closedir(d);
+  free(dir);
+  free(base);
+  return rc;
 }
 
 int ck_cli_conv_option(struct ck_cli_conv *c, int opt, const char *arg, const char *prog)

@@ -28,6 +28,14 @@ struct ck_cli_conv {
   int force;
 };
 
+/* 1 if a and b are the same existing file: equal device and inode, where b is
+ * followed through a symlink or not (hard links and other names count). */
+int ck_cli_same_file(const char *a, const char *b);
+
+/* Call fn(path, ctx) on each existing file of the TF bundle at prefix (its .index
+ * and its .data-* files); returns the first non-zero result of fn, else 0. */
+int ck_cli_each_bundle_file(const char *prefix, int (*fn)(const char *path, void *ctx), void *ctx);
+
 int ck_cli_conv_option(struct ck_cli_conv *c, int opt, const char *arg, const char *prog);
 
 /* getopt_long table entries and short string for those options. */

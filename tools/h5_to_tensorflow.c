@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "convert.h"
 #include "fileio.h"
+#include "isolate.h"
 
 static void usage(FILE *f)
 {
@@ -40,8 +41,13 @@ static void usage(FILE *f)
           "Reads ckptd's own files, Cerebras legacy and 0.5 checkpoints (a 0.5 file without\n"
           "__SUCCESS__ is refused), and plain h5py / Keras trees; datasets that are not tensors\n"
           "are skipped and counted. Tensors keep the file's creation order. Data files are\n"
-          "renamed into place first, the .index last, then the `checkpoint` file is updated.\n"
-          "Exit status: 0 converted, 1 conversion failed, 2 usage error.\n");
+          "renamed into place first, the .index last, then the `checkpoint` file is updated;\n"
+          "a `checkpoint` file that cannot be parsed is left alone with a warning (the bundle is\n"
+          "still published, exit 0). An output that is the source file (a hard link, another\n"
+          "name) is refused, with or without --force.\n"
+          "Exit status: 0 converted, 1 conversion failed (also when libhdf5 crashes on a corrupt\n"
+          "file: the work runs in a child process), 2 usage error, 128+N on signal N (SIGINT,\n"
+          "SIGTERM, SIGHUP), after removing the temporaries.\n");
 }
 
 static char *default_prefix(const char *dir, const char *h5)
@@ -57,15 +63,58 @@ static char *default_prefix(const char *dir, const char *h5)
   return p;
 }
 
+/* The conversion, run in the worker process. */
+struct job {
+  const char *src;
+  const char *prefix;
+  struct ck_cli_conv *c;
+};
+
+static int convert(void *arg)
+{
+  struct job *j = arg;
+  struct ck_convert_stats st;
+  struct ck_err err = { 0 };
+
+  if (ck_convert_h5_to_tf(j->src, j->prefix, &j->c->o, &st, &err) != 0) {
+    fprintf(stderr, "h5-to-tensorflow: %s\n", err.msg);
+    return CK_EXIT_FAIL;
+  }
+  if (st.warning[0])
+    fprintf(stderr, "h5-to-tensorflow: warning: %s\n", st.warning);
+  if (!j->c->quiet)
+    ck_cli_summary(j->src, j->prefix, &st);
+  return 0;
+}
+
+/* --force must never turn the output into the source: refuse an output file (one of
+ * the bundle's, or the directory's `checkpoint` file) that is the source file. */
+static int is_source(const char *path, void *src)
+{
+  if (!ck_cli_same_file(src, path))
+    return 0;
+  fprintf(stderr, "h5-to-tensorflow: %s is the source file %s: refusing to replace the source\n", path, (char *)src);
+  return 1;
+}
+
+static int replaces_source(const char *src, const char *prefix, const char *dir, int checkpoint_file)
+{
+  char *state = checkpoint_file ? ck_path_join(dir, "checkpoint") : NULL;
+  int rc = ck_cli_each_bundle_file(prefix, is_source, (void *)src);
+
+  if (rc == 0 && state)
+    rc = is_source(state, (void *)src);
+  free(state);
+  return rc;
+}
+
 int main(int argc, char **argv)
 {
   static const struct option opts[] = { CK_CLI_CONV_LONGOPTS, { NULL, 0, NULL, 0 } };
   struct ck_cli_conv c = { 0 };
-  struct ck_convert_stats st;
-  struct ck_err err = { 0 };
   struct stat sb;
-  char *prefix, *index;
-  int opt, rc;
+  char *prefix, *index, *dir = NULL;
+  int opt, rc = CK_EXIT_FAIL;
 
   signal(SIGXFSZ, SIG_IGN);
   while ((opt = getopt_long(argc, argv, CK_CLI_CONV_SHORT, opts, NULL)) != -1) {
@@ -92,22 +141,28 @@ int main(int argc, char **argv)
   else
     prefix = strdup(argv[optind + 1]);
   index = prefix ? ck_asprintf("%s.index", prefix) : NULL;
-  if (index && !c.force && access(index, F_OK) == 0) {
+  if (index == NULL || (dir = ck_dirname(prefix)) == NULL) {
+    fprintf(stderr, "h5-to-tensorflow: out of memory\n");
+    goto out;
+  }
+  if (replaces_source(argv[optind], prefix, dir, !c.o.no_checkpoint_file))
+    goto out;
+  if (!c.force && access(index, F_OK) == 0) {
     fprintf(stderr, "h5-to-tensorflow: %s exists (use --force to replace it)\n", index);
-    free(index);
-    free(prefix);
-    return CK_EXIT_FAIL;
+    goto out;
   }
   if (!c.quiet)
     c.o.progress = ck_cli_progress;
-  rc = ck_convert_h5_to_tf(argv[optind], prefix, &c.o, &st, &err);
-  if (rc != 0)
-    fprintf(stderr, "h5-to-tensorflow: %s\n", err.msg);
-  else if (!c.quiet)
-    ck_cli_summary(argv[optind], prefix, &st);
+  {
+    struct job j = { argv[optind], prefix, &c };
+    const char *dirs[] = { dir, NULL };
+    rc = ck_isolate_run(convert, &j, argv[optind], dirs);
+  }
+out:
   for (size_t i = 0; i < c.o.nrules; i++)
     free((char *)c.rules[i].pattern);
+  free(dir);
   free(index);
   free(prefix);
-  return rc == 0 ? 0 : CK_EXIT_FAIL;
+  return rc;
 }
