@@ -1,6 +1,7 @@
 /* File helpers. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -135,6 +137,45 @@ char *ck_temp_name(const char *final_path)
   free(dir);
   free(base);
   return tmp;
+}
+
+long ck_temp_pid(const char *name)
+{
+  const char *p = NULL, *q = name;
+  char *end;
+  long pid;
+
+  if (name[0] != '.')
+    return -1;
+  while ((q = strstr(q, ".ckptd-tmp.")) != NULL)
+    p = q++;
+  if (p == NULL || p[11] < '0' || p[11] > '9')
+    return -1;
+  pid = strtol(p + 11, &end, 10);
+  return *end == '.' && pid > 0 ? pid : -1;
+}
+
+int ck_temp_remove_pid(const char *dir, long pid)
+{
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  struct stat st;
+  int removed = 0;
+
+  if (d == NULL)
+    return 0;
+  while ((de = readdir(d)) != NULL) {
+    if (ck_temp_pid(de->d_name) != pid)
+      continue;
+    /* only regular files of ours: never follow or remove anything else */
+    if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != geteuid())
+      continue;
+    if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+      removed++;
+  }
+  closedir(d);
+  return removed;
 }
 
 int ck_create_excl(const char *path)

@@ -31,6 +31,16 @@ char *ck_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A temporary name beside final: "<dir>/.<base>.ckptd-tmp.<pid>.<n>". */
 char *ck_temp_name(const char *final_path);
 
+/* The pid in a file name that ck_temp_name made (the number after its last
+ * ".ckptd-tmp."), or -1 if the name is not one of those. The one definition of the
+ * rule: cleanups by a tool, the daemon's executor and its start-up all use it. */
+long ck_temp_pid(const char *name);
+
+/* Remove the regular files of ours named "<dir>/.*.ckptd-tmp.<pid>.*" (process
+ * pid's temporaries), never following or removing anything else. Returns how
+ * many went. */
+int ck_temp_remove_pid(const char *dir, long pid);
+
 /* Create a new file with O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0644. fd or -errno. */
 int ck_create_excl(const char *path);
 

@@ -118,23 +118,13 @@ static void live_remove(struct ck_pool *p, struct ck_job *j)
  * files that this worker created match. */
 static void remove_temporaries(const char *dst, int pid)
 {
-  char *dir = ck_dirname(dst), tag[48];
-  DIR *d = dir ? opendir(dir) : NULL;
-  struct dirent *de;
+  char *dir = ck_dirname(dst);
+  int n = dir ? ck_temp_remove_pid(dir, pid) : 0;
 
-  snprintf(tag, sizeof(tag), ".ckptd-tmp.%d.", pid);
-  while (d && (de = readdir(d)) != NULL) {
-    char *path;
-    if (de->d_name[0] != '.' || strstr(de->d_name, tag) == NULL || (path = ck_path_join(dir, de->d_name)) == NULL)
-      continue;
-    if (unlink(path) == 0) {
-      struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
-      ck_log(CK_LOG_INFO, "cleanup", &f, "removed a temporary of worker %d", pid);
-    }
-    free(path);
+  if (n > 0) {
+    struct ck_log_fields f = { dir, NULL, -1, -1, NULL, NULL };
+    ck_log(CK_LOG_INFO, "cleanup", &f, "removed %d temporar%s of worker %d", n, n == 1 ? "y" : "ies", pid);
   }
-  if (d)
-    closedir(d);
   free(dir);
 }
 

@@ -197,15 +197,13 @@ static void settle(struct ck_sched *s, struct cand *c, double delay)
 static void maybe_cleanup(const char *path, int initial)
 {
   const char *base = strrchr(path, '/');
-  const char *t;
   long pid;
 
   base = base ? base + 1 : path;
-  if (!initial || base[0] != '.' || (t = strstr(base, ".ckptd-tmp.")) == NULL)
+  if (!initial || (pid = ck_temp_pid(base)) < 0)
     return;
-  pid = strtol(t + 11, NULL, 10);
-  if (pid == getpid() || (pid > 0 && kill((pid_t)pid, 0) == 0))
-    return; /* ours, or a live ckptd tool's */
+  if (pid == getpid() || kill((pid_t)pid, 0) == 0)
+    return; /* ours, or a live ckptd tool's or worker's */
   if (unlink(path) == 0) {
     struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
     ck_log(CK_LOG_INFO, "cleanup", &f, "removed a temporary left by an interrupted conversion");

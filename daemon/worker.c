@@ -112,6 +112,8 @@ static int convert(struct ck_wjob *j)
     rc = ck_convert_h5_to_tf(j->src, j->dst, &j->opts, &st, &err);
   if (rc != 0)
     return fail(rc, err.msg[0] ? err.msg : ck_strerror(rc));
+  if (st.warning[0])
+    note(st.warning);
   if (j->direction == CK_DIR_H5_TO_SAVER)
     list_bundle(j);
   m.tensors = st.tensors;

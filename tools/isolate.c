@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "isolate.h"
 
 #define STOP_GRACE_MS 2000
@@ -55,43 +56,6 @@ static int is_crash(int sig)
 static int is_request(int sig)
 {
   return sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGPIPE;
-}
-
-/* A name ck_temp_name gave in process pid: its last ".ckptd-tmp." is followed by "<pid>.". */
-static int is_temp_of(const char *name, const char *tag)
-{
-  const char *p = NULL, *q = name;
-
-  if (name[0] != '.')
-    return 0;
-  while ((q = strstr(q, ".ckptd-tmp.")) != NULL)
-    p = q++;
-  return p && strncmp(p, tag, strlen(tag)) == 0;
-}
-
-int ck_isolate_cleanup(const char *dir, long pid)
-{
-  char tag[64];
-  DIR *d = opendir(dir);
-  struct dirent *de;
-  struct stat st;
-  int removed = 0;
-
-  if (d == NULL)
-    return 0;
-  snprintf(tag, sizeof(tag), ".ckptd-tmp.%ld.", pid);
-  while ((de = readdir(d)) != NULL) {
-    if (!is_temp_of(de->d_name, tag))
-      continue;
-    /* only regular files of ours: never follow or remove anything else */
-    if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_uid != geteuid())
-      continue;
-    if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-      removed++;
-  }
-  closedir(d);
-  return removed;
 }
 
 /* 1 once the child has ended (left unreaped), 0 while it runs; block waits for it. */
@@ -191,7 +155,7 @@ int ck_isolate_run(int (*fn)(void *), void *arg, const char *what, const char *c
     }
   }
   for (size_t i = 0; cleanup_dirs && cleanup_dirs[i]; i++)
-    ck_isolate_cleanup(cleanup_dirs[i], (long)pid);
+    ck_temp_remove_pid(cleanup_dirs[i], (long)pid);
   rc = outcome(&si, stopped_by, what);
   waitpid(pid, NULL, 0);
 out:

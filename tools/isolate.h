@@ -21,7 +21,4 @@
  * names, made by the child) in each of the NULL-terminated cleanup_dirs are removed. */
 int ck_isolate_run(int (*fn)(void *), void *arg, const char *what, const char *const *cleanup_dirs);
 
-/* Remove the regular files "<dir>/.*.ckptd-tmp.<pid>.*". Returns how many went. */
-int ck_isolate_cleanup(const char *dir, long pid);
-
 #endif
