@@ -90,21 +90,40 @@ static int verify_output(const char *prefix, struct ck_h5r *r, uint8_t *buf, siz
   return rc;
 }
 
-/* Remove what finish published, if verification then fails. */
-static void unpublish(const char *prefix)
+/* Rename (or, with to == NULL, remove) the bundle at prefix: data files first, the
+ * index last, as TensorFlow publishes, then fsync the directory. */
+static int move_bundle(const char *prefix, const char *to, struct ck_err *err)
 {
   struct ck_bundle *b;
-  char path[4200];
+  char from_path[4200], to_path[4200];
+  int rc = ck_bundle_open(prefix, CK_BUNDLE_INDEX_ONLY, &b, err), n;
 
-  if (ck_bundle_open(prefix, CK_BUNDLE_INDEX_ONLY, &b, NULL) != 0)
-    return;
-  snprintf(path, sizeof(path), "%s.index", prefix);
-  unlink(path);
-  for (int i = 0; i < ck_bundle_num_shards(b); i++) {
-    snprintf(path, sizeof(path), "%s.data-%05d-of-%05d", prefix, i, ck_bundle_num_shards(b));
-    unlink(path);
+  if (rc != 0)
+    return rc;
+  n = ck_bundle_num_shards(b);
+  for (int i = 0; i <= n && rc == 0; i++) { /* i == n: the index */
+    if (i < n) {
+      snprintf(from_path, sizeof(from_path), "%s.data-%05d-of-%05d", prefix, i, n);
+      snprintf(to_path, sizeof(to_path), "%s.data-%05d-of-%05d", to ? to : "", i, n);
+    } else {
+      snprintf(from_path, sizeof(from_path), "%s.index", prefix);
+      snprintf(to_path, sizeof(to_path), "%s.index", to ? to : "");
+    }
+    if (to == NULL) {
+      unlink(from_path);
+      continue;
+    }
+    if (rename(from_path, to_path) != 0)
+      rc = ck_err_set(err, -errno, "%s: rename: %s", to_path, strerror(errno));
   }
   ck_bundle_close(b);
+  if (rc == 0 && to != NULL) {
+    char *dir = ck_dirname(to);
+    if ((rc = dir ? ck_fsync_dir(dir) : -ENOMEM) != 0)
+      ck_err_set(err, rc, "%s: fsync of the directory failed", to);
+    free(dir);
+  }
+  return rc;
 }
 
 /* Whether the directory's `checkpoint` file can be updated: a malformed one is left
@@ -148,7 +167,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   struct ck_h5r *r = NULL;
   size_t bufsize;
   uint8_t *buf = NULL;
-  char *dir = NULL;
+  char *dir = NULL, *wprefix = NULL;
   double t0 = ck_now();
   int rc, state;
 
@@ -180,7 +199,13 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
     c.prog.total += ck_dtype_size(t->dtype) ? t->nelem * ck_dtype_size(t->dtype) : 0;
   }
   ck_progress_init(&c.prog, o);
-  if ((rc = ck_bundle_writer_open(dst_prefix, &wo, &c.w, err)) != 0)
+  /* with verify, the bundle is written and checked under a temporary prefix beside
+   * the output, and renamed into place only once it verifies */
+  if (o->verify && (wprefix = ck_temp_name(dst_prefix)) == NULL) {
+    rc = ck_err_set(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  if ((rc = ck_bundle_writer_open(wprefix ? wprefix : dst_prefix, &wo, &c.w, err)) != 0)
     goto out;
   for (size_t i = 0; i < ck_h5r_count(r) && rc == 0; i++) {
     const struct ck_h5_tensor *t = ck_h5r_tensor(r, i);
@@ -196,9 +221,14 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   }
   if ((rc = ck_bundle_writer_finish(c.w, err)) != 0)
     goto out;
-  if (o->verify && (rc = verify_output(dst_prefix, r, buf, bufsize, o->threads, err)) != 0) {
-    unpublish(dst_prefix);
-    goto out;
+  if (wprefix) {
+    if ((rc = verify_output(wprefix, r, buf, bufsize, o->threads, err)) == 0 &&
+        (rc = ck_srcid_check(&id, err)) == 0)
+      rc = move_bundle(wprefix, dst_prefix, err);
+    if (rc != 0) {
+      move_bundle(wprefix, NULL, NULL); /* what did not verify is never published */
+      goto out;
+    }
   }
   if (state)
     update_state(dir, dst_prefix, st);
@@ -208,6 +238,7 @@ out:
   st->seconds = ck_now() - t0;
   ck_srcid_free(&id);
   ck_h5r_close(r);
+  free(wprefix);
   free(buf);
   free(dir);
   return rc;

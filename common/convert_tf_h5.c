@@ -480,17 +480,23 @@ static int verify_output(struct tf_h5 *c, const char *path, struct ck_err *err)
   return rc;
 }
 
-static int publish(struct tf_h5 *c, const char *tmp, const char *dst, struct ck_srcid *id, struct ck_err *err)
+/* Complete the file under its temporary name: every byte on disk, __SUCCESS__ last. */
+static int seal(struct tf_h5 *c, const char *tmp, struct ck_err *err)
 {
-  char *dir;
   int rc;
 
   if (fsync(c->raw_fd) != 0)
     return ck_err_set(err, -errno, "%s: fsync: %s", tmp, strerror(errno));
   rc = ck_h5w_finish(c->w, err);
   c->w = NULL;
-  if (rc != 0)
-    return rc;
+  return rc;
+}
+
+static int publish(const char *tmp, const char *dst, struct ck_srcid *id, struct ck_err *err)
+{
+  char *dir;
+  int rc;
+
   if ((rc = ck_srcid_check(id, err)) != 0)
     return rc;
   if (rename(tmp, dst) != 0)
@@ -551,10 +557,11 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
       *err = c.err;
     goto out;
   }
-  if ((rc = publish(&c, tmp, dst, &id, err)) != 0)
+  /* a result that does not verify is not a result: it is checked under its
+   * temporary name and never published */
+  if ((rc = seal(&c, tmp, err)) != 0 || (o->verify && (rc = verify_output(&c, tmp, err)) != 0))
     goto out;
-  if (o->verify && (rc = verify_output(&c, dst, err)) != 0)
-    unlink(dst); /* a result that does not verify is not a result */
+  rc = publish(tmp, dst, &id, err);
 out:
   ck_h5w_abort(c.w);
   if (c.raw_fd >= 0)
