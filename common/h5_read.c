@@ -45,6 +45,7 @@ struct ck_h5r {
   struct ck_h5_layout layout;
   struct meta *meta;  /* Cerebras 0.5 "<key>.__metadata__" attributes, sorted by key */
   size_t nmeta, metacap;
+  int oom;            /* an allocation failed inside an HDF5 iteration callback */
   haddr_t *seen;      /* open-addressing set of group addresses already walked */
   size_t nseen, seencap;
   struct ck_h5_tensor *t;
@@ -175,8 +176,10 @@ static herr_t root_attr(hid_t loc, const char *name, const H5A_info_t *info, voi
   (void)info;
   if (n > 13 && strcmp(name + n - 13, ".__metadata__") == 0) {
     r->ev.metadata = 1;
-    if (add_meta(r, loc, name, n) != 0)
+    if (add_meta(r, loc, name, n) != 0) {
+      r->oom = 1;
       return -1;
+    }
   } else if (strcmp(name, "ckptd_version") == 0) {
     r->ev.ckptd = 1;
   } else if (strcmp(name, "__spec__") == 0) {
@@ -199,9 +202,9 @@ static int root_evidence(struct ck_h5r *r, hid_t root)
   hsize_t idx = 0;
 
   if (H5Aiterate2(root, H5_INDEX_NAME, H5_ITER_INC, &idx, root_attr, r) < 0) {
-    if (r->nmeta < r->metacap)
-      return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot read the root group's attributes", r->path);
-    return ck_err_set(r->err, -ENOMEM, "out of memory");
+    if (r->oom)
+      return ck_err_set(r->err, -ENOMEM, "out of memory");
+    return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot read the root group's attributes", r->path);
   }
   if (r->nmeta > 1)
     qsort(r->meta, r->nmeta, sizeof(*r->meta), cmp_meta);
@@ -932,6 +935,7 @@ struct velems {
   size_t each;        /* bytes per element in the batch array */
   size_t fixed_size;  /* fixed-length strings */
   size_t bufsize;
+  uint64_t batch, fit; /* planned and currently fitting elements per read */
   void *raw;          /* hvl_t[], char*[], or fixed-size strings: BATCH_MAX elements at most */
   struct vmem mem;
   elem_fn cb;
@@ -961,29 +965,33 @@ static void velem(const struct velems *v, size_t i, const uint8_t **p, size_t *l
 
 static int box_read(struct velems *v, const uint64_t *start, const uint64_t *count, uint64_t n);
 
-/* A batch whose elements overflow the budget is read again in halves. */
-static int box_split(struct velems *v, const uint64_t *start, const uint64_t *count, uint64_t n)
+/* Read a box in sub-boxes of at most m elements, in order. */
+static int box_split(struct velems *v, const uint64_t *start, const uint64_t *count, uint64_t m)
 {
-  uint64_t s[CK_MAX_RANK], c[CK_MAX_RANK], off, m;
+  uint64_t s[CK_MAX_RANK], c[CK_MAX_RANK], off, k;
   int64_t dims[CK_MAX_RANK];
   struct ck_blocks b;
   int rc = 0;
 
   for (int d = 0; d < v->t->rank; d++)
     dims[d] = (int64_t)count[d];
-  ck_blocks_init(&b, v->t->rank, dims, n / 2);
-  while (rc == 0 && ck_blocks_next(&b, s, c, &off, &m)) {
+  ck_blocks_init(&b, v->t->rank, dims, m);
+  while (rc == 0 && ck_blocks_next(&b, s, c, &off, &k)) {
     for (int d = 0; d < v->t->rank; d++)
       s[d] += start[d];
-    rc = box_read(v, s, c, m);
+    rc = box_read(v, s, c, k);
   }
   return rc;
 }
 
+/* A batch whose elements overflow the budget is read again in halves, and later
+ * batches start from the size that fitted (v->fit), growing back while they fit easily. */
 static int box_read(struct velems *v, const uint64_t *start, const uint64_t *count, uint64_t n)
 {
   int rc = 0;
 
+  if (n > v->fit)
+    return box_split(v, start, count, v->fit);
   v->mem.limit = n == 1 ? (v->bufsize > CK_H5_ELEM_MAX ? v->bufsize : CK_H5_ELEM_MAX) : v->bufsize;
   memset(v->raw, 0, (size_t)n * v->each);
   if (read_sel(v->r, v->ds, v->t->rank, start, count, v->mt, v->dxpl, v->raw) != 0) {
@@ -991,13 +999,16 @@ static int box_read(struct velems *v, const uint64_t *start, const uint64_t *cou
     vmem_reset(&v->mem);
     if (over && n > 1) {
       H5Eclear2(H5E_DEFAULT);
-      return box_split(v, start, count, n);
+      v->fit = n / 2;
+      return box_split(v, start, count, v->fit);
     }
     if (over)
       return ck_err_set(v->err, CK_ELIMIT, "%s: %s: an element is larger than the %u MiB limit", v->r->path,
                         v->t->path, CK_H5_ELEM_MAX >> 20);
     return read_failed(v->r, v->t, v->err);
   }
+  if (n == v->fit && v->mem.used <= v->bufsize / 4 && v->fit < v->batch)
+    v->fit = v->fit * 2 < v->batch ? v->fit * 2 : v->batch;
   for (size_t i = 0; i < n && rc == 0; i++) {
     const uint8_t *p;
     size_t len;
@@ -1053,6 +1064,7 @@ static int each_element(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t
     rc = ck_err_set(err, -ENOMEM, "out of memory");
     goto out;
   }
+  v.batch = v.fit = batch;
   ck_blocks_init(&b, t->rank, t->dims, batch);
   while (rc == 0 && ck_blocks_next(&b, start, count, &off, &n))
     rc = box_read(&v, start, count, n);
