@@ -352,8 +352,8 @@ static int check_contiguous(hid_t ds, const char *file, const char *path, uint64
   return 0;
 }
 
-int ck_h5_check_storage(hid_t ds, const char *file, const char *path, int kind, uint64_t nelem, size_t esize,
-                        struct ck_err *err)
+int ck_h5_check_storage(hid_t ds, const char *file, uint64_t file_size, const char *path, int kind, uint64_t nelem,
+                        size_t esize, struct ck_err *err)
 {
   hid_t dcpl = H5Dget_create_plist(ds);
   H5D_layout_t layout = H5Pget_layout(dcpl);
@@ -373,6 +373,10 @@ int ck_h5_check_storage(hid_t ds, const char *file, const char *path, int kind, 
   } else if (layout < 0 || nfilters < 0) {
     rc = ck_h5_err(err, CK_EFORMAT, "%s: dataset %s: cannot read its storage layout", file, path);
   } else if ((rc = check_filters(dcpl, file, path, err)) != 0) {
+  } else if (H5Dget_storage_size(ds) > file_size) {
+    /* (a corrupt chunk index can claim gigabytes that libhdf5 would allocate to read) */
+    rc = ck_err_set(err, CK_EFORMAT, "%s: dataset %s: its storage (%llu bytes) is larger than the file (%llu bytes): corrupt",
+                    file, path, (unsigned long long)H5Dget_storage_size(ds), (unsigned long long)file_size);
   } else if (nelem == 0) {
   } else if (H5Dget_space_status(ds, &status) < 0 || status == H5D_SPACE_STATUS_NOT_ALLOCATED) {
     rc = ck_err_set(err, CK_EFORMAT, "%s: dataset %s declares %llu elements but has no storage (data never written)",

@@ -355,7 +355,7 @@ static int classify(struct ck_h5r *r, hid_t ds, const char *path, const char *ke
     goto out;
   }
   if ((rc = shape_of(r, space, path, &t)) != 0 || (rc = type_of(r, ds, type, path, key, &t, &exact)) != 0 ||
-      (rc = ck_h5_check_storage(ds, r->path, path, t.kind, t.nelem, t.file_esize, r->err)) != 0)
+      (rc = ck_h5_check_storage(ds, r->path, r->file_size, path, t.kind, t.nelem, t.file_esize, r->err)) != 0)
     goto out;
   if ((t.path = strdup(path)) == NULL || (t.name = (uint8_t *)strdup(key)) == NULL) {
     rc = ck_err_set(r->err, -ENOMEM, "out of memory");

@@ -6,6 +6,7 @@ exit 1, a message naming the file, the dataset and the reason, and no output lef
 behind. Never a signal, never another file's bytes. Prints TAP."""
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -251,6 +252,19 @@ with new("sparse.h5") as f:
     d = f.create_dataset("x", shape=(100000,), chunks=(1000,), dtype="f4", compression="gzip")
     d[0:1000] = 1
 refused("chunked with 1 of 100 chunks written", os.path.join(T, "sparse.h5"), "/x", "100 chunks", "only 1")
+
+# a chunk index claiming a 2 GB chunk in a small file (found by fuzzing: libhdf5 allocates it)
+path = os.path.join(T, "bigclaim.h5")
+with new("bigclaim.h5") as f:
+    d = f.create_dataset("x", data=np.arange(1000, dtype=np.float32), chunks=(1000,), compression="gzip")
+    stored = d.id.get_storage_size()
+raw = bytearray(open(path, "rb").read())
+key = struct.pack("<II", stored, 0) + bytes(8)  # v1 B-tree chunk key: size, filter mask, offset 0
+at = raw.find(key)
+if ok(at > 0 and raw.find(key, at + 1) < 0, "found the chunk's size in the B-tree key (%d bytes at %d)" % (stored, at)):
+    raw[at:at + 4] = struct.pack("<I", 0x7FFFFFF0)
+    open(path, "wb").write(raw)
+    refused("a chunk larger than the file", path, "/x", "larger than the file")
 
 # ---- 14. memory bounds (values here; RSS is measured in the report) ----
 big = [bytes([65 + k]) * (1 << 20) for k in range(8)]
