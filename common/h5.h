@@ -98,8 +98,12 @@ struct ck_h5_tensor {
 struct ck_h5r;
 
 /* Open read-only and list its tensors (creation order where tracked, else name
- * order). Refuses a Cerebras 0.5 file without __SUCCESS__. */
+ * order). Refuses unfinished ckptd / Cerebras 0.5 files, external storage, virtual
+ * datasets, filters outside the allow list and data its storage cannot hold. */
 int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err);
+
+/* The same on an in-memory file image (copied; no raw reads; for fuzzing). name labels errors. */
+int ck_h5r_open_image(const void *image, size_t len, const char *name, struct ck_h5r **out, struct ck_err *err);
 
 /* Close and free (accepts NULL). */
 void ck_h5r_close(struct ck_h5r *r);

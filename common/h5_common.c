@@ -224,79 +224,112 @@ int ck_h5_attr_bool(hid_t obj, const char *name, int value)
   return rc;
 }
 
-int ck_h5_attr_get_str(hid_t obj, const char *name, char *buf, size_t len)
+/* Strings are copied into s truncated to slen - 1 bytes; only one element is ever read,
+ * into buffers of our size, whatever the attribute's dataspace declares. */
+static int read_one_str(hid_t a, hid_t t, struct ck_h5_attr *v, char *s, size_t slen)
 {
-  hid_t a, t, space, mt;
+  hid_t mt = H5Tcopy(H5T_C_S1);
   int rc = -1;
 
-  if (len == 0 || H5Aexists(obj, name) <= 0 || (a = H5Aopen(obj, name, H5P_DEFAULT)) < 0)
-    return -1;
-  t = H5Aget_type(a);
-  space = H5Aget_space(a);
-  if (H5Tget_class(t) == H5T_STRING && H5Sget_simple_extent_npoints(space) == 1) {
-    if (H5Tis_variable_str(t) > 0) {
-      char *s = NULL;
-      mt = H5Tcopy(H5T_C_S1);
-      H5Tset_size(mt, H5T_VARIABLE);
-      H5Tset_cset(mt, H5Tget_cset(t));
-      if (H5Aread(a, mt, &s) >= 0 && s) {
-        snprintf(buf, len, "%s", s);
-        rc = 0;
-      }
-      if (s)
-        H5free_memory(s);
-      H5Tclose(mt);
-    } else {
-      size_t sz = H5Tget_size(t);
-      if (sz > 0 && sz < 1u << 20) {
-        char *tmp = calloc(1, sz + 1);
-        mt = H5Tcopy(t);
-        if (tmp && H5Aread(a, mt, tmp) >= 0) {
-          snprintf(buf, len, "%s", tmp);
-          rc = 0;
-        }
-        free(tmp);
-        H5Tclose(mt);
-      }
+  H5Tset_cset(mt, H5Tget_cset(t));
+  if (H5Tis_variable_str(t) > 0) {
+    char *p = NULL;
+    H5Tset_size(mt, H5T_VARIABLE);
+    if (H5Aread(a, mt, &p) >= 0 && p) {
+      v->truncated = strlen(p) >= slen;
+      snprintf(s, slen, "%s", p);
+      rc = 0;
     }
+    if (p)
+      H5free_memory(p);
+  } else {
+    size_t sz = H5Tget_size(t);
+    char *tmp = sz > 0 && sz <= CK_H5_ATTR_STR_MAX ? calloc(1, sz + 1) : NULL;
+    H5Tset_size(mt, sz ? sz : 1);
+    H5Tset_strpad(mt, H5T_STR_NULLPAD);
+    if (tmp && H5Aread(a, mt, tmp) >= 0) {
+      v->truncated = strlen(tmp) >= slen;
+      snprintf(s, slen, "%s", tmp);
+      rc = 0;
+    }
+    free(tmp);
   }
-  H5Sclose(space);
-  H5Tclose(t);
-  H5Aclose(a);
+  H5Tclose(mt);
   return rc;
 }
 
-int ck_h5_attr_get_int(hid_t obj, const char *name, long long *v)
+static void read_one(hid_t a, struct ck_h5_attr *v, char *s, size_t slen)
 {
-  hid_t a, t, space;
-  int rc = -1;
+  hid_t t = H5Aget_type(a), space = H5Aget_space(a);
+  H5T_class_t c = H5Tget_class(t);
 
-  if (H5Aexists(obj, name) <= 0 || (a = H5Aopen(obj, name, H5P_DEFAULT)) < 0)
-    return -1;
-  t = H5Aget_type(a);
-  space = H5Aget_space(a);
-  if (H5Sget_simple_extent_npoints(space) == 1) {
-    H5T_class_t c = H5Tget_class(t);
-    if (c == H5T_ENUM && H5Tget_size(t) == 1) {
-      int8_t raw = 0; /* h5py's bool: an enum over int8, FALSE = 0, TRUE = 1 */
-      if (H5Aread(a, t, &raw) >= 0) {
-        *v = raw;
-        rc = 0;
-      }
-    } else if (c == H5T_INTEGER && H5Aread(a, H5T_NATIVE_LLONG, v) >= 0) {
-      rc = 0;
-    } else if (c == H5T_FLOAT) {
-      double d;
-      if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) >= 0) {
-        *v = (long long)d;
-        rc = 0;
-      }
+  v->kind = CK_H5A_OTHER;
+  if (t < 0 || space < 0 || H5Sget_simple_extent_npoints(space) != 1) {
+    /* arrays (h5py's [0, 1, 2]), empty attributes: not a value we interpret */
+  } else if (c == H5T_ENUM && H5Tget_size(t) == 1) {
+    int8_t raw = 0; /* h5py's bool: an enum over int8, FALSE = 0, TRUE = 1 */
+    if (H5Aread(a, t, &raw) >= 0) {
+      v->kind = CK_H5A_INT;
+      v->i = raw;
     }
+  } else if (c == H5T_INTEGER) {
+    if (H5Aread(a, H5T_NATIVE_LLONG, &v->i) >= 0)
+      v->kind = CK_H5A_INT;
+  } else if (c == H5T_FLOAT) {
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, &v->d) >= 0)
+      v->kind = CK_H5A_FLOAT;
+  } else if (c == H5T_STRING && s != NULL && slen > 0) {
+    if (read_one_str(a, t, v, s, slen) == 0)
+      v->kind = CK_H5A_STR;
   }
-  H5Sclose(space);
-  H5Tclose(t);
+  if (v->kind == CK_H5A_OTHER)
+    H5Eclear2(H5E_DEFAULT);
+  if (space >= 0)
+    H5Sclose(space);
+  if (t >= 0)
+    H5Tclose(t);
+}
+
+int ck_h5_attr_read(hid_t obj, const char *name, struct ck_h5_attr *v, char *s, size_t slen)
+{
+  hid_t a;
+
+  memset(v, 0, sizeof(*v));
+  if (s && slen)
+    s[0] = 0;
+  v->kind = CK_H5A_ABSENT;
+  if (H5Aexists(obj, name) <= 0 || (a = H5Aopen(obj, name, H5P_DEFAULT)) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return CK_H5A_ABSENT;
+  }
+  read_one(a, v, s, slen);
   H5Aclose(a);
-  return rc;
+  return v->kind;
+}
+
+int ck_h5_attr_get_str(hid_t obj, const char *name, char *buf, size_t len)
+{
+  struct ck_h5_attr v;
+
+  return ck_h5_attr_read(obj, name, &v, buf, len) == CK_H5A_STR ? 0 : -1;
+}
+
+int ck_h5_attr_get_int(hid_t obj, const char *name, long long *out)
+{
+  struct ck_h5_attr v;
+
+  switch (ck_h5_attr_read(obj, name, &v, NULL, 0)) {
+  case CK_H5A_INT:
+    *out = v.i;
+    return 0;
+  case CK_H5A_FLOAT:
+    if (!(v.d >= -9.2e18 && v.d <= 9.2e18)) /* NaN and out of range: no integer */
+      return -1;
+    *out = (long long)v.d;
+    return 0;
+  default:
+    return -1;
+  }
 }
 
 /* A bounded scanner: no allocation, every index checked against len. */

@@ -1,16 +1,20 @@
 /* HDF5 reader.
  *
- * Opening walks the file once (read-only, HDF5 file locking as configured) and
- * classifies every dataset: a tensor (with its TensorFlow dtype decided by, in
- * order, the tf_dtype attribute, is_bfloat16, Cerebras 0.5 JSON metadata, then the
- * HDF5 type), a non-tensor leaf (skipped and listed), or an error naming the
- * dataset and its element type. Tensor bytes are later produced in TensorFlow's
- * stored layout: contiguous little-endian data by pread at the dataset's offset
- * (checked against the file size), everything else by H5Dread in bounded blocks. */
+ * Opening reads the root's attributes once (the layout evidence and Cerebras 0.5
+ * metadata), walks the groups iteratively (depth-first in link order, at most
+ * CK_H5_MAX_DEPTH levels, each group once) and classifies every dataset
+ * (h5_classify.c): a tensor (its TensorFlow dtype decided by, in order, the tf_dtype
+ * attribute, is_bfloat16, Cerebras 0.5 JSON metadata, then the HDF5 type, and
+ * refused when they disagree), a non-tensor leaf (skipped and listed), or an error
+ * naming the dataset. The layout (h5_detect.c) then decides how names are read.
+ * Tensor bytes are produced in TensorFlow's stored layout: exact little-endian data
+ * in contiguous storage by pread at the dataset's offset (checked against the file
+ * size), everything else by H5Dread in blocks bounded by the caller's buffer. */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,22 +28,31 @@
 #include "fileio.h"
 #include "h5.h"
 #include "h5_internal.h"
+#include "util.h"
 
-#define VLEN_BATCH 1024
+
+struct meta {
+  char *key;  /* "<key>" of a "<key>.__metadata__" root attribute */
+  int dtype;  /* from its JSON "dtypes", or -1 */
+};
 
 struct ck_h5r {
   hid_t file;
   int fd;
   uint64_t file_size;
   char *path;
-  int unquote_root;   /* flat escaped names at the root (ckptd flat, Cerebras legacy) */
-  int cerebras05;
+  struct ck_h5_evidence ev;
+  struct ck_h5_layout layout;
+  struct meta *meta;  /* Cerebras 0.5 "<key>.__metadata__" attributes, sorted by key */
+  size_t nmeta, metacap;
+  int oom;            /* an allocation failed inside an HDF5 iteration callback */
+  haddr_t *seen;      /* open-addressing set of group addresses already walked */
+  size_t nseen, seencap;
   struct ck_h5_tensor *t;
   size_t n, cap;
   char **skipped;
   size_t nskipped;
   struct ck_err *err;
-  int rc;
 };
 
 int ck_h5_is_hdf5(const char *path)
@@ -73,6 +86,10 @@ void ck_h5r_close(struct ck_h5r *r)
     tensor_free(&r->t[i]);
   for (size_t i = 0; i < r->nskipped; i++)
     free(r->skipped[i]);
+  for (size_t i = 0; i < r->nmeta; i++)
+    free(r->meta[i].key);
+  free(r->meta);
+  free(r->seen);
   free(r->t);
   free(r->skipped);
   if (r->file >= 0)
@@ -105,157 +122,118 @@ static void skip(struct ck_h5r *r, const char *path, const char *why)
   r->skipped[r->nskipped++] = s;
 }
 
-/* ---- classification ---- */
+/* ---- root attributes: the evidence of the layout, and Cerebras 0.5 metadata ---- */
 
-static int is_half(hid_t t)
+static int cmp_meta(const void *pa, const void *pb)
 {
-  size_t spos, epos, esize, mpos, msize;
-
-  return H5Tget_size(t) == 2 && H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 && spos == 15 &&
-         epos == 10 && esize == 5 && mpos == 0 && msize == 10 && H5Tget_ebias(t) == 15;
+  return strcmp(((const struct meta *)pa)->key, ((const struct meta *)pb)->key);
 }
 
-static int complex_of(hid_t t)
+static int meta_dtype_of(const char *json)
 {
-  hid_t m0, m1;
-  int dt = -1;
+  char first[64];
 
-  if (H5Tget_nmembers(t) != 2)
+  if (ck_json_first_string(json, strlen(json), "dtypes", first, sizeof(first)) != 0)
     return -1;
-  {
-    char *n0 = H5Tget_member_name(t, 0), *n1 = H5Tget_member_name(t, 1);
-    int named = n0 && n1 && strcmp(n0, "r") == 0 && strcmp(n1, "i") == 0;
-    H5free_memory(n0);
-    H5free_memory(n1);
-    if (!named)
+  if (strcmp(first, "torch.bfloat16") == 0)
+    return CK_DT_BFLOAT16;
+  if (strcmp(first, "torch.float16") == 0)
+    return CK_DT_HALF;
+  if (strcmp(first, "torch.bool") == 0)
+    return CK_DT_BOOL;
+  return -1;
+}
+
+static int add_meta(struct ck_h5r *r, hid_t loc, const char *name, size_t n)
+{
+  char json[4096];
+  struct ck_h5_attr v;
+  struct meta *m;
+
+  if (r->nmeta == r->metacap) {
+    size_t cap = r->metacap ? r->metacap * 2 : 64;
+    if ((m = realloc(r->meta, cap * sizeof(*m))) == NULL)
+      return -ENOMEM;
+    r->meta = m;
+    r->metacap = cap;
+  }
+  m = &r->meta[r->nmeta];
+  if ((m->key = strndup(name, n - 13)) == NULL)
+    return -ENOMEM;
+  m->dtype = ck_h5_attr_read(loc, name, &v, json, sizeof(json)) == CK_H5A_STR && !v.truncated ? meta_dtype_of(json) : -1;
+  r->nmeta++;
+  return 0;
+}
+
+/* One pass over the root's attributes (H5Aiterate2): linear in their number. */
+static herr_t root_attr(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+  struct ck_h5r *r = data;
+  size_t n = strlen(name);
+  struct ck_h5_attr v;
+  char s[64];
+
+  (void)info;
+  if (n > 13 && strcmp(name + n - 13, ".__metadata__") == 0) {
+    r->ev.metadata = 1;
+    if (add_meta(r, loc, name, n) != 0) {
+      r->oom = 1;
       return -1;
-  }
-  m0 = H5Tget_member_type(t, 0);
-  m1 = H5Tget_member_type(t, 1);
-  if (H5Tget_class(m0) == H5T_FLOAT && H5Tget_class(m1) == H5T_FLOAT && H5Tget_size(m0) == H5Tget_size(m1)) {
-    if (H5Tget_size(m0) == 4)
-      dt = CK_DT_COMPLEX64;
-    else if (H5Tget_size(m0) == 8)
-      dt = CK_DT_COMPLEX128;
-  }
-  H5Tclose(m0);
-  H5Tclose(m1);
-  return dt;
-}
-
-static int bool_enum(hid_t t)
-{
-  int8_t v;
-  char name[8];
-
-  if (H5Tget_size(t) != 1 || H5Tget_nmembers(t) != 2)
-    return 0;
-  v = 0;
-  if (H5Tenum_nameof(t, &v, name, sizeof(name)) < 0 || strcmp(name, "FALSE") != 0)
-    return 0;
-  v = 1;
-  return H5Tenum_nameof(t, &v, name, sizeof(name)) >= 0 && strcmp(name, "TRUE") == 0;
-}
-
-static const char *class_name(H5T_class_t c)
-{
-  switch (c) {
-  case H5T_INTEGER: return "integer";
-  case H5T_FLOAT: return "float";
-  case H5T_TIME: return "time";
-  case H5T_STRING: return "string";
-  case H5T_BITFIELD: return "bitfield";
-  case H5T_OPAQUE: return "opaque";
-  case H5T_COMPOUND: return "compound";
-  case H5T_REFERENCE: return "reference";
-  case H5T_ENUM: return "enum";
-  case H5T_VLEN: return "variable-length sequence";
-  case H5T_ARRAY: return "array";
-  default: return "unknown";
-  }
-}
-
-/* dtype and kind from the HDF5 type alone; -1 if unsupported. */
-static int dtype_of_type(hid_t t, int *kind, size_t *esize)
-{
-  H5T_class_t c = H5Tget_class(t);
-  size_t sz = H5Tget_size(t);
-
-  *kind = CK_H5K_FIXED;
-  *esize = sz;
-  switch (c) {
-  case H5T_INTEGER: {
-    int s = H5Tget_sign(t) == H5T_SGN_2;
-    switch (sz) {
-    case 1: return s ? CK_DT_INT8 : CK_DT_UINT8;
-    case 2: return s ? CK_DT_INT16 : CK_DT_UINT16;
-    case 4: return s ? CK_DT_INT32 : CK_DT_UINT32;
-    case 8: return s ? CK_DT_INT64 : CK_DT_UINT64;
-    default: return -1;
+    }
+  } else if (strcmp(name, "ckptd_version") == 0) {
+    r->ev.ckptd = 1;
+  } else if (strcmp(name, "__spec__") == 0) {
+    r->ev.spec = 1;
+  } else if (strcmp(name, "__SUCCESS__") == 0) {
+    r->ev.success = ck_h5_attr_read(loc, name, &v, NULL, 0) == CK_H5A_INT && v.i != 0;
+  } else if (strcmp(name, "__version__") == 0) {
+    switch (ck_h5_attr_read(loc, name, &v, s, sizeof(s))) {
+    case CK_H5A_INT: r->ev.version = (double)v.i; r->ev.has_version_number = 1; break;
+    case CK_H5A_FLOAT: r->ev.version = v.d; r->ev.has_version_number = v.d == v.d; break;
+    case CK_H5A_STR: r->ev.has_version_number = ck_h5_version_number(s, &r->ev.version) == 0; break;
+    default: break; /* arrays (auto-FOX's [0, 1, 2]) are no version we know */
     }
   }
-  case H5T_FLOAT:
-    if (sz == 4)
-      return CK_DT_FLOAT;
-    if (sz == 8)
-      return CK_DT_DOUBLE;
-    return is_half(t) ? CK_DT_HALF : -1;
-  case H5T_ENUM:
-    return bool_enum(t) ? CK_DT_BOOL : -1;
-  case H5T_COMPOUND:
-    return complex_of(t);
-  case H5T_VLEN: {
-    hid_t base = H5Tget_super(t);
-    int ok = H5Tget_class(base) == H5T_INTEGER && H5Tget_size(base) == 1;
-    H5Tclose(base);
-    *kind = CK_H5K_VLEN_BYTES;
-    return ok ? CK_DT_STRING : -1;
-  }
-  case H5T_STRING:
-    *kind = H5Tis_variable_str(t) > 0 ? CK_H5K_VLEN_STR : CK_H5K_FIXED_STR;
-    return CK_DT_STRING;
-  default:
-    return -1;
-  }
+  return 0;
 }
 
-/* Cerebras 0.5: "<key>.__metadata__" root attribute with {"dtypes": ["torch.bfloat16"], ...}. */
-static int meta_dtype(struct ck_h5r *r, const char *key)
+static int root_evidence(struct ck_h5r *r, hid_t root)
 {
-  char attr[1200], json[4096], first[64];
-  hid_t root;
-  int dt = -1;
+  hsize_t idx = 0;
 
-  snprintf(attr, sizeof(attr), "%s.__metadata__", key);
-  root = H5Gopen2(r->file, "/", H5P_DEFAULT);
-  if (ck_h5_attr_get_str(root, attr, json, sizeof(json)) == 0 &&
-      ck_json_first_string(json, strlen(json), "dtypes", first, sizeof(first)) == 0) {
-    if (strcmp(first, "torch.bfloat16") == 0)
-      dt = CK_DT_BFLOAT16;
-    else if (strcmp(first, "torch.float16") == 0)
-      dt = CK_DT_HALF;
-    else if (strcmp(first, "torch.bool") == 0)
-      dt = CK_DT_BOOL;
+  if (H5Aiterate2(root, H5_INDEX_NAME, H5_ITER_INC, &idx, root_attr, r) < 0) {
+    if (r->oom)
+      return ck_err_set(r->err, -ENOMEM, "out of memory");
+    return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot read the root group's attributes", r->path);
   }
-  H5Gclose(root);
-  return dt;
+  if (r->nmeta > 1)
+    qsort(r->meta, r->nmeta, sizeof(*r->meta), cmp_meta);
+  return 0;
 }
 
-/* Apply the attributes that override the element type; -1 if they contradict it. */
-static int refine_dtype(struct ck_h5r *r, hid_t ds, const char *key, int dt, const struct ck_h5_tensor *t)
+static int meta_lookup(const struct ck_h5r *r, const char *key)
 {
-  char s[64];
+  struct meta k = { (char *)key, 0 }, *m;
+
+  m = r->nmeta ? bsearch(&k, r->meta, r->nmeta, sizeof(*r->meta), cmp_meta) : NULL;
+  return m ? m->dtype : -1;
+}
+
+/* ---- classification of one dataset ---- */
+
+/* Attributes that name the dtype; -1 (with the tf_dtype text in named) if they contradict the stored type. */
+static int refine_dtype(struct ck_h5r *r, hid_t ds, hid_t type, const char *key, int dt, int kind, char *named,
+                        size_t nlen)
+{
   long long flag;
-  int named, md;
+  int tf, md;
 
-  if (ck_h5_attr_get_str(ds, "tf_dtype", s, sizeof(s)) == 0 && (named = ck_dtype_parse(s)) > 0) {
-    if (t->kind != CK_H5K_FIXED)
-      return named == CK_DT_STRING || named == CK_DT_VARIANT ? named : -1;
-    return ck_dtype_size(named) == t->file_esize ? named : -1;
-  }
-  if (ck_h5_attr_get_int(ds, "is_bfloat16", &flag) == 0 && flag && t->file_esize == 2 && t->kind == CK_H5K_FIXED)
+  if (ck_h5_attr_get_str(ds, "tf_dtype", named, nlen) == 0 && (tf = ck_dtype_parse(named)) > 0)
+    return ck_h5_dtype_fits(tf, type, kind) ? tf : -1;
+  named[0] = 0;
+  if (ck_h5_attr_get_int(ds, "is_bfloat16", &flag) == 0 && flag && ck_h5_dtype_fits(CK_DT_BFLOAT16, type, kind))
     return CK_DT_BFLOAT16;
-  if (r->cerebras05 && (md = meta_dtype(r, key)) > 0 && ck_dtype_size(md) == t->file_esize)
+  if ((md = meta_lookup(r, key)) > 0 && ck_h5_dtype_fits(md, type, kind))
     return md;
   return dt;
 }
@@ -274,102 +252,121 @@ static int add_tensor(struct ck_h5r *r, struct ck_h5_tensor *t)
   return 0;
 }
 
-/* Where raw little-endian bytes can be read directly, their file offset. */
-static uint64_t raw_offset(hid_t ds, hid_t type, const struct ck_h5_tensor *t)
+/* Raw pread is allowed only for exact layouts in contiguous, unfiltered storage of this file. */
+static uint64_t raw_offset(const struct ck_h5r *r, hid_t ds, int exact, const struct ck_h5_tensor *t)
 {
   hid_t dcpl = H5Dget_create_plist(ds);
-  int contiguous = H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0;
+  int contiguous = H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
+                   H5Pget_external_count(dcpl) == 0;
   haddr_t off = H5Dget_offset(ds);
-  H5T_class_t c = H5Tget_class(type);
-  int le = 1;
 
   H5Pclose(dcpl);
-  if (c == H5T_INTEGER || c == H5T_FLOAT || c == H5T_ENUM)
-    le = H5Tget_order(type) == H5T_ORDER_LE || H5Tget_size(type) == 1;
-  if (c == H5T_COMPOUND) {
-    hid_t m = H5Tget_member_type(type, 0);
-    le = H5Tget_order(m) == H5T_ORDER_LE && H5Tget_member_offset(type, 1) == H5Tget_size(m) &&
-         H5Tget_size(type) == 2 * H5Tget_size(m);
-    H5Tclose(m);
-  }
-  if (!contiguous || !le || off == HADDR_UNDEF || t->kind != CK_H5K_FIXED || t->nelem == 0)
+  H5Eclear2(H5E_DEFAULT);
+  if (!exact || !contiguous || r->fd < 0 || off == HADDR_UNDEF || t->kind != CK_H5K_FIXED || t->nelem == 0)
     return 0;
   return (uint64_t)off;
+}
+
+static int has_escape(const char *s)
+{
+  for (; *s; s++)
+    if (s[0] == '%' && ck_hexval(s[1]) >= 0 && ck_hexval(s[2]) >= 0)
+      return 1;
+  return 0;
+}
+
+/* Cerebras' own attributes on root-level datasets are evidence of its legacy layout. */
+static void dataset_evidence(struct ck_h5r *r, hid_t ds, const char *key)
+{
+  if (strchr(key, '/') != NULL)
+    return;
+  if (has_escape(key))
+    r->ev.escaped_names = 1;
+  if (!r->ev.cerebras_marks && (H5Aexists(ds, "__H5_TYPE__") > 0 || H5Aexists(ds, "is_bfloat16") > 0))
+    r->ev.cerebras_marks = 1;
+  H5Eclear2(H5E_DEFAULT);
+}
+
+static int shape_of(struct ck_h5r *r, hid_t space, const char *path, struct ck_h5_tensor *t)
+{
+  H5S_class_t sc = H5Sget_simple_extent_type(space);
+  hsize_t hd[CK_MAX_RANK];
+  int rank = sc == H5S_SCALAR ? 0 : H5Sget_simple_extent_ndims(space);
+
+  if (rank < 0 || rank > CK_MAX_RANK)
+    return ck_err_set(r->err, CK_EUNSUP, "%s: dataset %s: rank %d is not supported", r->path, path, rank);
+  if (rank > 0 && H5Sget_simple_extent_dims(space, hd, NULL) != rank)
+    return ck_h5_err(r->err, CK_EFORMAT, "%s: dataset %s: cannot read its shape", r->path, path);
+  t->rank = rank;
+  t->nelem = 1;
+  if ((t->dims = calloc((size_t)rank + 1, sizeof(int64_t))) == NULL)
+    return ck_err_set(r->err, -ENOMEM, "out of memory");
+  for (int d = 0; d < rank; d++) {
+    t->dims[d] = (int64_t)hd[d];
+    if (hd[d] != 0 && t->nelem > (uint64_t)INT64_MAX / 16 / hd[d])
+      return ck_err_set(r->err, CK_EFORMAT, "%s: dataset %s: element count overflows", r->path, path);
+    t->nelem *= hd[d];
+  }
+  return 0;
+}
+
+/* dtype, from the stored type and the attributes; how its bytes may be read. */
+static int type_of(struct ck_h5r *r, hid_t ds, hid_t type, const char *path, const char *key, struct ck_h5_tensor *t,
+                   int *exact)
+{
+  char named[64];
+  const char *why;
+  int dt = ck_h5_dtype_of_type(type, &t->kind, &t->file_esize);
+  hid_t mt;
+
+  *exact = 1;
+  if (dt < 0)
+    return ck_err_set(r->err, CK_EUNSUP, "%s: dataset %s: unsupported element type (%s, %zu bytes)", r->path, path,
+                      ck_h5_class_name(H5Tget_class(type)), H5Tget_size(type));
+  if ((t->dtype = refine_dtype(r, ds, type, key, dt, t->kind, named, sizeof(named))) < 0)
+    return ck_err_set(r->err, CK_EFORMAT,
+                      "%s: dataset %s: its tf_dtype attribute (%s) does not match its stored type (%s%s, %zu bytes)",
+                      r->path, path, named, H5Tget_class(type) == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_NONE
+                      ? "unsigned " : "", ck_h5_class_name(H5Tget_class(type)), H5Tget_size(type));
+  if (t->kind != CK_H5K_FIXED)
+    return 0;
+  if (ck_dtype_size(t->dtype) == 0)
+    return ck_err_set(r->err, CK_EUNSUP, "%s: dataset %s: unsupported element type", r->path, path);
+  if ((mt = ck_h5_mem_type(type, t->dtype, exact, &why)) < 0)
+    return ck_err_set(r->err, CK_EUNSUP, "%s: dataset %s: %s as %s (%zu-byte %s); refused", r->path, path, why,
+                      ck_dtype_name(t->dtype), H5Tget_size(type), ck_h5_class_name(H5Tget_class(type)));
+  H5Tclose(mt);
+  return 0;
 }
 
 static int classify(struct ck_h5r *r, hid_t ds, const char *path, const char *key)
 {
   struct ck_h5_tensor t = { 0 };
   hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
-  H5S_class_t sc = H5Sget_simple_extent_type(space);
-  hsize_t hd[CK_MAX_RANK];
-  int dt, rank, rc = 0;
   char htype[64] = "";
+  long long v;
+  int rc, exact;
 
-  if (sc == H5S_NULL) {
+  dataset_evidence(r, ds, key);
+  if (H5Sget_simple_extent_type(space) == H5S_NULL) {
     ck_h5_attr_get_str(ds, "__H5_TYPE__", htype, sizeof(htype));
     skip(r, path, htype[0] ? htype : "empty dataset");
+    rc = 0;
     goto out;
   }
-  rank = sc == H5S_SCALAR ? 0 : H5Sget_simple_extent_ndims(space);
-  if (rank < 0 || rank > CK_MAX_RANK) {
-    rc = ck_err_set(r->err, CK_EUNSUP, "%s: dataset %s: rank %d is not supported", r->path, path, rank);
+  if ((rc = shape_of(r, space, path, &t)) != 0 || (rc = type_of(r, ds, type, path, key, &t, &exact)) != 0 ||
+      (rc = ck_h5_check_storage(ds, r->path, r->file_size, path, t.kind, t.nelem, t.file_esize, r->err)) != 0)
     goto out;
-  }
-  if ((dt = dtype_of_type(type, &t.kind, &t.file_esize)) < 0) {
-    rc = ck_err_set(r->err, CK_EUNSUP, "%s: dataset %s: unsupported element type (%s, %zu bytes)", r->path, path,
-                    class_name(H5Tget_class(type)), H5Tget_size(type));
-    goto out;
-  }
-  if (rank > 0)
-    H5Sget_simple_extent_dims(space, hd, NULL);
-  t.rank = rank;
-  t.nelem = 1;
-  if ((t.dims = calloc((size_t)rank + 1, sizeof(int64_t))) == NULL || (t.path = strdup(path)) == NULL) {
+  if ((t.path = strdup(path)) == NULL || (t.name = (uint8_t *)strdup(key)) == NULL) {
     rc = ck_err_set(r->err, -ENOMEM, "out of memory");
     goto out;
   }
-  for (int d = 0; d < rank; d++) {
-    t.dims[d] = (int64_t)hd[d];
-    if (hd[d] != 0 && t.nelem > (uint64_t)INT64_MAX / 16 / hd[d]) {
-      rc = ck_err_set(r->err, CK_EFORMAT, "%s: dataset %s: element count overflows", r->path, path);
-      goto out;
-    }
-    t.nelem *= hd[d];
-  }
-  t.dtype = refine_dtype(r, ds, key, dt, &t);
-  if (t.dtype < 0) {
-    rc = ck_err_set(r->err, CK_EFORMAT, "%s: dataset %s: its tf_dtype attribute does not fit its element type",
-                    r->path, path);
-    goto out;
-  }
-  if (ck_dtype_size(t.dtype) == 0 && t.kind == CK_H5K_FIXED) {
-    rc = ck_err_set(r->err, CK_EUNSUP, "%s: dataset %s: unsupported element type", r->path, path);
-    goto out;
-  }
-  if (r->unquote_root && strchr(key, '/') == NULL)
-    rc = ck_h5_unquote(key, &t.name, &t.nlen);
-  else
-    rc = (t.name = (uint8_t *)strdup(key)) ? (t.nlen = strlen(key), 0) : -ENOMEM;
-  if (rc != 0) {
-    ck_err_set(r->err, rc, "out of memory");
-    goto out;
-  }
-  {
-    long long crc;
-    if (ck_h5_attr_get_int(ds, "tf_crc32c", &crc) == 0) {
-      t.has_crc = 1;
-      t.tf_crc32c = (uint32_t)crc;
-    }
-  }
-  {
-    long long ord;
-    if (ck_h5_attr_get_int(ds, "ckptd_order", &ord) == 0 && ord >= 0) {
-      t.has_order = 1;
-      t.order = (uint64_t)ord;
-    }
-  }
-  t.raw_offset = raw_offset(ds, type, &t);
+  t.nlen = strlen(key);
+  if ((t.has_crc = ck_h5_attr_get_int(ds, "tf_crc32c", &v) == 0))
+    t.tf_crc32c = (uint32_t)v;
+  if ((t.has_order = ck_h5_attr_get_int(ds, "ckptd_order", &v) == 0 && v >= 0))
+    t.order = (uint64_t)v;
+  t.raw_offset = raw_offset(r, ds, exact, &t);
   if (t.raw_offset && (t.raw_offset > r->file_size || t.nelem * t.file_esize > r->file_size - t.raw_offset)) {
     rc = ck_err_set(r->err, CK_ETRUNC, "%s: dataset %s: data at offset %llu lies past the end of the file (truncated?)",
                     r->path, path, (unsigned long long)t.raw_offset);
@@ -386,35 +383,126 @@ out:
   return rc;
 }
 
-struct visit_ctx {
-  struct ck_h5r *r;
-  const char *prefix; /* path of the group being visited, "" for the root */
+/* ---- the walk: iterative, depth-first in link order ---- */
+
+/* Deeper nesting is refused (no checkpoint layout nests names this deep). */
+#define CK_H5_MAX_DEPTH 1024
+
+struct child {
+  char *name;
+  int hard;
 };
 
-static int walk_group(struct ck_h5r *r, hid_t g, const char *prefix);
+struct frame {
+  hid_t g;
+  size_t plen;       /* length of the group's key (its path without the leading '/') */
+  struct child *c;
+  size_t n, cap, next;
+};
 
-static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *data)
+static herr_t list_child(hid_t g, const char *name, const H5L_info_t *info, void *data)
 {
-  struct visit_ctx *v = data;
-  struct ck_h5r *r = v->r;
-  char *key = v->prefix[0] ? ck_asprintf("%s/%s", v->prefix, name) : strdup(name);
-  char *path = key ? ck_asprintf("/%s", key) : NULL;
+  struct frame *f = data;
+
+  (void)g;
+  if (f->n == f->cap) {
+    size_t cap = f->cap ? f->cap * 2 : 16;
+    struct child *c = realloc(f->c, cap * sizeof(*c));
+    if (c == NULL)
+      return -1;
+    f->c = c;
+    f->cap = cap;
+  }
+  if ((f->c[f->n].name = strdup(name)) == NULL)
+    return -1;
+  f->c[f->n++].hard = info->type == H5L_TYPE_HARD;
+  return 0;
+}
+
+/* A group's links in creation order where tracked, else name order (as h5py lists them). */
+static int list_group(struct ck_h5r *r, struct frame *f, const char *key)
+{
+  hid_t gcpl = H5Gget_create_plist(f->g);
+  unsigned flags = 0;
+  hsize_t idx = 0;
+  herr_t st;
+
+  if (gcpl >= 0) {
+    H5Pget_link_creation_order(gcpl, &flags);
+    H5Pclose(gcpl);
+  }
+  st = H5Literate(f->g, flags & H5P_CRT_ORDER_INDEXED ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME, H5_ITER_INC, &idx,
+                  list_child, f);
+  if (st < 0)
+    return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot list group /%s", r->path, key);
+  return 0;
+}
+
+static void frame_free(struct frame *f)
+{
+  for (size_t i = 0; i < f->n; i++)
+    free(f->c[i].name);
+  free(f->c);
+  if (f->g >= 0)
+    H5Gclose(f->g);
+  memset(f, 0, sizeof(*f));
+  f->g = H5I_INVALID_HID;
+}
+
+/* Groups reached through a second hard link are listed once (links may form cycles). */
+static int seen_group(struct ck_h5r *r, haddr_t addr)
+{
+  size_t mask, i;
+
+  if (r->nseen * 2 >= r->seencap) {
+    size_t cap = r->seencap ? r->seencap * 2 : 64;
+    haddr_t *ns = malloc(cap * sizeof(*ns)), *old = r->seen;
+    size_t oldcap = r->seencap;
+    if (ns == NULL)
+      return -ENOMEM;
+    for (i = 0; i < cap; i++)
+      ns[i] = HADDR_UNDEF;
+    r->seen = ns;
+    r->seencap = cap;
+    r->nseen = 0;
+    for (i = 0; i < oldcap; i++)
+      if (old[i] != HADDR_UNDEF)
+        seen_group(r, old[i]);
+    free(old);
+  }
+  mask = r->seencap - 1;
+  for (i = (size_t)(addr * 0x9E3779B97F4A7C15ull >> 17) & mask; r->seen[i] != HADDR_UNDEF; i = (i + 1) & mask)
+    if (r->seen[i] == addr)
+      return 1;
+  r->seen[i] = addr;
+  r->nseen++;
+  return 0;
+}
+
+/* One link of group g: classify a dataset, skip what is not one; *sub gets a group to enter. */
+static int visit(struct ck_h5r *r, hid_t g, const struct child *c, const char *key, hid_t *sub)
+{
+  char *path = ck_asprintf("/%s", key);
   H5O_info_t oi;
   int rc = 0;
 
-  if (key == NULL || path == NULL) {
+  *sub = H5I_INVALID_HID;
+  if (path == NULL) {
     rc = ck_err_set(r->err, -ENOMEM, "out of memory");
-  } else if (info->type != H5L_TYPE_HARD) {
+  } else if (!c->hard) {
     skip(r, path, "link");
-  } else if (H5Oget_info_by_name(g, name, &oi, H5P_DEFAULT) < 0) {
+  } else if (H5Oget_info_by_name(g, c->name, &oi, H5P_DEFAULT) < 0) {
     rc = ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot read object header", r->path, path);
   } else if (oi.type == H5O_TYPE_GROUP) {
-    hid_t sub = H5Gopen2(g, name, H5P_DEFAULT);
-    rc = sub < 0 ? ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot open group", r->path, path) : walk_group(r, sub, key);
-    if (sub >= 0)
-      H5Gclose(sub);
+    if ((rc = seen_group(r, oi.addr)) > 0)
+      skip(r, path, "group already listed through another link");
+    else if (rc < 0)
+      ck_err_set(r->err, rc, "out of memory");
+    else if ((*sub = H5Gopen2(g, c->name, H5P_DEFAULT)) < 0)
+      rc = ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot open group", r->path, path);
+    rc = rc > 0 ? 0 : rc;
   } else if (oi.type == H5O_TYPE_DATASET) {
-    hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(g, c->name, H5P_DEFAULT);
     rc = ds < 0 ? ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot open dataset", r->path, path)
                 : classify(r, ds, path, key);
     if (ds >= 0)
@@ -422,66 +510,76 @@ static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *dat
   } else {
     skip(r, path, "not a dataset");
   }
-  free(key);
   free(path);
-  r->rc = rc;
-  return rc == 0 ? 0 : -1;
+  return rc;
 }
 
-static int walk_group(struct ck_h5r *r, hid_t g, const char *prefix)
+static int key_set(char **key, size_t *cap, size_t plen, const char *name)
 {
-  struct visit_ctx v = { r, prefix };
-  hid_t gcpl = H5Gget_create_plist(g);
-  unsigned flags = 0;
-  hsize_t idx = 0;
-  herr_t st;
+  size_t n = strlen(name), need = plen + 1 + n + 1;
 
-  H5Pget_link_creation_order(gcpl, &flags);
-  H5Pclose(gcpl);
-  r->rc = 0;
-  if (flags & H5P_CRT_ORDER_INDEXED)
-    st = H5Literate(g, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, visit, &v);
-  else
-    st = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, visit, &v);
-  if (st < 0 && r->rc == 0)
-    return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot list group /%s", r->path, prefix);
-  return r->rc;
-}
-
-static int root_checks(struct ck_h5r *r, hid_t root)
-{
-  char ver[32] = "";
-  long long success = 0, dummy;
-  int ours = H5Aexists(root, "ckptd_version") > 0;
-  int has_success = ck_h5_attr_get_int(root, "__SUCCESS__", &success) == 0 && success;
-  H5O_info_t oi;
-
-  if (ck_h5_attr_get_str(root, "__version__", ver, sizeof(ver)) != 0 && ck_h5_attr_get_int(root, "__version__", &dummy) != 0) {
-    double d;
-    hid_t a = H5Aexists(root, "__version__") > 0 ? H5Aopen(root, "__version__", H5P_DEFAULT) : -1;
-    if (a >= 0) {
-      if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) >= 0)
-        snprintf(ver, sizeof(ver), "%g", d);
-      H5Aclose(a);
-    }
+  if (need > *cap) {
+    char *k = realloc(*key, need * 2);
+    if (k == NULL)
+      return -ENOMEM;
+    *key = k;
+    *cap = need * 2;
   }
-  /* any "<key>.__metadata__" root attribute also marks the 0.5 format */
-  if (H5Oget_info(root, &oi) >= 0 && oi.num_attrs > 0) {
-    for (hsize_t i = 0; i < oi.num_attrs && !r->cerebras05; i++) {
-      char name[1024];
-      ssize_t n = H5Aget_name_by_idx(root, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof(name), H5P_DEFAULT);
-      if (n > 13 && (size_t)n < sizeof(name) && strcmp(name + n - 13, ".__metadata__") == 0)
-        r->cerebras05 = 1;
-    }
-  }
-  if (strcmp(ver, "0.5") == 0 || strtod(ver, NULL) >= 0.5)
-    r->cerebras05 = 1;
-  if ((r->cerebras05 || ours) && !has_success)
-    return ck_err_set(r->err, CK_EFORMAT, "%s: no __SUCCESS__ attribute: the %s checkpoint was not completely saved",
-                      r->path, ours ? "ckptd" : "Cerebras 0.5");
-  r->unquote_root = ours || (!r->cerebras05 && (ver[0] || H5Aexists(root, "__spec__") > 0));
+  if (plen > 0)
+    (*key)[plen++] = '/';
+  memcpy(*key + plen, name, n + 1);
   return 0;
 }
+
+static int walk(struct ck_h5r *r, hid_t root)
+{
+  struct frame *st = calloc(CK_H5_MAX_DEPTH, sizeof(*st));
+  size_t depth = 0, kcap = 256;
+  char *key = calloc(1, kcap);
+  int rc = 0;
+
+  if (st == NULL || key == NULL) {
+    rc = ck_err_set(r->err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  st[depth].g = H5Oopen(root, ".", H5P_DEFAULT);
+  if (st[depth++].g < 0 || (rc = list_group(r, &st[0], "")) != 0) {
+    rc = rc ? rc : ck_h5_err(r->err, CK_EFORMAT, "%s: cannot open the root group", r->path);
+    goto out;
+  }
+  while (depth > 0 && rc == 0) {
+    struct frame *f = &st[depth - 1];
+    hid_t sub;
+    if (f->next == f->n) {
+      frame_free(f);
+      depth--;
+      continue;
+    }
+    if ((rc = key_set(&key, &kcap, f->plen, f->c[f->next].name)) != 0) {
+      ck_err_set(r->err, rc, "out of memory");
+      break;
+    }
+    if ((rc = visit(r, f->g, &f->c[f->next++], key, &sub)) != 0 || sub < 0)
+      continue;
+    if (depth == CK_H5_MAX_DEPTH) {
+      H5Gclose(sub);
+      rc = ck_err_set(r->err, CK_ELIMIT, "%s: groups nested deeper than %d levels (at /%.60s...)", r->path,
+                      CK_H5_MAX_DEPTH, key);
+      break;
+    }
+    st[depth].g = sub;
+    st[depth].plen = strlen(key);
+    rc = list_group(r, &st[depth++], key);
+  }
+out:
+  while (st && depth > 0)
+    frame_free(&st[--depth]);
+  free(st);
+  free(key);
+  return rc;
+}
+
+/* ---- after the walk ---- */
 
 static int cmp_order(const void *pa, const void *pb)
 {
@@ -490,28 +588,34 @@ static int cmp_order(const void *pa, const void *pb)
   return a->order < b->order ? -1 : a->order > b->order;
 }
 
-/* Cerebras 0.5 keeps scalars, strings and None only in "<key>.__metadata__": list them. */
-static void skip_metadata_only(struct ck_h5r *r, hid_t root)
+static int cmp_name_ptr(const void *pa, const void *pb)
 {
-  H5O_info_t oi;
+  return strcmp(*(const char *const *)pa, *(const char *const *)pb);
+}
 
-  if (!r->cerebras05 || H5Oget_info(root, &oi) < 0)
-    return;
-  for (hsize_t i = 0; i < oi.num_attrs; i++) {
-    char name[1024];
-    ssize_t n = H5Aget_name_by_idx(root, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof(name), H5P_DEFAULT);
-    int found = 0;
-    if (n <= 13 || (size_t)n >= sizeof(name) || strcmp(name + n - 13, ".__metadata__") != 0)
-      continue;
-    name[n - 13] = 0;
-    for (size_t k = 0; k < r->n && !found; k++)
-      found = strcmp((const char *)r->t[k].name, name) == 0;
-    if (!found) {
-      char path[1100];
-      snprintf(path, sizeof(path), "/%s", name);
-      skip(r, path, "value only in metadata");
+/* Cerebras 0.5 keeps scalars, strings and None only in "<key>.__metadata__": list them. */
+static int skip_metadata_only(struct ck_h5r *r)
+{
+  const char **names;
+
+  if (r->nmeta == 0)
+    return 0;
+  if ((names = malloc((r->n ? r->n : 1) * sizeof(*names))) == NULL)
+    return ck_err_set(r->err, -ENOMEM, "out of memory");
+  for (size_t k = 0; k < r->n; k++)
+    names[k] = (const char *)r->t[k].name;
+  qsort(names, r->n, sizeof(*names), cmp_name_ptr);
+  for (size_t i = 0; i < r->nmeta; i++) {
+    const char *key = r->meta[i].key;
+    if (r->n == 0 || bsearch(&key, names, r->n, sizeof(*names), cmp_name_ptr) == NULL) {
+      char *path = ck_asprintf("/%s", key);
+      if (path)
+        skip(r, path, "value only in metadata");
+      free(path);
     }
   }
+  free(names);
+  return 0;
 }
 
 /* ckptd's nested layout records the data order that its groups scatter. */
@@ -525,21 +629,86 @@ static void sort_by_order(struct ck_h5r *r)
   qsort(r->t, r->n, sizeof(*r->t), cmp_order);
 }
 
-int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err)
+/* Root-level names of the quote()-escaped layouts become tensor names. */
+static int unquote_names(struct ck_h5r *r)
 {
-  struct ck_h5r *r = calloc(1, sizeof(*r));
-  struct stat st;
-  hid_t root;
+  for (size_t i = 0; i < r->n; i++) {
+    struct ck_h5_tensor *t = &r->t[i];
+    uint8_t *name;
+    size_t len;
+    if (strchr((const char *)t->name, '/') != NULL)
+      continue;
+    if (ck_h5_unquote((const char *)t->name, &name, &len) != 0)
+      return ck_err_set(r->err, -ENOMEM, "out of memory");
+    free(t->name);
+    t->name = name;
+    t->nlen = len;
+  }
+  return 0;
+}
+
+/* Gather the evidence, walk, decide the layout, and finish the listing. */
+static int load(struct ck_h5r *r)
+{
+  hid_t root = H5Gopen2(r->file, "/", H5P_DEFAULT);
   int rc;
 
+  if (root < 0)
+    return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot open the root group", r->path);
+  if ((rc = root_evidence(r, root)) == 0)
+    rc = walk(r, root);
+  H5Gclose(root);
+  if (rc != 0)
+    return rc;
+  ck_h5_detect(&r->ev, &r->layout);
+  if (r->layout.refuse)
+    return ck_err_set(r->err, CK_EFORMAT, "%s: %s", r->path, r->layout.refuse);
+  if (r->layout.unquote_root && (rc = unquote_names(r)) != 0)
+    return rc;
+  if ((rc = skip_metadata_only(r)) != 0)
+    return rc;
+  sort_by_order(r);
+  return 0;
+}
+
+static struct ck_h5r *reader_new(const char *path, struct ck_err *err)
+{
+  struct ck_h5r *r = calloc(1, sizeof(*r));
+
   ck_h5_init();
-  *out = NULL;
   if (r == NULL || (r->path = strdup(path)) == NULL) {
     free(r);
-    return ck_err_set(err, -ENOMEM, "out of memory");
+    ck_err_set(err, -ENOMEM, "out of memory");
+    return NULL;
   }
   r->err = err;
   r->file = H5I_INVALID_HID;
+  r->fd = -1;
+  return r;
+}
+
+static int finish_open(struct ck_h5r *r, struct ck_h5r **out)
+{
+  int rc = load(r);
+
+  if (rc != 0) {
+    ck_h5r_close(r);
+    return rc;
+  }
+  r->err = NULL;
+  *out = r;
+  return 0;
+}
+
+int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err)
+{
+  struct ck_h5r *r;
+  struct stat st;
+  int rc;
+
+  *out = NULL;
+  if ((r = reader_new(path, err)) == NULL)
+    return -ENOMEM;
   if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(r->fd, &st) != 0) {
     rc = ck_err_set(err, errno == ENOENT ? CK_ENOTFOUND : -errno, "%s: %s", path, strerror(errno));
     goto fail;
@@ -553,24 +722,42 @@ int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err)
     rc = ck_h5_err(err, CK_EFORMAT, "%s: cannot open as HDF5 (truncated or corrupt?)", path);
     goto fail;
   }
-  root = H5Gopen2(r->file, "/", H5P_DEFAULT);
-  if ((rc = root_checks(r, root)) == 0)
-    rc = walk_group(r, root, "");
-  if (rc == 0)
-    skip_metadata_only(r, root);
-  H5Gclose(root);
-  if (rc != 0)
-    goto fail;
-  sort_by_order(r);
-  r->err = NULL;
-  *out = r;
-  return 0;
+  return finish_open(r, out);
 fail:
   ck_h5r_close(r);
   return rc;
 }
 
+int ck_h5r_open_image(const void *image, size_t len, const char *name, struct ck_h5r **out, struct ck_err *err)
+{
+  struct ck_h5r *r;
+  hid_t fapl;
+  int rc;
+
+  *out = NULL;
+  if ((r = reader_new(name, err)) == NULL)
+    return -ENOMEM;
+  r->file_size = len;
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  /* the core driver on a copy of the bytes, never written back */
+  if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 || H5Pset_file_image(fapl, (void *)image, len) < 0 ||
+      (r->file = H5Fopen(name, H5F_ACC_RDONLY, fapl)) < 0) {
+    rc = ck_h5_err(err, CK_EFORMAT, "%s: cannot open as HDF5 (truncated or corrupt?)", name);
+    if (fapl >= 0)
+      H5Pclose(fapl);
+    ck_h5r_close(r);
+    return rc;
+  }
+  H5Pclose(fapl);
+  return finish_open(r, out);
+}
+
 /* ---- streaming in TensorFlow's layout ---- */
+
+/* A single string or variant element larger than this is refused: a batch holds at
+ * most the caller's buffer size of element bytes, or one element up to this size. */
+#define CK_H5_ELEM_MAX (64u << 20)
+#define BATCH_MAX 4096
 
 struct emitter {
   uint8_t *buf;
@@ -610,12 +797,13 @@ static int emit_flush(struct emitter *e)
 }
 
 static int read_sel(struct ck_h5r *r, hid_t ds, int rank, const uint64_t *start, const uint64_t *count, hid_t mt,
-                    void *out, struct ck_err *err, const char *path)
+                    hid_t dxpl, void *out)
 {
   hsize_t s[CK_MAX_RANK], c[CK_MAX_RANK];
   hid_t fspace = H5Dget_space(ds), mspace;
   herr_t st;
 
+  (void)r;
   if (rank == 0) {
     mspace = H5Screate(H5S_SCALAR);
   } else {
@@ -626,15 +814,16 @@ static int read_sel(struct ck_h5r *r, hid_t ds, int rank, const uint64_t *start,
     H5Sselect_hyperslab(fspace, H5S_SELECT_SET, s, NULL, c, NULL);
     mspace = H5Screate_simple(rank, c, NULL);
   }
-  int rc = 0;
-
-  st = H5Dread(ds, mt, mspace, fspace, H5P_DEFAULT, out);
-  if (st < 0)
-    rc = ck_h5_err(err, CK_EFORMAT, "%s: %s: read failed (corrupt, truncated, or a filter is missing)", r->path,
-                   path);
+  st = H5Dread(ds, mt, mspace, fspace, dxpl, out);
   H5Sclose(mspace);
   H5Sclose(fspace);
-  return rc;
+  return st < 0 ? -1 : 0;
+}
+
+static int read_failed(struct ck_h5r *r, const struct ck_h5_tensor *t, struct ck_err *err)
+{
+  return ck_h5_err(err, CK_EFORMAT, "%s: %s: read failed (corrupt, truncated, or a filter is missing)", r->path,
+                   t->path);
 }
 
 static int stream_fixed(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t, void *buf, size_t bufsize,
@@ -643,10 +832,11 @@ static int stream_fixed(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t
   size_t esize = ck_dtype_size(t->dtype);
   uint64_t total = t->nelem * esize, start[CK_MAX_RANK], count[CK_MAX_RANK], off, n;
   struct ck_blocks b;
-  hid_t mt;
-  int rc = 0;
+  const char *why;
+  hid_t ft, mt;
+  int rc = 0, exact;
 
-  if (t->raw_offset) {
+  if (t->raw_offset && r->fd >= 0) {
     for (uint64_t pos = 0; pos < total && rc == 0; pos += n) {
       n = total - pos < bufsize ? total - pos : bufsize;
       if ((rc = ck_pread_full(r->fd, buf, (size_t)n, t->raw_offset + pos)) != 0)
@@ -658,45 +848,108 @@ static int stream_fixed(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t
   }
   if (bufsize < esize)
     return ck_err_set(err, CK_EINVAL, "buffer smaller than one element");
-  mt = ck_h5_type_for(t->dtype);
+  ft = H5Dget_type(ds);
+  mt = ck_h5_mem_type(ft, t->dtype, &exact, &why);
+  H5Tclose(ft);
+  if (mt < 0)
+    return ck_err_set(err, CK_EUNSUP, "%s: %s: %s", r->path, t->path, why);
   ck_blocks_init(&b, t->rank, t->dims, bufsize / esize);
   while (rc == 0 && ck_blocks_next(&b, start, count, &off, &n)) {
-    if ((rc = read_sel(r, ds, t->rank, start, count, mt, buf, err, t->path)) == 0)
+    if (read_sel(r, ds, t->rank, start, count, mt, H5P_DEFAULT, buf) != 0)
+      rc = read_failed(r, t, err);
+    else
       rc = fn(ctx, buf, (size_t)(n * esize));
   }
   H5Tclose(mt);
   return rc;
 }
 
-/* A batch of variable-length elements read as (pointer, length) pairs. */
-struct vbatch {
-  hid_t mt;
-  int kind;
-  size_t fixed_size;
-  void *raw;       /* hvl_t[], char*[], or fixed-size strings */
-  size_t n;
-  hid_t mspace;
-  hid_t ds;
+/* Variable-length memory HDF5 allocates while reading a batch: counted against the
+ * batch's budget and all freed after the batch, whether the read succeeded or not. */
+struct vmem {
+  struct vblk *head;
+  size_t used, limit;
+  int over;
 };
 
-static int vbatch_read(struct ck_h5r *r, struct vbatch *v, const struct ck_h5_tensor *t, const uint64_t *start,
-                       const uint64_t *count, size_t n, struct ck_err *err)
-{
-  size_t each = v->kind == CK_H5K_VLEN_BYTES ? sizeof(hvl_t) : v->kind == CK_H5K_VLEN_STR ? sizeof(char *) : v->fixed_size;
+struct vblk {
+  struct vblk *prev, *next;
+  max_align_t align[];
+};
 
-  v->n = n;
-  if ((v->raw = calloc(n ? n : 1, each)) == NULL)
-    return ck_err_set(err, -ENOMEM, "out of memory");
-  return read_sel(r, v->ds, t->rank, start, count, v->mt, v->raw, err, t->path);
+static void *vmem_alloc(size_t size, void *info)
+{
+  struct vmem *m = info;
+  struct vblk *b;
+
+  if (size > m->limit - m->used) {
+    m->over = 1;
+    return NULL;
+  }
+  if ((b = malloc(sizeof(*b) + size)) == NULL)
+    return NULL;
+  m->used += size;
+  b->prev = NULL;
+  b->next = m->head;
+  if (m->head)
+    m->head->prev = b;
+  m->head = b;
+  return b->align;
 }
 
-static void vbatch_elem(const struct vbatch *v, size_t i, const uint8_t **p, size_t *len)
+static void vmem_free(void *p, void *info)
 {
-  if (v->kind == CK_H5K_VLEN_BYTES) {
+  struct vmem *m = info;
+  struct vblk *b;
+
+  if (p == NULL)
+    return;
+  b = (struct vblk *)((char *)p - offsetof(struct vblk, align));
+  if (b->prev)
+    b->prev->next = b->next;
+  else
+    m->head = b->next;
+  if (b->next)
+    b->next->prev = b->prev;
+  free(b);
+}
+
+static void vmem_reset(struct vmem *m)
+{
+  while (m->head) {
+    struct vblk *b = m->head;
+    m->head = b->next;
+    free(b);
+  }
+  m->used = 0;
+  m->over = 0;
+}
+
+/* One pass over all elements in bounded batches; cb gets each element. */
+typedef int (*elem_fn)(void *ctx, const uint8_t *p, size_t len);
+
+struct velems {
+  struct ck_h5r *r;
+  const struct ck_h5_tensor *t;
+  hid_t ds, mt, dxpl;
+  size_t each;        /* bytes per element in the batch array */
+  size_t fixed_size;  /* fixed-length strings */
+  size_t bufsize;
+  uint64_t batch, fit; /* planned and currently fitting elements per read */
+  void *raw;          /* hvl_t[], char*[], or fixed-size strings: BATCH_MAX elements at most */
+  struct vmem mem;
+  elem_fn cb;
+  void *ctx;
+  struct ck_err *err;
+};
+
+static void velem(const struct velems *v, size_t i, const uint8_t **p, size_t *len)
+{
+  if (v->t->kind == CK_H5K_VLEN_BYTES) {
     const hvl_t *h = (const hvl_t *)v->raw + i;
     *p = h->p;
     *len = h->len;
-  } else if (v->kind == CK_H5K_VLEN_STR) {
+  } else if (v->t->kind == CK_H5K_VLEN_STR) {
     const char *s = ((char *const *)v->raw)[i];
     *p = (const uint8_t *)(s ? s : "");
     *len = s ? strlen(s) : 0;
@@ -710,16 +963,60 @@ static void vbatch_elem(const struct vbatch *v, size_t i, const uint8_t **p, siz
   }
 }
 
-static void vbatch_free(struct vbatch *v, const struct ck_h5_tensor *t)
+static int box_read(struct velems *v, const uint64_t *start, const uint64_t *count, uint64_t n);
+
+/* Read a box in sub-boxes of at most m elements, in order. */
+static int box_split(struct velems *v, const uint64_t *start, const uint64_t *count, uint64_t m)
 {
-  if (v->raw && v->kind != CK_H5K_FIXED_STR) {
-    hsize_t c = v->n;
-    hid_t space = t->rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &c, NULL);
-    H5Dvlen_reclaim(v->mt, space, H5P_DEFAULT, v->raw);
-    H5Sclose(space);
+  uint64_t s[CK_MAX_RANK], c[CK_MAX_RANK], off, k;
+  int64_t dims[CK_MAX_RANK];
+  struct ck_blocks b;
+  int rc = 0;
+
+  for (int d = 0; d < v->t->rank; d++)
+    dims[d] = (int64_t)count[d];
+  ck_blocks_init(&b, v->t->rank, dims, m);
+  while (rc == 0 && ck_blocks_next(&b, s, c, &off, &k)) {
+    for (int d = 0; d < v->t->rank; d++)
+      s[d] += start[d];
+    rc = box_read(v, s, c, k);
   }
-  free(v->raw);
-  v->raw = NULL;
+  return rc;
+}
+
+/* A batch whose elements overflow the budget is read again in halves, and later
+ * batches start from the size that fitted (v->fit), growing back while they fit easily. */
+static int box_read(struct velems *v, const uint64_t *start, const uint64_t *count, uint64_t n)
+{
+  int rc = 0;
+
+  if (n > v->fit)
+    return box_split(v, start, count, v->fit);
+  v->mem.limit = n == 1 ? (v->bufsize > CK_H5_ELEM_MAX ? v->bufsize : CK_H5_ELEM_MAX) : v->bufsize;
+  memset(v->raw, 0, (size_t)n * v->each);
+  if (read_sel(v->r, v->ds, v->t->rank, start, count, v->mt, v->dxpl, v->raw) != 0) {
+    int over = v->mem.over;
+    vmem_reset(&v->mem);
+    if (over && n > 1) {
+      H5Eclear2(H5E_DEFAULT);
+      v->fit = n / 2;
+      return box_split(v, start, count, v->fit);
+    }
+    if (over)
+      return ck_err_set(v->err, CK_ELIMIT, "%s: %s: an element is larger than the %u MiB limit", v->r->path,
+                        v->t->path, CK_H5_ELEM_MAX >> 20);
+    return read_failed(v->r, v->t, v->err);
+  }
+  if (n == v->fit && v->mem.used <= v->bufsize / 4 && v->fit < v->batch)
+    v->fit = v->fit * 2 < v->batch ? v->fit * 2 : v->batch;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const uint8_t *p;
+    size_t len;
+    velem(v, i, &p, &len);
+    rc = v->cb(v->ctx, p, len);
+  }
+  vmem_reset(&v->mem);
+  return rc;
 }
 
 static hid_t vlen_memtype(hid_t ds, int kind, size_t *fixed_size)
@@ -743,34 +1040,39 @@ static hid_t vlen_memtype(hid_t ds, int kind, size_t *fixed_size)
   return mt;
 }
 
-/* One pass over all elements in batches; cb gets each element. */
-typedef int (*elem_fn)(void *ctx, const uint8_t *p, size_t len);
-
-static int each_element(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t, elem_fn cb, void *ctx,
-                        struct ck_err *err)
+static int each_element(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t, size_t bufsize, elem_fn cb,
+                        void *ctx, struct ck_err *err)
 {
-  struct vbatch v = { .kind = t->kind, .ds = ds };
-  uint64_t start[CK_MAX_RANK], count[CK_MAX_RANK], off, n;
+  struct velems v = { .r = r, .t = t, .ds = ds, .bufsize = bufsize, .cb = cb, .ctx = ctx, .err = err };
+  uint64_t start[CK_MAX_RANK], count[CK_MAX_RANK], off, n, batch;
   struct ck_blocks b;
   int rc = 0;
 
   v.mt = vlen_memtype(ds, t->kind, &v.fixed_size);
-  if (t->kind == CK_H5K_FIXED_STR && (v.fixed_size == 0 || v.fixed_size > (64u << 20))) {
+  v.each = t->kind == CK_H5K_VLEN_BYTES ? sizeof(hvl_t) : t->kind == CK_H5K_VLEN_STR ? sizeof(char *) : v.fixed_size;
+  if (t->kind == CK_H5K_FIXED_STR && (v.fixed_size == 0 || v.fixed_size > CK_H5_ELEM_MAX)) {
     H5Tclose(v.mt);
-    return ck_err_set(err, CK_EUNSUP, "%s: %s: fixed string size %zu not supported", r->path, t->path, v.fixed_size);
+    return ck_err_set(err, CK_ELIMIT, "%s: %s: fixed string size %zu not supported (limit %u MiB)", r->path, t->path,
+                      v.fixed_size, CK_H5_ELEM_MAX >> 20);
   }
-  ck_blocks_init(&b, t->rank, t->dims, VLEN_BATCH);
-  while (rc == 0 && ck_blocks_next(&b, start, count, &off, &n)) {
-    if ((rc = vbatch_read(r, &v, t, start, count, (size_t)n, err)) == 0) {
-      for (size_t i = 0; i < n && rc == 0; i++) {
-        const uint8_t *p;
-        size_t len;
-        vbatch_elem(&v, i, &p, &len);
-        rc = cb(ctx, p, len);
-      }
-    }
-    vbatch_free(&v, t);
+  /* the batch array and, for fixed strings, its bytes stay within the buffer size */
+  batch = bufsize / v.each;
+  batch = batch < 1 ? 1 : batch > BATCH_MAX ? BATCH_MAX : batch;
+  v.dxpl = H5Pcreate(H5P_DATASET_XFER);
+  if (v.dxpl < 0 || H5Pset_vlen_mem_manager(v.dxpl, vmem_alloc, &v.mem, vmem_free, &v.mem) < 0 ||
+      (v.raw = malloc((size_t)batch * v.each)) == NULL) {
+    rc = ck_err_set(err, -ENOMEM, "out of memory");
+    goto out;
   }
+  v.batch = v.fit = batch;
+  ck_blocks_init(&b, t->rank, t->dims, batch);
+  while (rc == 0 && ck_blocks_next(&b, start, count, &off, &n))
+    rc = box_read(&v, start, count, n);
+out:
+  vmem_reset(&v.mem);
+  free(v.raw);
+  if (v.dxpl >= 0)
+    H5Pclose(v.dxpl);
   H5Tclose(v.mt);
   return rc;
 }
@@ -819,6 +1121,20 @@ static int var_cb(void *ctx, const uint8_t *p, size_t len)
   return emit(s->e, f, 4);
 }
 
+/* Open with a chunk cache that holds a row of filtered chunks: each is inflated once. */
+static hid_t open_dataset(struct ck_h5r *r, const struct ck_h5_tensor *t)
+{
+  hid_t ds = H5Dopen2(r->file, t->path, H5P_DEFAULT), dapl;
+
+  if (ds < 0 || (dapl = ck_h5_dapl_for(ds, t->kind)) == H5P_DEFAULT)
+    return ds;
+  H5Dclose(ds);
+  ds = dapl < 0 ? H5I_INVALID_HID : H5Dopen2(r->file, t->path, dapl);
+  if (dapl >= 0)
+    H5Pclose(dapl);
+  return ds;
+}
+
 int ck_h5r_stream_tf(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize, ck_chunk_fn fn,
                      void *ctx, struct ck_err *err)
 {
@@ -829,23 +1145,23 @@ int ck_h5r_stream_tf(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, 
 
   if (bufsize == 0)
     return ck_err_set(err, CK_EINVAL, "zero-sized buffer");
-  if ((ds = H5Dopen2(r->file, t->path, H5P_DEFAULT)) < 0)
+  if ((ds = open_dataset(r, t)) < 0)
     return ck_h5_err(err, CK_EFORMAT, "%s: %s: cannot open dataset", r->path, t->path);
   if (t->kind == CK_H5K_FIXED) {
     rc = stream_fixed(r, ds, t, buf, bufsize, fn, ctx, err);
   } else if (t->dtype == CK_DT_VARIANT) {
-    rc = each_element(r, ds, t, var_cb, &s, err);
+    rc = each_element(r, ds, t, bufsize, var_cb, &s, err);
     if (rc == 0)
       rc = emit_flush(&e);
   } else {
     uint8_t f[4];
     /* lengths, their checksum, then the bytes: two passes keep memory bounded */
-    rc = each_element(r, ds, t, str_len_cb, &s, err);
+    rc = each_element(r, ds, t, bufsize, str_len_cb, &s, err);
     ck_put_fixed32(f, ck_crc32c_mask(s.crc));
     if (rc == 0)
       rc = emit(&e, f, 4);
     if (rc == 0)
-      rc = each_element(r, ds, t, str_body_cb, &s, err);
+      rc = each_element(r, ds, t, bufsize, str_body_cb, &s, err);
     if (rc == 0)
       rc = emit_flush(&e);
   }

@@ -2,7 +2,8 @@
  * (byte-identical where TensorFlow's writer would be), both layouts and compressions,
  * tensors larger than the buffer, empty and 10,000-tensor checkpoints, partitioned
  * variables, and faults: not HDF5, truncated HDF5, unsupported types, unwritable
- * destinations, a full disk, a source changing under the converter. */
+ * destinations, a full disk, a source changing under the converter; the layout
+ * decision table, the bounded attribute reader, storage in other files, file images. */
 #include "config.h"
 
 #include <dirent.h>
@@ -23,6 +24,7 @@
 #include "convert.h"
 #include "dtype.h"
 #include "h5.h"
+#include "h5_internal.h"
 #include "synth.h"
 #include "tap.h"
 #include "testutil.h"
@@ -403,6 +405,164 @@ static void source_changes(void)
   ok(access(out, F_OK) != 0 && count_temps(tmp) == 0, "nothing published");
 }
 
+
+/* The layout decision, row by row (docs/h5-detection.md). */
+static void detection(void)
+{
+  static const struct {
+    struct ck_h5_evidence e;
+    int layout, unquote, refused;
+    const char *what;
+  } rows[] = {
+    { { .ckptd = 1, .success = 1 }, CK_H5_LAYOUT_CKPTD, 1, 0, "ckptd, finished" },
+    { { .ckptd = 1 }, CK_H5_LAYOUT_CKPTD, 1, 1, "ckptd without __SUCCESS__" },
+    { { .has_version_number = 1, .version = 0.3 }, CK_H5_LAYOUT_CEREBRAS_LEGACY, 1, 0, "float 0.3" },
+    { { .has_version_number = 1, .version = 0.4 }, CK_H5_LAYOUT_CEREBRAS_LEGACY, 1, 0, "\"0.4\"" },
+    { { .has_version_number = 1, .version = 0.5 }, CK_H5_LAYOUT_CEREBRAS05, 0, 1, "0.5 without __SUCCESS__" },
+    { { .has_version_number = 1, .version = 0.5, .success = 1 }, CK_H5_LAYOUT_CEREBRAS05, 0, 0, "0.5 finished" },
+    { { .metadata = 1, .success = 1 }, CK_H5_LAYOUT_CEREBRAS05, 0, 0, "metadata attributes, no version" },
+    { { .metadata = 1 }, CK_H5_LAYOUT_CEREBRAS05, 0, 1, "metadata attributes, unfinished" },
+    { { .has_version_number = 1, .version = 1.0 }, CK_H5_LAYOUT_PLAIN, 0, 0, "version 1 (not Cerebras)" },
+    { { 0 }, CK_H5_LAYOUT_PLAIN, 0, 0, "no evidence ('1.0.0', arrays)" },
+    { { .escaped_names = 1 }, CK_H5_LAYOUT_PLAIN, 0, 0, "escaped names alone" },
+    { { .cerebras_marks = 1 }, CK_H5_LAYOUT_PLAIN, 0, 0, "__H5_TYPE__ without escapes" },
+    { { .cerebras_marks = 1, .escaped_names = 1 }, CK_H5_LAYOUT_CEREBRAS_LEGACY, 1, 0, "marks and escapes" },
+    { { .spec = 1 }, CK_H5_LAYOUT_CEREBRAS_LEGACY, 1, 0, "__spec__" },
+    { { .ckptd = 1, .success = 1, .metadata = 1 }, CK_H5_LAYOUT_CKPTD, 1, 0, "ckptd wins over metadata" },
+  };
+  static const struct { const char *s; int ok; double v; } vers[] = {
+    { "0.5", 0, 0.5 }, { "0.4", 0, 0.4 }, { "12.25", 0, 12.25 }, { "1.0.0", -1, 0 }, { "0.5a", -1, 0 },
+    { ".5", -1, 0 }, { "5.", -1, 0 }, { "", -1, 0 }, { "x", -1, 0 },
+  };
+  int bad = 0;
+
+  for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    struct ck_h5_layout l;
+    ck_h5_detect(&rows[i].e, &l);
+    if (l.layout != rows[i].layout || l.unquote_root != rows[i].unquote || (l.refuse != NULL) != rows[i].refused) {
+      printf("# row %zu (%s): layout %s unquote %d refuse %s", i, rows[i].what, ck_h5_layout_name(l.layout),
+           l.unquote_root, l.refuse ? l.refuse : "-"), printf("\n");
+      bad++;
+    }
+  }
+  ok(bad == 0, "layout decision table: %zu rows", sizeof(rows) / sizeof(rows[0]));
+  bad = 0;
+  for (size_t i = 0; i < sizeof(vers) / sizeof(vers[0]); i++) {
+    double v = 0;
+    int rc = ck_h5_version_number(vers[i].s, &v);
+    if (rc != vers[i].ok || (rc == 0 && v != vers[i].v))
+      bad++, printf("# version \"%s\": %d %g\n", vers[i].s, rc, v);
+  }
+  ok(bad == 0, "version strings: only digits.digits are numbers (\"1.0.0\" is not)");
+}
+
+static void put_attr(hid_t obj, const char *name, hid_t type, int n, const void *v)
+{
+  hsize_t d = (hsize_t)n;
+  hid_t space = n ? H5Screate_simple(1, &d, NULL) : H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+
+  H5Awrite(a, type, v);
+  H5Aclose(a);
+  H5Sclose(space);
+}
+
+/* Arrays, long strings and odd classes come back as CK_H5A_OTHER or bounded. */
+static void attributes(void)
+{
+  char path[4200], s[8];
+  const int64_t arr[3] = { 0, 1, 2 };
+  const double half = 0.5;
+  const int32_t one = 1;
+  char longstr[100];
+  const char *vs = "variable length string";
+  hid_t f, ft, vt;
+  struct ck_h5_attr v;
+
+  snprintf(path, sizeof(path), "%s/attrs.h5", tmp);
+  memset(longstr, 'x', sizeof(longstr));
+  f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  put_attr(f, "__version__", H5T_STD_I64LE, 3, arr);
+  put_attr(f, "ver_float", H5T_IEEE_F64LE, 0, &half);
+  put_attr(f, "one", H5T_STD_I32LE, 1, &one);
+  ft = H5Tcopy(H5T_C_S1);
+  H5Tset_size(ft, sizeof(longstr));
+  put_attr(f, "fixed", ft, 0, longstr);
+  vt = H5Tcopy(H5T_C_S1);
+  H5Tset_size(vt, H5T_VARIABLE);
+  put_attr(f, "vlen", vt, 0, &vs);
+  H5Tclose(ft);
+  H5Tclose(vt);
+  ok(ck_h5_attr_read(f, "__version__", &v, s, sizeof(s)) == CK_H5A_OTHER, "an int64[3] attribute is not read as a scalar");
+  ok(ck_h5_attr_read(f, "ver_float", &v, s, sizeof(s)) == CK_H5A_FLOAT && v.d == 0.5, "float attribute 0.5");
+  ok(ck_h5_attr_read(f, "one", &v, NULL, 0) == CK_H5A_INT && v.i == 1, "an int32[1] attribute is one value");
+  ok(ck_h5_attr_read(f, "fixed", &v, s, sizeof(s)) == CK_H5A_STR && v.truncated && strcmp(s, "xxxxxxx") == 0,
+     "a 100-byte fixed string is cut to the 8-byte buffer");
+  ok(ck_h5_attr_read(f, "vlen", &v, s, sizeof(s)) == CK_H5A_STR && v.truncated && strcmp(s, "variabl") == 0,
+     "a variable-length string too");
+  ok(ck_h5_attr_read(f, "none", &v, s, sizeof(s)) == CK_H5A_ABSENT, "a missing attribute is absent");
+  H5Fclose(f);
+}
+
+/* External raw storage, made with the C API, is refused by ck_h5r_open. */
+static void external_storage(void)
+{
+  char path[4200], secret[4200];
+  struct ck_h5r *r = NULL;
+  struct ck_err err = { 0 };
+  hsize_t n = 16;
+  hid_t f, space, dcpl, ds;
+
+  snprintf(secret, sizeof(secret), "%s/secret", tmp);
+  tu_write_file(secret, "0123456789abcdef", 16);
+  snprintf(path, sizeof(path), "%s/ext.h5", tmp);
+  f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  space = H5Screate_simple(1, &n, NULL);
+  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_external(dcpl, secret, 0, 16);
+  ds = H5Dcreate2(f, "leak", H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Dclose(ds);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Fclose(f);
+  ok(ck_h5r_open(path, &r, &err) == CK_EUNSUP && r == NULL && strstr(err.msg, "ext.h5") &&
+         strstr(err.msg, "/leak") && strstr(err.msg, "external storage refers to another file"),
+     "external raw storage refused: %s", err.msg);
+}
+
+struct count_sink {
+  uint64_t bytes;
+};
+
+static int count_chunk(void *ctx, const void *data, size_t len)
+{
+  (void)data;
+  ((struct count_sink *)ctx)->bytes += len;
+  return 0;
+}
+
+/* The same listing and bytes from a file image as from the file. */
+static void file_image(const char *h5)
+{
+  struct ck_h5r *a = NULL, *b = NULL;
+  struct ck_err err = { 0 };
+  size_t len = 0;
+  uint8_t *img = tu_read_file(h5, &len), buf[1000];
+  int same = img != NULL && ck_h5r_open(h5, &a, &err) == 0 && ck_h5r_open_image(img, len, "image", &b, &err) == 0 &&
+             ck_h5r_count(a) == ck_h5r_count(b) && ck_h5r_count(a) > 0;
+
+  for (size_t i = 0; same && i < ck_h5r_count(a); i++) {
+    struct count_sink ca = { 0 }, cb = { 0 };
+    same = ck_h5r_stream_tf(a, ck_h5r_tensor(a, i), buf, sizeof(buf), count_chunk, &ca, &err) == 0 &&
+           ck_h5r_stream_tf(b, ck_h5r_tensor(b, i), buf, sizeof(buf), count_chunk, &cb, &err) == 0 &&
+           ca.bytes == cb.bytes && strcmp((char *)ck_h5r_tensor(a, i)->name, (char *)ck_h5r_tensor(b, i)->name) == 0;
+  }
+  ok(same, "a file image lists and streams the same tensors as the file %s", err.msg);
+  ck_h5r_close(a);
+  ck_h5r_close(b);
+  free(img);
+}
+
 int main(void)
 {
   const char *fx = tap_fixtures();
@@ -413,12 +573,24 @@ int main(void)
   ck_h5_init();
   names();
   blocks();
+  detection();
+  attributes();
+  external_storage();
   if (fx)
     fixtures(fx);
   big_and_many();
   partitioned();
   snprintf(good, sizeof(good), "%s/goodsrc", tmp);
   ck_synth_tf(good, &so, NULL);
+  {
+    char h5[4300];
+    struct ck_convert_opts o = { .buffer_size = 4096 };
+    snprintf(h5, sizeof(h5), "%s/good.h5", tmp);
+    if (ck_convert_tf_to_h5(good, h5, &o, NULL, NULL) == 0)
+      file_image(h5);
+    else
+      ok(0, "converted the synthetic checkpoint to HDF5 for the file image test");
+  }
   faults(good);
   disk_full(good);
   source_changes();
