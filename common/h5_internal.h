@@ -12,6 +12,12 @@
  * conventions); also the memory type that gives TensorFlow's byte layout. */
 hid_t ck_h5_type_for(int dtype);
 
+/* Bound libhdf5's metadata cache on a file access property list. The cache sizes
+ * itself by the on-disk size of what it holds, while each cached object header
+ * costs several times that in memory: with the default 32 MiB bound a walk over
+ * 200,000 datasets kept ~200 MB of object headers alive. 0 or -1. */
+int ck_h5_limit_cache(hid_t fapl);
+
 /* Record an error with HDF5's innermost message appended. Returns code. */
 int ck_h5_err(struct ck_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

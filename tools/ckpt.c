@@ -425,6 +425,38 @@ static int cmp_dent(const void *pa, const void *pb)
   return c ? c : a->t.nlen < b->t.nlen ? -1 : a->t.nlen > b->t.nlen;
 }
 
+/* A listing that no longer needs its source: names and shapes copied into one
+ * block, so the source can be closed before the other one is opened (diff of two
+ * 200,000-tensor checkpoints then holds one reader at a time, not two). */
+struct listing {
+  struct dent *d;
+  size_t n;
+  uint8_t *store;
+};
+
+static int detach(struct listing *l, struct ck_err *err)
+{
+  size_t need = 0;
+  uint8_t *p;
+
+  for (size_t i = 0; i < l->n; i++)
+    need += l->d[i].t.nlen + 1 + sizeof(int64_t) * (size_t)l->d[i].t.rank + sizeof(int64_t);
+  if ((p = l->store = malloc(need + 1)) == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  for (size_t i = 0; i < l->n; i++) { /* dims first in each record: 8-byte aligned */
+    struct tinfo *t = &l->d[i].t;
+    size_t dl = sizeof(int64_t) * (size_t)t->rank;
+    memcpy(p, t->dims, dl);
+    t->dims = (const int64_t *)(void *)p;
+    p += dl;
+    memcpy(p, t->name, t->nlen);
+    p[t->nlen] = 0;
+    t->name = p;
+    p += (t->nlen + 1 + sizeof(int64_t) - 1) / sizeof(int64_t) * sizeof(int64_t);
+  }
+  return 0;
+}
+
 static int collect(struct src *s, struct dent **out, size_t *n, struct ck_err *err)
 {
   uint8_t *buf = malloc(VERIFY_BUF);
@@ -499,31 +531,41 @@ struct diff_args {
   const char *b;
 };
 
+/* Open, list with checksums, detach from the source, close: one source at a time. */
+static int list_one(const char *path, struct listing *l, struct ck_err *err)
+{
+  struct src s = { 0 };
+  int rc;
+
+  if ((rc = src_open(&s, path, 0, err)) == 0 && (rc = collect(&s, &l->d, &l->n, err)) == 0)
+    rc = detach(l, err);
+  src_close(&s);
+  return rc;
+}
+
 static int diff_body(void *arg)
 {
   const struct diff_args *p = arg;
-  struct src a = { 0 }, b = { 0 };
+  struct listing a = { 0 }, b = { 0 };
   struct ck_err err = { 0 };
-  struct dent *da = NULL, *db = NULL;
-  size_t na = 0, nb = 0, ndiff;
+  size_t ndiff;
   int rc = CK_EXIT_USAGE;
 
-  if (src_open(&a, p->a, 0, &err) != 0 || collect(&a, &da, &na, &err) != 0 || src_open(&b, p->b, 0, &err) != 0 ||
-      collect(&b, &db, &nb, &err) != 0) {
+  if (list_one(p->a, &a, &err) != 0 || list_one(p->b, &b, &err) != 0) {
     fprintf(stderr, "ckpt diff: %s\n", err.msg);
     goto out;
   }
-  ndiff = diff_report(da, na, db, nb);
+  ndiff = diff_report(a.d, a.n, b.d, b.n);
   if (ndiff == 0)
-    printf("same: %zu tensors, equal names, dtypes, shapes and data\n", na);
+    printf("same: %zu tensors, equal names, dtypes, shapes and data\n", a.n);
   else
     printf("%zu difference(s)\n", ndiff);
   rc = ndiff ? CK_EXIT_FAIL : 0;
 out:
-  free(da);
-  free(db);
-  src_close(&a);
-  src_close(&b);
+  free(a.d);
+  free(a.store);
+  free(b.d);
+  free(b.store);
   return rc;
 }
 
