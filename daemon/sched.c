@@ -35,6 +35,8 @@ enum { KIND_SAVER = CK_KIND_SAVER, KIND_H5 = CK_KIND_H5 };
 enum { ST_SETTLING, ST_CHECKING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_RETRY };
 
 #define RECENT 20
+enum { PHASE_RUNNING, PHASE_STOPPING, PHASE_STOPPED };
+
 #define PROBES 2 /* HDF5 probes running at once, beside the conversions */
 
 /* A file as a check saw it: an event or rescan that finds it unchanged costs
@@ -96,9 +98,9 @@ struct ck_sched {
   uv_timer_t rescan;
   uv_timer_t status_timer;
   uv_timer_t stop_timer;
-  int stopping;
+  int stopping;        /* intake stopped (PHASE_STOPPING or later) */
+  int phase;           /* PHASE_RUNNING, _STOPPING (jobs still ending), _STOPPED */
   int stop_signal;     /* what running workers were last sent at shutdown */
-  double stop_deadline;
   void (*stop_done)(void *);
   void *stop_ctx;
   uint64_t next_job_id;
@@ -700,6 +702,8 @@ static void remember_finished(struct ck_sched *s, const struct ck_job *j, int ok
   f->seconds = j->st.seconds;
 }
 
+static void maybe_stopped(struct ck_sched *s);
+
 static void job_done(void *ctx, struct ck_job *j)
 {
   struct ck_sched *s = ctx;
@@ -710,6 +714,7 @@ static void job_done(void *ctx, struct ck_job *j)
 
   if (j->kind == CK_WJOB_PROBE) {
     probe_done(s, j);
+    maybe_stopped(s);
     return;
   }
   if (j->rc == 0) {
@@ -744,6 +749,7 @@ static void job_done(void *ctx, struct ck_job *j)
   c->dirty = 0;
   ck_job_free(j);
   mark_status(s);
+  maybe_stopped(s);
 }
 
 /* ---- the tick: candidates whose check time has come ---- */
@@ -922,7 +928,7 @@ static void write_status(struct ck_sched *s)
   ck_hmap_each(s->cands, count_cand, &n);
   ck_record_counts(s->rec, &rdone, &rfailed, &rpending);
   fprintf(f, "{\n  \"daemon\": \"ckptd\",\n  \"version\": \"%s\",\n  \"pid\": %ld,\n  \"state\": \"%s\",\n",
-          PACKAGE_VERSION, (long)getpid(), s->stopping == 2 ? "stopped" : s->stopping ? "stopping" : "running");
+          PACKAGE_VERSION, (long)getpid(), s->phase == PHASE_STOPPED ? "stopped" : s->phase == PHASE_STOPPING ? "stopping" : "running");
   fprintf(f, "  \"started_at\": %.0f,\n  \"updated_at\": %.0f,\n  \"config\": ", s->started_wall, wall());
   json_str(f, s->conf->source);
   fprintf(f, ",\n  \"roots\": [");
@@ -1103,28 +1109,30 @@ void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
 }
 
 /* Running jobs get stop_timeout to finish, then SIGTERM (a worker removes its
- * temporaries), then SIGKILL 5 s later (the pool removes them). */
-static void stop_poll(uv_timer_t *t)
+ * temporaries), then SIGKILL 5 s later (the pool removes them): one-shot timers,
+ * and the last job's end finishes the shutdown (no polling). */
+static void on_stop_deadline(uv_timer_t *t)
 {
   struct ck_sched *s = t->data;
-  double now = mono();
 
-  if (ck_pool_children(s->pool) > 0) {
-    if (now >= s->stop_deadline && s->stop_signal == 0) {
-      ck_log(CK_LOG_WARN, "stop", CK_LOG_NO_FIELDS, "stop_timeout reached: aborting %d running conversion(s)",
-             ck_pool_running(s->pool));
-      ck_pool_cancel_running(s->pool, SIGTERM);
-      s->stop_signal = SIGTERM;
-    } else if (now >= s->stop_deadline + 5 && s->stop_signal == SIGTERM) {
-      ck_pool_cancel_running(s->pool, SIGKILL);
-      s->stop_signal = SIGKILL;
-    }
-    return;
+  if (s->stop_signal == 0) {
+    ck_log(CK_LOG_WARN, "stop", CK_LOG_NO_FIELDS, "stop_timeout reached: aborting %d running conversion(s)",
+           ck_pool_running(s->pool));
+    s->stop_signal = SIGTERM;
+    uv_timer_start(t, on_stop_deadline, 5000, 0);
+  } else {
+    s->stop_signal = SIGKILL;
   }
-  uv_timer_stop(t);
-  ck_pool_stop(s->pool);
-  s->pool = NULL;
-  s->stopping = 2;
+  ck_pool_cancel_running(s->pool, s->stop_signal);
+}
+
+/* Called whenever a job ends while stopping: the last one completes the shutdown. */
+static void maybe_stopped(struct ck_sched *s)
+{
+  if (s->phase != PHASE_STOPPING || ck_pool_children(s->pool) > 0)
+    return;
+  s->phase = PHASE_STOPPED;
+  uv_timer_stop(&s->stop_timer);
   uv_timer_stop(&s->status_timer);
   write_status(s);
   s->stop_done(s->stop_ctx);
@@ -1133,16 +1141,17 @@ static void stop_poll(uv_timer_t *t)
 void ck_sched_shutdown(struct ck_sched *s, void (*done)(void *ctx), void *ctx)
 {
   s->stopping = 1;
+  s->phase = PHASE_STOPPING;
   s->stop_done = done;
   s->stop_ctx = ctx;
-  s->stop_deadline = mono() + s->conf->stop_timeout;
   uv_timer_stop(&s->tick);
   s->tick_due = 0;
   uv_timer_stop(&s->rescan);
   ck_watch_close(s->watch);
   s->watch = NULL;
+  uv_timer_start(&s->stop_timer, on_stop_deadline, (uint64_t)(s->conf->stop_timeout * 1000), 0);
   ck_pool_drop_queued(s->pool);
-  uv_timer_start(&s->stop_timer, stop_poll, 0, 100);
+  maybe_stopped(s); /* nothing was running */
 }
 
 static void free_cand(void *ctx, const char *key, void *value)
@@ -1161,6 +1170,7 @@ void ck_sched_free(struct ck_sched *s)
 {
   if (s == NULL)
     return;
+  ck_pool_stop(s->pool);
   ck_hmap_each(s->cands, free_cand, NULL);
   ck_hmap_free(s->cands);
   ck_record_close(s->rec);

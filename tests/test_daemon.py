@@ -522,6 +522,34 @@ start()
 ok(wait_for(lambda: os.path.exists(pb + ".h5"), 60), "after restart the conversion completes")
 ok(same(pb, pb + ".h5"), "and its output equals the bundle")
 ok(not glob.glob(os.path.join(big, ".*ckptd-tmp*")), "temporaries of the crashed run are removed")
+
+# 11b. SIGTERM during a conversion that outlasts stop_timeout: aborted cleanly, resumed at the next start
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF.replace("stop_timeout = 10", "stop_timeout = 0.5"))
+nreload = len(events("reload"))
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nreload, 5)
+big2 = os.path.join(A, "big2")
+os.makedirs(big2)
+shutil.copy(os.path.join(S, "big", "big.ckpt-1.data-00000-of-00001"), os.path.join(big2, "big.ckpt-2.data-00000-of-00001"))
+shutil.copy(os.path.join(S, "big", "big.ckpt-1.index"), os.path.join(big2, "big.ckpt-2.index"))
+pb2 = os.path.join(big2, "big.ckpt-2")
+ok(wait_for(lambda: events("job_start", pb2), 20), "another big conversion starts")
+t0 = time.time()
+proc.send_signal(signal.SIGTERM)
+try:
+    rc = proc.wait(20)
+except subprocess.TimeoutExpired:
+    rc = None
+ok(rc == 0 and any("stop_timeout reached" in l for l in events("stop")),
+   "SIGTERM past stop_timeout aborts it and exits 0 in %.1f s (rc %s)" % (time.time() - t0, rc))
+ok(not os.path.exists(pb2 + ".h5") and not glob.glob(os.path.join(big2, ".*ckptd-tmp*")),
+   "nothing under the final name, no temporary left")
+ok(not worker_pids(pb2), "and no worker outlives the daemon")
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF)
+start()
+ok(wait_for(lambda: os.path.exists(pb2 + ".h5"), 60), "the aborted conversion completes after the next start")
 proc.send_signal(signal.SIGTERM)
 proc.wait(30)
 st = subprocess.run([CKPT, "status", os.path.join(T, "state", "status.json")], capture_output=True, text=True)
