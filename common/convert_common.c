@@ -101,6 +101,19 @@ int ck_srcid_check(const struct ck_srcid *id, struct ck_err *err)
   return 0;
 }
 
+void ck_srcid_format(const struct ck_srcid *id, char *buf, size_t len)
+{
+  unsigned long long size = 0;
+  long long newest = 0;
+
+  for (size_t i = 0; i < id->n; i++) {
+    size += (unsigned long long)id->f[i].size;
+    if (id->f[i].mtime_ns > newest)
+      newest = id->f[i].mtime_ns;
+  }
+  snprintf(buf, len, "%llu:%lld", size, newest);
+}
+
 void ck_srcid_free(struct ck_srcid *id)
 {
   for (size_t i = 0; i < id->n; i++)

@@ -44,6 +44,10 @@ struct ck_srcid {
 int ck_srcid_add(struct ck_srcid *id, const char *path, struct ck_err *err);
 int ck_srcid_bundle(struct ck_srcid *id, const struct ck_bundle *b, struct ck_err *err);
 int ck_srcid_check(const struct ck_srcid *id, struct ck_err *err);
+
+/* "SIZE:MTIME_NS": the source files' total size and newest mtime, as the daemon
+ * identifies a source (ck_ident); written into outputs (ckptd_source_id). */
+void ck_srcid_format(const struct ck_srcid *id, char *buf, size_t len);
 void ck_srcid_free(struct ck_srcid *id);
 
 /* Masked crc32c of a bundle tensor's bytes in TensorFlow's stored layout (a

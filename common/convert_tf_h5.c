@@ -515,7 +515,7 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
   struct tf_h5 c = { .raw_fd = -1 };
   struct ck_srcid id = { 0 };
   struct ck_h5_write_opts wo;
-  char *tmp = NULL, *base = NULL;
+  char *tmp = NULL, *base = NULL, source_id[64];
   double t0 = ck_now();
   int rc;
 
@@ -536,8 +536,9 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
     rc = ck_err_set(err, -ENOMEM, "out of memory");
     goto out;
   }
+  ck_srcid_format(&id, source_id, sizeof(source_id));
   wo = (struct ck_h5_write_opts){ .layout = o->layout, .compression = o->compression, .gzip_level = o->gzip_level,
-                                  .source_name = base };
+                                  .source_name = base, .source_id = source_id };
   if ((rc = ck_h5w_create(tmp, &wo, &c.w, err)) != 0)
     goto out;
   if ((c.raw_fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {

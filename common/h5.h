@@ -34,6 +34,9 @@ struct ck_h5_write_opts {
   int compression;  /* CK_H5_NONE, CK_H5_GZIP, CK_H5_LZ4 */
   int gzip_level;
   const char *source_name; /* ckptd_source root attribute */
+  const char *source_id;   /* ckptd_source_id: "SIZE:MTIME_NS" of the source's files (total
+                            * bytes, newest mtime) when it was read, so a stale output is
+                            * recognised from the file itself */
 };
 
 struct ck_h5w;
@@ -123,6 +126,13 @@ int ck_h5r_stream_tf(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, 
 
 /* The file's path. */
 const char *ck_h5r_path(const struct ck_h5r *r);
+
+/* 1 if ckptd wrote the file (root ckptd_version). */
+int ck_h5r_is_ckptd(const struct ck_h5r *r);
+
+/* For a file ckptd wrote: the base name of the bundle it was converted from (root
+ * ckptd_source), else "". */
+const char *ck_h5r_source_name(const struct ck_h5r *r);
 
 /* The file descriptor for raw reads (a second read-only descriptor on the file). */
 int ck_h5r_fd(const struct ck_h5r *r);

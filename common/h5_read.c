@@ -62,6 +62,7 @@ struct ck_h5r {
   struct ck_h5_tensor *t;
   size_t n, cap;
   struct arena_blk *arena;
+  char source_name[256];  /* root ckptd_source: the base name of the bundle it came from */
   char **skipped;
   size_t nskipped;
   struct ck_err *err;
@@ -148,6 +149,8 @@ size_t ck_h5r_skipped_count(const struct ck_h5r *r) { return r->nskipped; }
 const char *ck_h5r_skipped(const struct ck_h5r *r, size_t i) { return i < r->nskipped ? r->skipped[i] : NULL; }
 int ck_h5r_fd(const struct ck_h5r *r) { return r->fd; }
 const char *ck_h5r_path(const struct ck_h5r *r) { return r->path; }
+int ck_h5r_is_ckptd(const struct ck_h5r *r) { return r->ev.ckptd; }
+const char *ck_h5r_source_name(const struct ck_h5r *r) { return r->ev.ckptd ? r->source_name : ""; }
 
 static void skip(struct ck_h5r *r, const char *path, const char *why)
 {
@@ -224,6 +227,9 @@ static herr_t root_attr(hid_t loc, const char *name, const H5A_info_t *info, voi
     }
   } else if (strcmp(name, "ckptd_version") == 0) {
     r->ev.ckptd = 1;
+  } else if (strcmp(name, "ckptd_source") == 0) {
+    if (ck_h5_attr_read(loc, name, &v, r->source_name, sizeof(r->source_name)) != CK_H5A_STR)
+      r->source_name[0] = 0;
   } else if (strcmp(name, "__spec__") == 0) {
     r->ev.spec = 1;
   } else if (strcmp(name, "__SUCCESS__") == 0) {

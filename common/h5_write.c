@@ -339,7 +339,8 @@ int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err)
   if (root < 0 || ck_h5_attr_i32(root, "tf_version_producer", 1) != 0 ||
       ck_h5_attr_i32(root, "tf_version_min_consumer", 0) != 0 ||
       ck_h5_attr_str(root, "ckptd_version", PACKAGE_VERSION) != 0 ||
-      ck_h5_attr_str(root, "ckptd_source", w->o.source_name ? w->o.source_name : "") != 0)
+      ck_h5_attr_str(root, "ckptd_source", w->o.source_name ? w->o.source_name : "") != 0 ||
+      (w->o.source_id && ck_h5_attr_str(root, "ckptd_source_id", w->o.source_id) != 0))
     rc = ck_h5_err(err, -EIO, "%s: cannot write root attributes", w->path);
   /* Everything else must be on disk before __SUCCESS__ is. */
   if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)

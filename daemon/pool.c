@@ -159,6 +159,7 @@ static void apply_line(struct ck_proc *c, const char *line)
   case CK_WMSG_PROBE:
     j->rc = 0;
     j->verdict = m.verdict;
+    j->probe_ours = m.ours;
     j->probe_size = m.size;
     j->probe_mtime_ns = m.mtime_ns;
     snprintf(j->err, sizeof(j->err), "%s", m.text);

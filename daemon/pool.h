@@ -27,6 +27,7 @@ struct ck_job {
   char err[CK_WPROTO_LINE_MAX];
   struct ck_convert_stats st;
   int verdict;                 /* probes: CK_PROBE_READY, _WAIT or _CORRUPT */
+  int probe_ours;              /* probes: ckptd wrote the file */
   uint64_t probe_size;
   int64_t probe_mtime_ns;
   int crashed;                 /* the worker died by a signal we did not send */

@@ -456,6 +456,8 @@ static void decide(struct ck_sched *s, struct cand *c)
     ck_log(CK_LOG_DEBUG, "skip", &f, "the other format is already there; not converting");
     c->state = ST_SKIPPED;
   } else {
+    if (rec && rec->status == CK_REC_DONE) /* converted before: the source has been rewritten since */
+      ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted: converting it again");
     queue_job(s, c, dst);
     return;
   }
@@ -549,6 +551,12 @@ static void probe_done(struct ck_sched *s, struct ck_job *j)
     fail_corrupt(s, c, strdup(j->err));
   } else if (j->verdict == CK_PROBE_WAIT) {
     not_yet(c, strdup(j->err));
+  } else if (j->probe_ours) {
+    /* ckptd wrote it from the bundle of its name: never converted back, even with
+     * state_dir lost (the .h5 of a bundle retention deleted must not become a rollback) */
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL };
+    ck_log(CK_LOG_DEBUG, "skip", &f, "ckptd's converted copy of the bundle of its name: never converted back");
+    c->state = ST_SKIPPED;
   } else {
     decide(s, c);
   }

@@ -130,6 +130,21 @@ static int incomplete(int rc, const struct ck_err *err)
   return rc == CK_EINCOMPLETE || strstr(err->msg, "__SUCCESS__") != NULL || strstr(err->msg, "lock") != NULL;
 }
 
+/* An .h5 that ckptd wrote from the bundle of the same name beside it is that bundle's
+ * converted copy (whether or not the bundle is still there): the daemon never converts
+ * it back. An .h5 made by ckptd from some other bundle (exported under another name)
+ * is a source like any other. */
+static int converted_copy(const char *path, const struct ck_h5r *r)
+{
+  const char *base = strrchr(path, '/'), *from = ck_h5r_source_name(r);
+  size_t n;
+
+  base = base ? base + 1 : path;
+  n = strlen(base);
+  n -= n > 5 && strcmp(base + n - 5, ".hdf5") == 0 ? 5 : n > 3 && strcmp(base + n - 3, ".h5") == 0 ? 3 : 0;
+  return ck_h5r_is_ckptd(r) && from[0] && strlen(from) == n && strncmp(base, from, n) == 0;
+}
+
 static int probe(const struct ck_wjob *j)
 {
   struct ck_wmsg m = { .type = CK_WMSG_PROBE };
@@ -147,6 +162,7 @@ static int probe(const struct ck_wjob *j)
     ck_err_set(&err, rc, "%s: no __SUCCESS__ attribute yet (require_success = yes)", j->src);
   } else {
     rc = ck_h5r_open(j->src, &r, &err);
+    m.ours = rc == 0 && converted_copy(j->src, r);
     ck_h5r_close(r);
   }
   if (stat(j->src, &after) != 0)

@@ -213,8 +213,8 @@ size_t ck_wmsg_format(const struct ck_wmsg *m, char *buf, size_t len)
     n = snprintf(buf, len, "note %s\n", text);
     break;
   default:
-    n = snprintf(buf, len, "probe %s %" PRIu64 " %" PRId64 " %s\n", verdict_word(m->verdict), m->size, m->mtime_ns,
-                 text);
+    n = snprintf(buf, len, "probe %s %" PRIu64 " %" PRId64 " %d %s\n", verdict_word(m->verdict), m->size, m->mtime_ns,
+                 m->ours ? 1 : 0, text);
     break;
   }
   if (n < 0)
@@ -258,7 +258,8 @@ int ck_wmsg_parse(const char *line, struct ck_wmsg *m)
   }
   if (strcmp(word, "probe") == 0) {
     m->type = CK_WMSG_PROBE;
-    if (sscanf(line, "%15s %" SCNu64 " %" SCNd64 " %n", word, &m->size, &m->mtime_ns, &off) != 3)
+    if (sscanf(line, "%15s %" SCNu64 " %" SCNd64 " %d %n", word, &m->size, &m->mtime_ns, &m->ours, &off) != 4 ||
+        (m->ours != 0 && m->ours != 1))
       return -1;
     m->verdict = strcmp(word, "ready") == 0 ? CK_PROBE_READY
                  : strcmp(word, "wait") == 0 ? CK_PROBE_WAIT

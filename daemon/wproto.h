@@ -7,9 +7,10 @@
  *   fail CODE MESSAGE                         CODE a negative errno or CK_E* code
  *   note MESSAGE                              something worth a log line (the
  *                                             `checkpoint` file left alone, and why)
- *   probe ready|wait|corrupt SIZE MTIME_NS MESSAGE
- *                                             an HDF5 completeness probe's verdict and the
- *                                             file's size and mtime as the probe saw them */
+ *   probe ready|wait|corrupt SIZE MTIME_NS OURS MESSAGE
+ *                                             an HDF5 completeness probe's verdict, the
+ *                                             file's size and mtime as the probe saw them,
+ *                                             and OURS 1 if ckptd wrote it (an output) */
 #ifndef CK_WPROTO_H
 #define CK_WPROTO_H
 
@@ -54,6 +55,7 @@ struct ck_wmsg {
   double seconds;
   int code;                          /* fail */
   int verdict;                       /* probe */
+  int ours;
   uint64_t size;
   int64_t mtime_ns;
   char text[CK_WPROTO_LINE_MAX];     /* fail, probe, note: the message */

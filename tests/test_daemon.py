@@ -2,6 +2,7 @@
 """A real ckptd process on temporary trees. Prints TAP.
 usage: test_daemon.py BUILD_DIR"""
 import glob
+import re
 import os
 import shutil
 import signal
@@ -557,6 +558,47 @@ ok(st.returncode == 0 and "state stopped" in st.stdout and "done" in st.stdout, 
 lines = log().splitlines()
 strays = [l for l in lines if not l.startswith("ts=") or " event=" not in l]
 ok(lines and not strays, "every one of the %d log lines is one key=value event (%s)" % (len(lines), (strays or [""])[0][:80]))
+# 11c. state_dir lost after retention deleted a converted bundle: its .h5 (ckptd's output) is never
+# converted back (that would resurrect the checkpoint and roll a resuming trainer back)
+rb = os.path.join(A, "retention")
+synth(os.path.join(rb, "model.ckpt-50"), "--size", "1M", "--tensors", "3")
+synth(os.path.join(rb, "model.ckpt-60"), "--size", "1M", "--tensors", "3")
+with open(os.path.join(rb, "checkpoint"), "w") as f:
+    f.write('model_checkpoint_path: "model.ckpt-60"\nall_model_checkpoint_paths: "model.ckpt-60"\n')
+start()
+ok(wait_for(lambda: os.path.exists(os.path.join(rb, "model.ckpt-50.h5")) and os.path.exists(os.path.join(rb, "model.ckpt-60.h5")), 20),
+   "two trainer checkpoints converted")
+# the source is rewritten in place: converted again, the output replaced
+before = os.stat(os.path.join(rb, "model.ckpt-60.h5")).st_mtime_ns
+time.sleep(0.05)
+os.utime(os.path.join(rb, "model.ckpt-60.index"))
+ok(wait_for(lambda: events("source_changed", os.path.join(rb, "model.ckpt-60")), 15) and
+   wait_for(lambda: os.stat(os.path.join(rb, "model.ckpt-60.h5")).st_mtime_ns != before, 15),
+   "a rewritten source is logged source_changed and its output replaced")
+proc.send_signal(signal.SIGTERM)
+proc.wait(30)
+for f in glob.glob(os.path.join(rb, "model.ckpt-50.*")):
+    if not f.endswith(".h5"):
+        os.unlink(f)  # the trainer's retention deletes the old bundle
+shutil.rmtree(os.path.join(T, "state"))  # and ckptd's state is lost
+with open(os.path.join(rb, "checkpoint")) as f:
+    trainers = f.read()
+def rb_jobs():
+    return [l for l in events("job_start") if "/retention/" in l]
+njobs = len(rb_jobs())
+start()
+time.sleep(3)
+ok(not os.path.exists(os.path.join(rb, "model.ckpt-50.index")) and len(rb_jobs()) == njobs,
+   "with state_dir lost, ckptd's own .h5 of a deleted bundle is not converted back (%d new jobs there)" % (len(rb_jobs()) - njobs))
+with open(os.path.join(rb, "checkpoint")) as f:
+    ok(f.read() == trainers, "and the trainer's checkpoint file still names model.ckpt-60")
+r = subprocess.run(["/usr/bin/python3", "-c", "import h5py,sys; f=h5py.File(sys.argv[1],'r'); print(f.attrs['ckptd_source_id'])",
+                    os.path.join(rb, "model.ckpt-60.h5")], capture_output=True, text=True)
+ok(r.returncode == 0 and re.match(r"^\d+:\d+$", r.stdout.strip() if r.stdout else ""),
+   "an HDF5 output carries its source's identity (ckptd_source_id = %s)" % r.stdout.strip())
+proc.send_signal(signal.SIGTERM)
+proc.wait(30)
+
 # 12. journald: structured fields, on a stand-in journal socket (only where no real journald runs)
 JS = "/run/systemd/journal/socket"
 if os.path.exists(JS) or os.geteuid() != 0:

@@ -106,6 +106,7 @@ static void msg_roundtrip(void)
     { .type = CK_WMSG_FAIL, .code = -28, .text = "/m/x.h5: No space left on device" },
     { .type = CK_WMSG_FAIL, .code = -4001, .text = "line one\nline two" },
     { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_READY, .size = 4096, .mtime_ns = 1700000000123456789ll },
+    { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_READY, .size = 4096, .mtime_ns = 5, .ours = 1 },
     { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_WAIT, .size = 1, .mtime_ns = 2, .text = "no __SUCCESS__ yet" },
     { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_CORRUPT, .size = 3, .mtime_ns = 4, .text = "bad superblock" },
     { .type = CK_WMSG_NOTE, .text = "/m/checkpoint is maintained by its producer" },
@@ -121,6 +122,7 @@ static void msg_roundtrip(void)
            out.total == in[i].total && out.tensors == in[i].tensors && out.bytes == in[i].bytes &&
            out.seconds == in[i].seconds && out.skipped == in[i].skipped && out.code == in[i].code &&
            out.verdict == in[i].verdict && out.size == in[i].size && out.mtime_ns == in[i].mtime_ns &&
+           out.ours == in[i].ours &&
            (strcmp(out.text, in[i].text) == 0 || strchr(in[i].text, '\n')),
        "message %zu round-trips as one line: %s", i, line);
   }
@@ -145,7 +147,7 @@ static void msg_refusals(void)
 {
   static const char *bad[] = {
     "", "hello", "progress", "progress 1", "progress x 2", "done 1 2", "done 1 2 x 3", "fail", "fail 5 positive code",
-    "fail x msg", "notes x", "probe", "probe ready", "probe ready 1", "probe maybe 1 2 text", "probe ready x 2",
+    "fail x msg", "notes x", "probe", "probe ready", "probe ready 1", "probe maybe 1 2 0 text", "probe ready x 2 0", "probe ready 1 2", "probe ready 1 2 7 x",
   };
   struct ck_wmsg m;
 
