@@ -117,6 +117,60 @@ static int reserve(struct ck_ckptstate *cs)
   return 0;
 }
 
+int ck_ckptfile_forget(const char *dir, const char *name, int *updated, struct ck_err *err)
+{
+  struct ck_ckptstate cs;
+  struct ck_err rerr = { 0 };
+  size_t k = 0;
+  int dfd, rc;
+
+  *updated = 0;
+  if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+    return ck_err_set(err, -errno, "%s: %s", dir, strerror(errno));
+  if (flock(dfd, LOCK_EX) != 0) {
+    rc = ck_err_set(err, -errno, "%s: flock: %s", dir, strerror(errno));
+    goto out;
+  }
+  if ((rc = ck_ckptstate_read(dir, &cs, &rerr)) != 0) {
+    rc = 0; /* none, or not one ckptd can edit: nothing to forget */
+    goto out;
+  }
+  if (!cs.ckptd_marker)
+    goto done; /* the producer's: never edited */
+  for (size_t i = 0; i < cs.npaths; i++) {
+    if (strcmp(cs.paths[i], name) == 0) {
+      free(cs.paths[i]);
+      if (cs.nts == cs.npaths)
+        free(cs.timestamps[i]);
+      continue;
+    }
+    cs.paths[k] = cs.paths[i];
+    if (cs.nts == cs.npaths)
+      cs.timestamps[k] = cs.timestamps[i];
+    k++;
+  }
+  if (k == cs.npaths)
+    goto done;
+  if (cs.nts == cs.npaths)
+    cs.nts = k;
+  cs.npaths = k;
+  free(cs.model_checkpoint_path);
+  cs.model_checkpoint_path = k ? strdup(cs.paths[k - 1]) : NULL; /* entries are kept oldest first */
+  if (k == 0) {
+    char *path = ck_path_join(dir, "checkpoint");
+    rc = path && unlink(path) != 0 ? ck_err_set(err, -errno, "%s: %s", path, strerror(errno)) : 0;
+    free(path);
+  } else {
+    rc = ck_ckptstate_write(dir, &cs, err);
+  }
+  *updated = rc == 0;
+done:
+  ck_ckptstate_free(&cs);
+out:
+  close(dfd);
+  return rc;
+}
+
 int ck_ckptfile_update(const char *dir, const char *name, int policy, int *updated, char *note, size_t notelen,
                        struct ck_err *err)
 {

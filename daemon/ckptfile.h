@@ -40,4 +40,9 @@ static inline const char *ck_ckptfile_policy_name(int policy)
 int ck_ckptfile_update(const char *dir, const char *name, int policy, int *updated, char *note, size_t notelen,
                        struct ck_err *err);
 
+/* Take name out of dir/checkpoint if ckptd maintains the file (its marker): the
+ * bundle was deleted. "Latest" becomes the newest entry left; a file left with no
+ * entry is removed (ckptd created it). 0 with *updated, or an error code. */
+int ck_ckptfile_forget(const char *dir, const char *name, int *updated, struct ck_err *err);
+
 #endif

@@ -153,10 +153,11 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
     if ((w->update_checkpoint_file = ck_ckptfile_parse_policy(value)) < 0)
       return failf(p, "update_checkpoint_file: '%s' is not auto, always or never", value), 0;
   } else if (!strcmp(name, "recursive") || !strcmp(name, "verify") || !strcmp(name, "events") ||
-             !strcmp(name, "require_success")) {
+             !strcmp(name, "require_success") || !strcmp(name, "mirror_deletes")) {
     int *dst = !strcmp(name, "recursive") ? &w->recursive
                : !strcmp(name, "verify") ? &w->verify
-               : !strcmp(name, "events") ? &w->events : &w->require_success;
+               : !strcmp(name, "events") ? &w->events
+               : !strcmp(name, "mirror_deletes") ? &w->mirror_deletes : &w->require_success;
     if (parse_bool(value, dst) != 0)
       return failf(p, "%s: '%s' is not true or false", name, value), 0;
   } else if (!strcmp(name, "include") || !strcmp(name, "exclude")) {

@@ -33,6 +33,7 @@ struct ck_watch_conf {
   int nrules;
   int update_checkpoint_file; /* CK_CKPTFILE_NEVER, _AUTO (default) or _ALWAYS */
   int require_success;    /* an .h5 is complete only with a true root __SUCCESS__ */
+  int mirror_deletes;     /* a converted source deleted: delete its unchanged output too */
   int verify;
 };
 

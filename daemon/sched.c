@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "ckptfile.h"
 #include "decide.h"
 #include "fileio.h"
 #include "h5.h"
@@ -842,6 +843,73 @@ static void collect_gone(void *ctx, const char *key, void *value)
 
 static void free_cand(void *ctx, const char *key, void *value);
 
+/* 1 if path exists and was last modified no later than the job that wrote it ended:
+ * still the output ckptd wrote, not a file someone put there since. */
+static int unchanged_since(const char *path, double when)
+{
+  struct stat st;
+
+  return lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+         (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec / 1e9 <= when + 1.0;
+}
+
+/* Remove a bundle ckptd wrote: the index first (the bundle is gone for readers at
+ * once), then its data files. */
+static int remove_bundle(const char *prefix, double when)
+{
+  char *index = ck_asprintf("%s.index", prefix);
+  struct ck_bundle *b = NULL;
+  int n = 0, rc = -1;
+
+  if (index && unchanged_since(index, when) && ck_bundle_open(prefix, CK_BUNDLE_INDEX_ONLY, &b, NULL) == 0) {
+    n = ck_bundle_num_shards(b);
+    ck_bundle_close(b);
+    if ((rc = unlink(index)) == 0)
+      for (int i = 0; i < n; i++) {
+        char *data = ck_asprintf("%s.data-%05d-of-%05d", prefix, i, n);
+        if (data)
+          unlink(data);
+        free(data);
+      }
+  }
+  free(index);
+  return rc;
+}
+
+/* Retention deleted a converted source (all its files): with mirror_deletes, its
+ * output goes too, if it is still the one ckptd wrote, and leaves any checkpoint
+ * file that ckptd maintains. */
+static void mirror_delete(struct ck_sched *s, const struct cand *c)
+{
+  const struct sroot *r = root_by_id(s, c->root);
+  const struct ck_rec *rec = ck_record_get(s->rec, c->key);
+  char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s.index", c->key) : strdup(c->key);
+  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, NULL };
+  int gone = probe && access(probe, F_OK) != 0, removed;
+
+  free(probe);
+  if (!gone || r == NULL || !r->conf->mirror_deletes || rec == NULL || rec->status != CK_REC_DONE || !rec->output)
+    return;
+  if (c->kind == KIND_SAVER)
+    removed = unchanged_since(rec->output, rec->when) && unlink(rec->output) == 0;
+  else
+    removed = remove_bundle(rec->output, rec->when) == 0;
+  if (!removed) {
+    ck_log(CK_LOG_INFO, "mirror_delete", &f, "source deleted; its output was changed or is gone: left alone");
+    return;
+  }
+  ck_log(CK_LOG_INFO, "mirror_delete", &f, "source deleted: its output removed too (mirror_deletes)");
+  if (c->kind == KIND_H5) {
+    char *dir = ck_dirname(rec->output), *base = ck_basename(rec->output);
+    struct ck_err err = { 0 };
+    int updated;
+    if (dir && base && ck_ckptfile_forget(dir, base, &updated, &err) != 0)
+      ck_log(CK_LOG_WARN, "checkpoint_file", &f, "%s", err.msg);
+    free(dir);
+    free(base);
+  }
+}
+
 static void rescan_done(void *ctx)
 {
   struct ck_sched *s = ctx;
@@ -851,6 +919,7 @@ static void rescan_done(void *ctx)
     return;
   ck_hmap_each(s->cands, collect_gone, &w);
   for (size_t i = 0; i < w.gone.n; i++) {
+    mirror_delete(s, w.gone.v[i]);
     ck_hmap_del(s->cands, w.gone.v[i]->key);
     free_cand(NULL, NULL, w.gone.v[i]);
   }

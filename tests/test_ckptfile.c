@@ -142,9 +142,34 @@ static void concurrent(void)
   ck_ckptstate_free(&cs);
 }
 
+static void forget(void)
+{
+  struct ck_ckptstate cs;
+  struct ck_err err = { 0 };
+  char note[300], path[4200], *text;
+  int up;
+
+  reset();
+  add("model.ckpt-1", CK_CKPTFILE_AUTO, &up, note);
+  add("model.ckpt-2", CK_CKPTFILE_AUTO, &up, note);
+  ok(ck_ckptfile_forget(dir, "model.ckpt-2", &up, &err) == 0 && up && ck_ckptstate_read(dir, &cs, &err) == 0 &&
+         cs.npaths == 1 && !strcmp(cs.model_checkpoint_path, "model.ckpt-1") && cs.ckptd_marker,
+     "forgetting the latest entry makes the newest one left latest");
+  ck_ckptstate_free(&cs);
+  ok(ck_ckptfile_forget(dir, "model.ckpt-1", &up, &err) == 0 && up, "forgetting the last entry");
+  snprintf(path, sizeof(path), "%s/checkpoint", dir);
+  ok(access(path, F_OK) != 0, "removes the file ckptd created");
+  put("checkpoint", "model_checkpoint_path: \"model.ckpt-1\"\nall_model_checkpoint_paths: \"model.ckpt-1\"\n");
+  ok(ck_ckptfile_forget(dir, "model.ckpt-1", &up, &err) == 0 && !up, "a producer's checkpoint file is never edited");
+  text = slurp();
+  ok(text && strstr(text, "model.ckpt-1"), "it still lists its entry");
+  free(text);
+}
+
 int main(void)
 {
   dir = tu_tmpdir();
+  forget();
   created_and_ordered();
   producers_file();
   concurrent();

@@ -490,6 +490,45 @@ else:
     ok(wait_for(lambda: any("no longer watching [watch full]" in l for l in log().splitlines()), 5), "a tree removed by SIGHUP")
     subprocess.run(["umount", "-l", FULL])
 
+# 9b. mirror_deletes: retention deletes converted sources, their unchanged outputs follow
+M = os.path.join(T, "m")
+os.makedirs(M)
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF + f"\n[watch m]\npath = {M}\ndirection = both\nmirror_deletes = yes\n")
+nreload = len(events("reload"))
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nreload, 5)
+synth(os.path.join(M, "t", "model.ckpt-1"), "--size", "1M", "--tensors", "3")
+synth(os.path.join(M, "t", "model.ckpt-2"), "--size", "1M", "--tensors", "3")
+for name in ("x", "y"):
+    subprocess.run([CKPT, "synth", "--format", "h5", os.path.join(S, name + ".h5"), "--size", "64K", "--tensors", "2"], check=True)
+    os.makedirs(os.path.join(M, "h"), exist_ok=True)
+    shutil.move(os.path.join(S, name + ".h5"), os.path.join(M, "h", name + ".h5"))
+mt, mh = os.path.join(M, "t"), os.path.join(M, "h")
+ok(wait_for(lambda: all(os.path.exists(p) for p in (os.path.join(mt, "model.ckpt-1.h5"), os.path.join(mt, "model.ckpt-2.h5"),
+                                                   os.path.join(mh, "x.index"), os.path.join(mh, "y.index"))), 20),
+   "a mirror_deletes tree converts both ways")
+time.sleep(0.5)
+future = time.time() + 30
+os.utime(os.path.join(mt, "model.ckpt-2.h5"), (future, future))  # someone changed this output since
+for f in glob.glob(os.path.join(mt, "model.ckpt-1.*")) + glob.glob(os.path.join(mt, "model.ckpt-2.*")) + [os.path.join(mh, "x.h5")]:
+    if not f.endswith(".h5") or f.endswith("x.h5"):
+        os.unlink(f)
+ok(wait_for(lambda: not os.path.exists(os.path.join(mt, "model.ckpt-1.h5")), 10),
+   "a deleted bundle's .h5 is removed at the next rescan")
+ok(any("output removed" in l for l in events("mirror_delete", os.path.join(mt, "model.ckpt-1"))), "logged event=mirror_delete")
+ok(wait_for(lambda: not os.path.exists(os.path.join(mh, "x.index")) and not glob.glob(os.path.join(mh, "x.data-*")), 10),
+   "a deleted .h5's bundle is removed")
+time.sleep(0.3)
+text, latest, listed = ckpt_state(mh)
+ok(listed == ["y"] and latest == "y", "and leaves the checkpoint file ckptd maintains (%s)" % listed)
+ok(os.path.exists(os.path.join(mt, "model.ckpt-2.h5")) and any("left alone" in l for l in events("mirror_delete", os.path.join(mt, "model.ckpt-2"))),
+   "an output modified since it was written is left alone")
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF)
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nreload + 1, 5)
+
 # 10. SIGTERM exits cleanly; after a restart nothing done is redone
 proc.send_signal(signal.SIGTERM)
 try:
