@@ -130,6 +130,7 @@ struct ck_bundle_writer_opts {
   ck_shard_fn shard_of;     /* overrides max_shard_bytes when set */
   void *shard_ctx;
   size_t buffer_size;       /* per open shard; 0: 1 MiB */
+  size_t expected_entries;  /* a hint: the entry table is sized once (no regrowth copies) */
 };
 
 struct ck_bundle_writer;

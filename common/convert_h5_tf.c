@@ -188,6 +188,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
     goto out;
   }
   wo.max_shard_bytes = o->max_shard_bytes;
+  wo.expected_entries = ck_h5r_count(r);
   /* large appends bypass the writer's buffer, so a small one suffices */
   wo.buffer_size = 1u << 20;
   if (o->nrules) {
@@ -219,6 +220,11 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
     ck_bundle_writer_abort(c.w);
     goto out;
   }
+  if (!wprefix) { /* the reader is done: its listing and libhdf5's state go before the index is built */
+    st->skipped = ck_h5r_skipped_count(r);
+    ck_h5r_close(r);
+    r = NULL;
+  }
   if ((rc = ck_bundle_writer_finish(c.w, err)) != 0)
     goto out;
   if (wprefix) {
@@ -233,7 +239,8 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   if (state)
     update_state(dir, dst_prefix, st);
 out:
-  st->skipped = r ? ck_h5r_skipped_count(r) : 0;
+  if (r)
+    st->skipped = ck_h5r_skipped_count(r);
   ck_progress_done(&c.prog);
   st->seconds = ck_now() - t0;
   ck_srcid_free(&id);

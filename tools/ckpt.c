@@ -411,18 +411,33 @@ static int cmd_verify(int argc, char **argv)
 
 /* ---- diff ---- */
 
+/* One tensor of a diff listing, compact: 200,000 of them are a few MB. */
 struct dent {
-  struct tinfo t;
+  const uint8_t *name;
+  const int64_t *dims;
+  uint32_t nlen;
+  int dtype;
+  int rank;
   uint32_t crc; /* of the TensorFlow stored layout */
 };
+
+static void as_tinfo(const struct dent *d, struct tinfo *t)
+{
+  memset(t, 0, sizeof(*t));
+  t->name = d->name;
+  t->nlen = d->nlen;
+  t->dtype = d->dtype;
+  t->rank = d->rank;
+  t->dims = d->dims;
+}
 
 static int cmp_dent(const void *pa, const void *pb)
 {
   const struct dent *a = pa, *b = pb;
-  size_t n = a->t.nlen < b->t.nlen ? a->t.nlen : b->t.nlen;
-  int c = memcmp(a->t.name, b->t.name, n);
+  size_t n = a->nlen < b->nlen ? a->nlen : b->nlen;
+  int c = memcmp(a->name, b->name, n);
 
-  return c ? c : a->t.nlen < b->t.nlen ? -1 : a->t.nlen > b->t.nlen;
+  return c ? c : a->nlen < b->nlen ? -1 : a->nlen > b->nlen;
 }
 
 /* A listing that no longer needs its source: names and shapes copied into one
@@ -440,11 +455,11 @@ static int detach(struct listing *l, struct ck_err *err)
   uint8_t *p;
 
   for (size_t i = 0; i < l->n; i++)
-    need += l->d[i].t.nlen + 1 + sizeof(int64_t) * (size_t)l->d[i].t.rank + sizeof(int64_t);
+    need += l->d[i].nlen + 1 + sizeof(int64_t) * (size_t)l->d[i].rank + sizeof(int64_t);
   if ((p = l->store = malloc(need + 1)) == NULL)
     return ck_err_set(err, -ENOMEM, "out of memory");
   for (size_t i = 0; i < l->n; i++) { /* dims first in each record: 8-byte aligned */
-    struct tinfo *t = &l->d[i].t;
+    struct dent *t = &l->d[i];
     size_t dl = sizeof(int64_t) * (size_t)t->rank;
     memcpy(p, t->dims, dl);
     t->dims = (const int64_t *)(void *)p;
@@ -466,12 +481,14 @@ static int collect(struct src *s, struct dent **out, size_t *n, struct ck_err *e
   *n = 0;
   for (size_t i = 0; rc == 0 && i < src_count(s); i++) {
     struct dent *x = &d[*n];
-    if (!src_tensor(s, i, &x->t))
+    struct tinfo t;
+    if (!src_tensor(s, i, &t))
       continue;
+    *x = (struct dent){ t.name, t.dims, (uint32_t)t.nlen, t.dtype, t.rank, 0 };
     if (s->b)
-      rc = ck_tensor_crc_bundle(s->b, x->t.e, buf, VERIFY_BUF, &x->crc, err);
+      rc = ck_tensor_crc_bundle(s->b, t.e, buf, VERIFY_BUF, &x->crc, err);
     else
-      rc = ck_tensor_crc_h5(s->r, x->t.t, buf, VERIFY_BUF, &x->crc, err);
+      rc = ck_tensor_crc_h5(s->r, t.t, buf, VERIFY_BUF, &x->crc, err);
     (*n)++;
   }
   free(buf);
@@ -497,8 +514,10 @@ static size_t diff_report(const struct dent *da, size_t na, const struct dent *d
 
   while (i < na || j < nb) {
     int c = i == na ? 1 : j == nb ? -1 : cmp_dent(&da[i], &db[j]);
+    struct tinfo ta, tb;
     if (c != 0) {
-      name_str(c < 0 ? &da[i].t : &db[j].t, name, sizeof(name));
+      as_tinfo(c < 0 ? &da[i] : &db[j], &ta);
+      name_str(&ta, name, sizeof(name));
       printf("only in %s: %s\n", c < 0 ? "A" : "B", name);
       ndiff++;
       if (c < 0)
@@ -507,13 +526,15 @@ static size_t diff_report(const struct dent *da, size_t na, const struct dent *d
         j++;
       continue;
     }
-    name_str(&da[i].t, name, sizeof(name));
-    shape_str(&da[i].t, sa, sizeof(sa));
-    shape_str(&db[j].t, sb, sizeof(sb));
-    if (da[i].t.dtype != db[j].t.dtype) {
-      printf("dtype differs: %s: %s vs %s\n", name, ck_dtype_name(da[i].t.dtype), ck_dtype_name(db[j].t.dtype));
+    as_tinfo(&da[i], &ta);
+    as_tinfo(&db[j], &tb);
+    name_str(&ta, name, sizeof(name));
+    shape_str(&ta, sa, sizeof(sa));
+    shape_str(&tb, sb, sizeof(sb));
+    if (ta.dtype != tb.dtype) {
+      printf("dtype differs: %s: %s vs %s\n", name, ck_dtype_name(ta.dtype), ck_dtype_name(tb.dtype));
       ndiff++;
-    } else if (!same_shape(&da[i].t, &db[j].t)) {
+    } else if (!same_shape(&ta, &tb)) {
       printf("shape differs: %s: %s vs %s\n", name, sa, sb);
       ndiff++;
     } else if (da[i].crc != db[j].crc) {
