@@ -20,22 +20,22 @@ struct ck_slice {
 };
 
 /* One index entry. */
-struct ck_entry {
+struct ck_entry {        /* fields ordered without padding: indexes hold 10^5 of these */
   uint8_t *key;          /* NUL-terminated; slice keys may hold NUL bytes, see key_len */
   size_t key_len;
-  int dtype;             /* base DataType (any *_REF stripped) */
-  int rank;
   int64_t *dims;
   uint64_t nelem;
-  int shard;
   uint64_t offset;
   uint64_t size;
-  uint32_t crc32c;       /* masked, as stored */
   size_t nslices;        /* > 0: a partitioned variable assembled from slice entries */
   struct ck_slice *slices;
-  int is_slice;          /* this entry is the data of one slice of `full` */
   struct ck_entry *full; /* for slice entries: the partitioned variable */
   struct ck_slice slice; /* for slice entries: which part it holds */
+  int dtype;             /* base DataType (any *_REF stripped) */
+  int rank;
+  int shard;
+  uint32_t crc32c;       /* masked, as stored */
+  int is_slice;          /* this entry is the data of one slice of `full` */
 };
 
 struct ck_bundle;

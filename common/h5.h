@@ -81,21 +81,21 @@ const char *ck_h5w_path(const struct ck_h5w *w);
 
 enum { CK_H5K_FIXED, CK_H5K_VLEN_BYTES, CK_H5K_VLEN_STR, CK_H5K_FIXED_STR };
 
-struct ck_h5_tensor {
+struct ck_h5_tensor { /* fields ordered without padding: 200,000 of these are listed */
   char *path;        /* HDF5 path of the dataset */
   uint8_t *name;     /* tensor name (unescaped), NUL-terminated */
   size_t nlen;
-  int dtype;         /* TensorFlow DataType */
-  int rank;
   int64_t *dims;
   uint64_t nelem;
-  int kind;
   size_t file_esize; /* bytes per element in the file (fixed kinds) */
   uint64_t raw_offset; /* contiguous, unfiltered, little-endian as TF lays it out: file offset; else 0 */
+  uint64_t order;     /* ckptd_order attribute (nested layout): the source's data order */
+  int dtype;         /* TensorFlow DataType */
+  int rank;
+  int kind;
   int has_crc;
   uint32_t tf_crc32c; /* masked, from the tf_crc32c attribute */
   int has_order;
-  uint64_t order;     /* ckptd_order attribute (nested layout): the source's data order */
 };
 
 struct ck_h5r;

@@ -436,7 +436,7 @@ out: /* what t took from the arena goes with the reader */
 #define CK_H5_MAX_DEPTH 1024
 
 struct child {
-  char *name;
+  size_t off;        /* its name in the frame's name buffer: 200,000 links, no 200,000 mallocs */
   int hard;
 };
 
@@ -445,6 +445,8 @@ struct frame {
   size_t plen;       /* length of the group's key (its path without the leading '/') */
   struct child *c;
   size_t n, cap, next;
+  char *names;       /* the links' names, NUL-separated */
+  size_t nused, ncap;
 };
 
 static herr_t list_child(hid_t g, const char *name, const H5L_info_t *info, void *data)
@@ -460,8 +462,20 @@ static herr_t list_child(hid_t g, const char *name, const H5L_info_t *info, void
     f->c = c;
     f->cap = cap;
   }
-  if ((f->c[f->n].name = strdup(name)) == NULL)
-    return -1;
+  {
+    size_t len = strlen(name) + 1;
+    if (f->nused + len > f->ncap) {
+      size_t ncap = (f->ncap ? f->ncap * 2 : 4096) + len;
+      char *nn = realloc(f->names, ncap);
+      if (nn == NULL)
+        return -1;
+      f->names = nn;
+      f->ncap = ncap;
+    }
+    memcpy(f->names + f->nused, name, len);
+    f->c[f->n].off = f->nused;
+    f->nused += len;
+  }
   f->c[f->n++].hard = info->type == H5L_TYPE_HARD;
   return 0;
 }
@@ -482,13 +496,19 @@ static int list_group(struct ck_h5r *r, struct frame *f, const char *key)
                   list_child, f);
   if (st < 0)
     return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot list group /%s", r->path, key);
+  if (r->n + f->n > r->cap && f->n > 64) { /* a big group: room for all its tensors at once, no slack */
+    struct ck_h5_tensor *nt = realloc(r->t, (r->n + f->n) * sizeof(*nt));
+    if (nt != NULL) {
+      r->t = nt;
+      r->cap = r->n + f->n;
+    }
+  }
   return 0;
 }
 
 static void frame_free(struct frame *f)
 {
-  for (size_t i = 0; i < f->n; i++)
-    free(f->c[i].name);
+  free(f->names);
   free(f->c);
   if (f->g >= 0)
     H5Gclose(f->g);
@@ -527,7 +547,7 @@ static int seen_group(struct ck_h5r *r, haddr_t addr)
 }
 
 /* One link of group g: classify a dataset, skip what is not one; *sub gets a group to enter. */
-static int visit(struct ck_h5r *r, hid_t g, const struct child *c, const char *key, hid_t *sub)
+static int visit(struct ck_h5r *r, hid_t g, const char *name, int hard, const char *key, hid_t *sub)
 {
   char *path = ck_asprintf("/%s", key);
   H5O_info_t oi;
@@ -536,20 +556,20 @@ static int visit(struct ck_h5r *r, hid_t g, const struct child *c, const char *k
   *sub = H5I_INVALID_HID;
   if (path == NULL) {
     rc = ck_err_set(r->err, -ENOMEM, "out of memory");
-  } else if (!c->hard) {
+  } else if (!hard) {
     skip(r, path, "link");
-  } else if (H5Oget_info_by_name2(g, c->name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) { /* basic: no attribute scan */
+  } else if (H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) { /* basic: no attribute scan */
     rc = ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot read object header", r->path, path);
   } else if (oi.type == H5O_TYPE_GROUP) {
     if ((rc = seen_group(r, oi.addr)) > 0)
       skip(r, path, "group already listed through another link");
     else if (rc < 0)
       ck_err_set(r->err, rc, "out of memory");
-    else if ((*sub = H5Gopen2(g, c->name, H5P_DEFAULT)) < 0)
+    else if ((*sub = H5Gopen2(g, name, H5P_DEFAULT)) < 0)
       rc = ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot open group", r->path, path);
     rc = rc > 0 ? 0 : rc;
   } else if (oi.type == H5O_TYPE_DATASET) {
-    hid_t ds = H5Dopen2(g, c->name, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
     rc = ds < 0 ? ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot open dataset", r->path, path)
                 : classify(r, ds, path, key);
     if (ds >= 0)
@@ -602,11 +622,12 @@ static int walk(struct ck_h5r *r, hid_t root)
       depth--;
       continue;
     }
-    if ((rc = key_set(&key, &kcap, f->plen, f->c[f->next].name)) != 0) {
+    const struct child *c = &f->c[f->next++];
+    if ((rc = key_set(&key, &kcap, f->plen, f->names + c->off)) != 0) {
       ck_err_set(r->err, rc, "out of memory");
       break;
     }
-    if ((rc = visit(r, f->g, &f->c[f->next++], key, &sub)) != 0 || sub < 0)
+    if ((rc = visit(r, f->g, f->names + c->off, c->hard, key, &sub)) != 0 || sub < 0)
       continue;
     if (depth == CK_H5_MAX_DEPTH) {
       H5Gclose(sub);

@@ -213,7 +213,7 @@ ok(wait_for(lambda: os.path.exists(os.path.join(run1, "exported.index")), 15), "
 time.sleep(0.3)
 with open(os.path.join(run1, "checkpoint")) as f:
     ok(f.read() == trainers, "and the trainer's checkpoint file is left byte for byte as it was")
-ok(any("maintained by its producer" in l for l in events("checkpoint_file", os.path.join(run1, "exported.h5"))),
+ok(wait_for(lambda: any("maintained by its producer" in l for l in events("checkpoint_file", os.path.join(run1, "exported.h5"))), 5),
    "the log says why it was left alone")
 
 # 3c. HDF5 writers beside the daemon: probes never take a lock a writer trips over, and a file a
@@ -516,14 +516,15 @@ for f in glob.glob(os.path.join(mt, "model.ckpt-1.*")) + glob.glob(os.path.join(
         os.unlink(f)
 ok(wait_for(lambda: not os.path.exists(os.path.join(mt, "model.ckpt-1.h5")), 10),
    "a deleted bundle's .h5 is removed at the next rescan")
-ok(any("output removed" in l for l in events("mirror_delete", os.path.join(mt, "model.ckpt-1"))), "logged event=mirror_delete")
+ok(wait_for(lambda: any("output removed" in l for l in events("mirror_delete", os.path.join(mt, "model.ckpt-1"))), 5),
+   "logged event=mirror_delete")
 ok(wait_for(lambda: not os.path.exists(os.path.join(mh, "x.index")) and not glob.glob(os.path.join(mh, "x.data-*")), 10),
    "a deleted .h5's bundle is removed")
 time.sleep(0.3)
 text, latest, listed = ckpt_state(mh)
 ok(listed == ["y"] and latest == "y", "and leaves the checkpoint file ckptd maintains (%s)" % listed)
-ok(os.path.exists(os.path.join(mt, "model.ckpt-2.h5")) and any("left alone" in l for l in events("mirror_delete", os.path.join(mt, "model.ckpt-2"))),
-   "an output modified since it was written is left alone")
+ok(wait_for(lambda: any("left alone" in l for l in events("mirror_delete", os.path.join(mt, "model.ckpt-2"))), 10) and
+   os.path.exists(os.path.join(mt, "model.ckpt-2.h5")), "an output modified since it was written is left alone")
 with open(CONF, "w") as f:
     f.write(GOOD_CONF)
 proc.send_signal(signal.SIGHUP)
