@@ -52,6 +52,7 @@ struct ck_watch {
   struct wroot *roots;
   int nroots;
   int limit_logged;
+  struct ck_hmap *skips;  /* paths skipped for a reason, each logged once */
   int scans;              /* rescan walks in flight on libuv's pool */
   void (*scans_done)(void *ctx);
   void *scans_ctx;
@@ -119,6 +120,18 @@ static struct wroot *root_of(struct ck_watch *w, int id)
 
 static void scan_dir(struct ck_watch *w, struct wroot *r, const char *path, int initial, int depth);
 
+/* A path the walk does not enter or report, and why: logged once per path at info
+ * (a rescan every minute must not repeat it). */
+static void note_skip(struct ck_watch *w, const char *path, const char *why)
+{
+  struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
+
+  if (ck_hmap_get(w->skips, path) != NULL)
+    return;
+  ck_hmap_put(w->skips, path, (void *)1, NULL);
+  ck_log(CK_LOG_INFO, "skip_path", &f, "not watched: %s", why);
+}
+
 static void add_watch(struct ck_watch *w, struct wroot *r, const char *path)
 {
   int wd;
@@ -146,8 +159,10 @@ static void scan_dir(struct ck_watch *w, struct wroot *r, const char *path, int 
   if (depth > 64)
     return;
   add_watch(w, r, path); /* before listing: nothing created meanwhile is missed */
-  if ((d = opendir(path)) == NULL)
+  if ((d = opendir(path)) == NULL) {
+    note_skip(w, path, strerror(errno));
     return;
+  }
   while ((de = readdir(d)) != NULL) {
     char *child;
     struct stat st;
@@ -162,6 +177,8 @@ static void scan_dir(struct ck_watch *w, struct wroot *r, const char *path, int 
           scan_dir(w, r, child, initial, depth + 1);
       } else if (S_ISREG(st.st_mode)) {
         w->fn(w->ctx, r->id, child, &st, initial);
+      } else if (S_ISLNK(st.st_mode)) {
+        note_skip(w, child, "a symbolic link (never followed)");
       }
     }
     free(child);
@@ -231,9 +248,11 @@ int ck_watch_init(uv_loop_t *loop, ck_watch_file_fn fn, void *ctx, struct ck_wat
   w->fn = fn;
   w->ctx = ctx;
   w->by_path = ck_hmap_new();
+  w->skips = ck_hmap_new();
   if ((w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
     int rc = -errno;
     ck_hmap_free(w->by_path);
+    ck_hmap_free(w->skips);
     free(w);
     return rc;
   }
@@ -314,6 +333,7 @@ void ck_watch_remove_root(struct ck_watch *w, int root)
  * leaves the loop; the watch table and the callbacks stay on it. */
 struct found { /* what the scheduler uses of a stat, kept small: trees can hold 10^5 files */
   char *path;
+  int skip_errno;   /* > 0: a directory that could not be listed; -1: a symbolic link */
   uint64_t ino, size;
   int64_t mtime_s, mtime_ns;
   uint32_t mode;
@@ -339,7 +359,7 @@ static int found_add(struct scan_job *j, char *path, const struct stat *st)
     j->v = nv;
     j->cap = cap;
   }
-  j->v[j->n++] = (struct found){ path, (uint64_t)st->st_ino, (uint64_t)st->st_size, (int64_t)st->st_mtim.tv_sec,
+  j->v[j->n++] = (struct found){ path, 0, (uint64_t)st->st_ino, (uint64_t)st->st_size, (int64_t)st->st_mtim.tv_sec,
                                  (int64_t)st->st_mtim.tv_nsec, (uint32_t)st->st_mode };
   return 0;
 }
@@ -359,8 +379,12 @@ static void scan_work(uv_work_t *req)
   for (size_t i = 0; i < j->n; i++) {
     DIR *d;
     struct dirent *de;
-    if (!S_ISDIR(j->v[i].mode) || (i > 0 && !j->recursive) || (d = opendir(j->v[i].path)) == NULL)
+    if (!S_ISDIR(j->v[i].mode) || (i > 0 && !j->recursive))
       continue;
+    if ((d = opendir(j->v[i].path)) == NULL) {
+      j->v[i].skip_errno = errno ? errno : EIO;
+      continue;
+    }
     while ((de = readdir(d)) != NULL) {
       char *child;
       if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
@@ -368,9 +392,12 @@ static void scan_work(uv_work_t *req)
       if ((child = ck_path_join(j->v[i].path, de->d_name)) == NULL)
         continue;
       /* lstat: a symbolic link is never followed out of the tree */
-      if (lstat(child, &st) != 0 || !(S_ISREG(st.st_mode) || (S_ISDIR(st.st_mode) && !ck_decide_temp_dir(de->d_name))) ||
+      if (lstat(child, &st) != 0 ||
+          !(S_ISREG(st.st_mode) || S_ISLNK(st.st_mode) || (S_ISDIR(st.st_mode) && !ck_decide_temp_dir(de->d_name))) ||
           found_add(j, child, &st) != 0)
         free(child);
+      else if (S_ISLNK(st.st_mode))
+        j->v[j->n - 1].skip_errno = -1;
     }
     closedir(d);
   }
@@ -393,9 +420,11 @@ static void scan_done(uv_work_t *req, int status)
       st.st_mtim.tv_sec = (time_t)f->mtime_s;
       st.st_mtim.tv_nsec = (long)f->mtime_ns;
       st.st_mode = (mode_t)f->mode;
+      if (f->skip_errno)
+        note_skip(w, f->path, f->skip_errno < 0 ? "a symbolic link (never followed)" : strerror(f->skip_errno));
       if (S_ISDIR(st.st_mode))
         add_watch(w, r, f->path);
-      else
+      else if (S_ISREG(st.st_mode))
         w->fn(w->ctx, r->id, f->path, &st, 0);
     }
     free(f->path);
@@ -460,6 +489,7 @@ static void maybe_free_watch(struct ck_watch *w)
   free(w->dirs);
   free(w->roots);
   ck_hmap_free(w->by_path);
+  ck_hmap_free(w->skips);
   free(w);
 }
 

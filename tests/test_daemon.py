@@ -447,6 +447,16 @@ os.unlink(os.path.join(run4, "part.index"))
 ok(w0 >= 1 and wait_for(lambda: status()["waiting"] == w0 - 1, 6),
    "a waiting checkpoint whose files are deleted is forgotten at the next rescan (waiting %d -> %d)" % (w0, status()["waiting"]))
 
+# 7c. a path skipped for a reason is logged once, not at every rescan
+lk = os.path.join(A, "links")
+os.makedirs(lk)
+os.symlink("/etc", os.path.join(lk, "etc-link"))
+os.symlink(os.path.join(A, "run1", "model.ckpt-1.index"), os.path.join(lk, "model.ckpt-1.index"))
+time.sleep(5)  # two rescans at least
+sk = [l for l in events("skip_path") if "/links/" in l]
+ok(len(sk) == 2 and all("symbolic link" in l for l in sk), "symbolic links are logged once each as skipped (%d lines)" % len(sk))
+ok(not glob.glob(os.path.join(lk, "*.h5")), "and never followed")
+
 # 8. SIGHUP with a bad config keeps the running one
 with open(CONF, "w") as f:
     f.write(GOOD_CONF + "\n[watch broken]\npath = /nonexistent/xyz\nbogus_key = 1\n")
