@@ -30,6 +30,7 @@
 #include "pool.h"
 #include "record.h"
 #include "sched.h"
+#include "status.h"
 #include "watch.h"
 
 enum { KIND_SAVER = CK_KIND_SAVER, KIND_H5 = CK_KIND_H5 };
@@ -955,107 +956,62 @@ static void count_cand(void *ctx, const char *key, void *value)
     n->waiting++;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-  fputc('"', f);
-  for (; s && *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      fprintf(f, "\\%c", ch);
-    else if (ch < 0x20)
-      fprintf(f, "\\u%04x", ch);
-    else
-      fputc(ch, f);
-  }
-  fputc('"', f);
-}
-
-struct running_ctx {
-  FILE *f;
-  int first;
+struct jobs_ctx {
+  struct ck_status_job *v;
+  size_t n, cap;
 };
 
 static void running_one(void *ctx, const char *key, void *value)
 {
-  struct running_ctx *r = ctx;
+  struct jobs_ctx *r = ctx;
   const struct cand *c = value;
 
-  if (c->state != ST_RUNNING)
+  if (c->state != ST_RUNNING || r->n == r->cap)
     return;
-  fprintf(r->f, "%s\n    {\"source\": ", r->first ? "" : ",");
-  json_str(r->f, key);
-  fprintf(r->f, ", \"direction\": \"%s\", \"seconds\": %.1f}", dir_name(c->kind == KIND_SAVER ? 1 : 2),
-          mono() - c->started);
-  r->first = 0;
+  r->v[r->n++] = (struct ck_status_job){ key, dir_name(c->kind == KIND_SAVER ? 1 : 2), mono() - c->started };
 }
 
+/* A snapshot for status.c: the status file and the Prometheus textfile. */
 static void write_status(struct ck_sched *s)
 {
   struct counts n = { 0, 0, 0, 0, 0 };
-  struct running_ctx rc;
-  char *tmp = ck_temp_name(s->conf->status_file);
-  int fd = tmp ? ck_create_excl(tmp) : -1, rdone, rfailed, rpending;
-  FILE *f;
+  struct ck_status_root *roots = calloc((size_t)s->nroots + 1, sizeof(*roots));
+  struct ck_status_recent recent[RECENT];
+  struct jobs_ctx jobs = { NULL, 0, 0 };
+  int rdone, rfailed, rpending, running = 0;
+  struct ck_status st;
 
-  if (fd < 0) {
-    free(tmp);
-    return;
-  }
-  f = fdopen(fd, "w");
   ck_hmap_each(s->cands, count_cand, &n);
+  running = n.running;
+  if (roots == NULL || (jobs.v = calloc((size_t)running + 1, sizeof(*jobs.v))) == NULL) {
+    free(roots);
+    return; /* the next change writes it again */
+  }
+  jobs.cap = (size_t)running;
+  ck_hmap_each(s->cands, running_one, &jobs);
   ck_record_counts(s->rec, &rdone, &rfailed, &rpending);
-  fprintf(f, "{\n  \"daemon\": \"ckptd\",\n  \"version\": \"%s\",\n  \"pid\": %ld,\n  \"state\": \"%s\",\n",
-          PACKAGE_VERSION, (long)getpid(), s->phase == PHASE_STOPPED ? "stopped" : s->phase == PHASE_STOPPING ? "stopping" : "running");
-  fprintf(f, "  \"started_at\": %.0f,\n  \"updated_at\": %.0f,\n  \"config\": ", s->started_wall, wall());
-  json_str(f, s->conf->source);
-  fprintf(f, ",\n  \"roots\": [");
-  for (int i = 0; i < s->nroots; i++) {
-    fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
-    json_str(f, s->roots[i].conf->name);
-    fprintf(f, ", \"path\": ");
-    json_str(f, s->roots[i].conf->path);
-    fprintf(f, ", \"direction\": \"%s\"}", dir_name(s->roots[i].conf->direction));
+  for (int i = 0; i < s->nroots; i++)
+    roots[i] = (struct ck_status_root){ s->roots[i].conf->name, s->roots[i].conf->path,
+                                        dir_name(s->roots[i].conf->direction) };
+  for (int i = 0; i < s->nrecent; i++) { /* newest first */
+    const struct finished *r = &s->recent[s->nrecent - 1 - i];
+    recent[i] = (struct ck_status_recent){ r->src, r->ok, r->bytes, r->seconds, r->error ? r->error : "" };
   }
-  fprintf(f, "\n  ],\n  \"watched_directories\": %zu,\n  \"running\": %d,\n  \"queued\": %d,\n  \"waiting\": %d,\n",
-          s->watch ? ck_watch_dirs(s->watch) : 0, s->pool ? ck_pool_running(s->pool) : 0,
-          s->pool ? ck_pool_queued(s->pool) : 0, n.waiting);
-  fprintf(f, "  \"done\": %d,\n  \"failed\": %d,\n  \"done_since_start\": %llu,\n  \"failed_since_start\": %llu,\n"
-             "  \"bytes_since_start\": %llu,\n  \"checks_since_start\": %llu,\n  \"running_jobs\": [",
-          rdone, rfailed, s->done_total, s->failed_total, s->bytes_total, s->checks_total);
-  rc = (struct running_ctx){ f, 1 };
-  ck_hmap_each(s->cands, running_one, &rc);
-  fprintf(f, "\n  ],\n  \"recent\": [");
-  for (int i = s->nrecent - 1; i >= 0; i--) {
-    fprintf(f, "%s\n    {\"source\": ", i == s->nrecent - 1 ? "" : ",");
-    json_str(f, s->recent[i].src);
-    fprintf(f, ", \"ok\": %s, \"bytes\": %llu, \"seconds\": %.2f, \"error\": ", s->recent[i].ok ? "true" : "false",
-            s->recent[i].bytes, s->recent[i].seconds);
-    json_str(f, s->recent[i].error ? s->recent[i].error : "");
-    fputc('}', f);
-  }
-  fprintf(f, "\n  ]\n}\n");
-  fflush(f);
-  fclose(f);
-  if (rename(tmp, s->conf->status_file) != 0)
-    unlink(tmp);
-  free(tmp);
-  if (s->conf->prometheus_file && (tmp = ck_temp_name(s->conf->prometheus_file)) != NULL) {
-    if ((fd = ck_create_excl(tmp)) >= 0 && (f = fdopen(fd, "w")) != NULL) {
-      fprintf(f, "# HELP ckptd_jobs_done_total Conversions completed since start.\n# TYPE ckptd_jobs_done_total counter\n"
-                 "ckptd_jobs_done_total %llu\n# HELP ckptd_jobs_failed_total Conversions failed since start.\n"
-                 "# TYPE ckptd_jobs_failed_total counter\nckptd_jobs_failed_total %llu\n"
-                 "# HELP ckptd_bytes_total Tensor bytes converted since start.\n# TYPE ckptd_bytes_total counter\n"
-                 "ckptd_bytes_total %llu\n# HELP ckptd_jobs_running Conversions running.\n# TYPE ckptd_jobs_running gauge\n"
-                 "ckptd_jobs_running %d\n# HELP ckptd_watched_directories Directories watched with inotify.\n"
-                 "# TYPE ckptd_watched_directories gauge\nckptd_watched_directories %zu\n",
-              s->done_total, s->failed_total, s->bytes_total, s->pool ? ck_pool_running(s->pool) : 0,
-              s->watch ? ck_watch_dirs(s->watch) : 0);
-      fclose(f);
-      if (rename(tmp, s->conf->prometheus_file) != 0)
-        unlink(tmp);
-    }
-    free(tmp);
-  }
+  st = (struct ck_status){
+    .version = PACKAGE_VERSION, .pid = (long)getpid(), .config = s->conf->source,
+    .state = s->phase == PHASE_STOPPED ? "stopped" : s->phase == PHASE_STOPPING ? "stopping" : "running",
+    .started_at = s->started_wall, .updated_at = wall(), .roots = roots, .nroots = (size_t)s->nroots,
+    .watched_directories = s->watch ? ck_watch_dirs(s->watch) : 0, .running = s->pool ? ck_pool_running(s->pool) : 0,
+    .queued = s->pool ? ck_pool_queued(s->pool) : 0, .waiting = n.waiting, .done = rdone, .failed = rfailed,
+    .done_since_start = s->done_total, .failed_since_start = s->failed_total, .bytes_since_start = s->bytes_total,
+    .checks_since_start = s->checks_total, .jobs = jobs.v, .njobs = jobs.n, .recent = recent,
+    .nrecent = (size_t)s->nrecent,
+  };
+  ck_status_save(s->conf->status_file, ck_status_json, &st);
+  if (s->conf->prometheus_file)
+    ck_status_save(s->conf->prometheus_file, ck_status_prometheus, &st);
+  free(roots);
+  free(jobs.v);
 }
 
 static void on_status_timer(uv_timer_t *t)

@@ -27,6 +27,7 @@
 #include "fileio.h"
 #include "h5.h"
 #include "isolate.h"
+#include "../daemon/status.h"
 #include "synth.h"
 
 #define VERIFY_BUF (256u << 10) /* pread + crc in L2-sized pieces: fastest measured */
@@ -613,89 +614,32 @@ static int cmd_diff(int argc, char **argv)
 
 /* ---- status ---- */
 
-/* ckptd writes its status JSON with one object per line inside arrays, so a line
- * scanner is enough here (the file is ours, and bounded before it is read). */
-static const char *json_find(const char *line, const char *key, char *out, size_t len)
-{
-  char pat[64];
-  const char *p;
-  size_t n = 0;
-
-  snprintf(pat, sizeof(pat), "\"%s\": ", key);
-  if ((p = strstr(line, pat)) == NULL)
-    return NULL;
-  p += strlen(pat);
-  if (*p == '"') {
-    for (p++; *p && *p != '"' && n + 1 < len; p++) {
-      if (*p == '\\' && p[1])
-        p++;
-      out[n++] = *p;
-    }
-  } else {
-    while (*p && *p != ',' && *p != '}' && *p != '\n' && n + 1 < len)
-      out[n++] = *p++;
-  }
-  out[n] = 0;
-  return out;
-}
-
 static int cmd_status(int argc, char **argv)
 {
   const char *path = argc > 1 ? argv[1] : access("/run/ckptd/status.json", R_OK) == 0 ? "/run/ckptd/status.json"
                                                                                        : "var/state/status.json";
-  char v[4][512], *text, *line, *save = NULL;
+  struct stat st;
+  char *text;
   size_t n;
-  int section = 0;
-  long pid;
+  FILE *f;
 
   if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
     usage(stderr);
     return CK_EXIT_USAGE;
   }
-  {
-    struct stat st;
-    FILE *f;
-    if (stat(path, &st) != 0 || st.st_size > (16 << 20) || (f = fopen(path, "r")) == NULL) {
-      fprintf(stderr, "ckpt status: %s: %s\n", path, strerror(errno ? errno : EFBIG));
-      return CK_EXIT_FAIL;
-    }
-    text = calloc(1, (size_t)st.st_size + 1);
-    n = fread(text, 1, (size_t)st.st_size, f);
+  if (stat(path, &st) != 0 || st.st_size > (16 << 20) || (f = fopen(path, "r")) == NULL) {
+    fprintf(stderr, "ckpt status: %s: %s\n", path, strerror(errno ? errno : EFBIG));
+    return CK_EXIT_FAIL;
+  }
+  if ((text = calloc(1, (size_t)st.st_size + 1)) == NULL) {
     fclose(f);
-    text[n] = 0;
+    fprintf(stderr, "ckpt status: out of memory\n");
+    return CK_EXIT_FAIL;
   }
-  json_find(text, "pid", v[0], sizeof(v[0]));
-  pid = atol(v[0]);
-  printf("ckptd %s, pid %ld (%s), state %s\n", json_find(text, "version", v[1], sizeof(v[1])) ? v[1] : "?", pid,
-         pid > 0 && kill((pid_t)pid, 0) == 0 ? "alive" : "not running", json_find(text, "state", v[2], sizeof(v[2])) ? v[2] : "?");
-  printf("config: %s\n", json_find(text, "config", v[0], sizeof(v[0])) ? v[0] : "?");
-  printf("watched directories: %s\n", json_find(text, "watched_directories", v[0], sizeof(v[0])) ? v[0] : "?");
-  printf("running %s, queued %s, waiting %s; in the record: done %s, failed %s\n",
-         json_find(text, "running", v[0], sizeof(v[0])) ? v[0] : "?", json_find(text, "queued", v[1], sizeof(v[1])) ? v[1] : "?",
-         json_find(text, "waiting", v[2], sizeof(v[2])) ? v[2] : "?", json_find(text, "done", v[3], sizeof(v[3])) ? v[3] : "?",
-         json_find(text, "failed", v[0], sizeof(v[0])) ? v[0] : "?");
-  for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-    if (strstr(line, "\"roots\": ["))
-      section = 1, printf("trees:\n");
-    else if (strstr(line, "\"running_jobs\": ["))
-      section = 2, printf("running:\n");
-    else if (strstr(line, "\"recent\": ["))
-      section = 3, printf("recent:\n");
-    else if (strchr(line, ']'))
-      section = 0;
-    else if (section == 1 && json_find(line, "path", v[0], sizeof(v[0])))
-      printf("  [watch %s] %s (%s)\n", json_find(line, "name", v[1], sizeof(v[1])) ? v[1] : "?", v[0],
-             json_find(line, "direction", v[2], sizeof(v[2])) ? v[2] : "?");
-    else if (section == 2 && json_find(line, "source", v[0], sizeof(v[0])))
-      printf("  %s (%s, %s s)\n", v[0], json_find(line, "direction", v[1], sizeof(v[1])) ? v[1] : "?",
-             json_find(line, "seconds", v[2], sizeof(v[2])) ? v[2] : "?");
-    else if (section == 3 && json_find(line, "source", v[0], sizeof(v[0]))) {
-      int ok = json_find(line, "ok", v[1], sizeof(v[1])) && strcmp(v[1], "true") == 0;
-      printf("  %-6s %s, %s bytes in %s s%s%s\n", ok ? "ok" : "FAILED", v[0],
-             json_find(line, "bytes", v[2], sizeof(v[2])) ? v[2] : "?", json_find(line, "seconds", v[3], sizeof(v[3])) ? v[3] : "?",
-             ok ? "" : ": ", ok ? "" : (json_find(line, "error", v[1], sizeof(v[1])) ? v[1] : ""));
-    }
-  }
+  n = fread(text, 1, (size_t)st.st_size, f);
+  fclose(f);
+  text[n] = 0;
+  ck_status_print(text, stdout); /* the file's one definition: daemon/status.c */
   free(text);
   return 0;
 }
