@@ -670,14 +670,21 @@ else:
     jp = subprocess.Popen([CKPTD, "--config", CONF], stderr=errf, stdout=errf, env=env)
     synth(os.path.join(A, "jr", "j.ckpt-1"), "--size", "1M", "--tensors", "3")
     entries = []
-    end = time.time() + 15
-    while time.time() < end and not any("CKPTD_EVENT=job_done" in e for e in entries):
-        try:
-            entries.append(jsock.recv(65536).decode(errors="replace"))
-        except socket.timeout:
-            pass
+    jdone = threading.Event()
+
+    def jdrain():  # as journald does: always reading, so the daemon never blocks on a full socket
+        while not jdone.is_set():
+            try:
+                entries.append(jsock.recv(65536).decode(errors="replace"))
+            except socket.timeout:
+                pass
+    jt = threading.Thread(target=jdrain, daemon=True)
+    jt.start()
+    wait_for(lambda: any("CKPTD_EVENT=job_done" in e for e in list(entries)), 15)
     jp.send_signal(signal.SIGTERM)
     jp.wait(30)
+    jdone.set()
+    jt.join()
     jsock.close()
     os.unlink(JS)
     for d in reversed(made):
