@@ -332,34 +332,10 @@ time.sleep(1)
 ok(len(events("job_start", pc)) == 1, "the crashed source is not retried until it changes")
 
 # 5c. a hostile .h5 that crashes libhdf5 itself (issue 7's mutants): it costs one job, never the daemon
-MUTANTS = r"""
-import os, random, sys
-import h5py, numpy as np
-out, first, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-base = os.path.join(out, "base.h5")
-with h5py.File(base, "w", libver="earliest") as f:
-    f.attrs["__version__"] = 1
-    for j in range(12):
-        f.attrs["meta%d" % j] = "value %d" % j
-    g = f.create_group("model")
-    for i in range(6):
-        d = g.create_dataset("layer%d/kernel" % i, data=np.arange(16 * (i + 1), dtype=np.float32).reshape(-1, 4),
-                             track_times=False, chunks=(2, 4) if i % 2 else None,
-                             compression="gzip" if i % 3 == 0 and i else None)
-        for j in range(10 if i % 2 else 2):
-            d.attrs["a%d" % j] = np.arange(j + 1, dtype=np.int64)
-        d.attrs["name"] = "w%d" % i
-data = open(base, "rb").read()
-for k in range(first, first + n):
-    r = random.Random(7 * 100003 + k)
-    m = bytearray(data)
-    for _ in range(r.randint(1, 8)):
-        m[r.randrange(8, len(m))] = r.randrange(256)
-    open(os.path.join(out, "m%04d.h5" % k), "wb").write(m)
-"""
 mdir = os.path.join(S, "mutants")
 os.makedirs(mdir)
-subprocess.run(["/usr/bin/python3", "-c", MUTANTS, mdir, "300", "200"], check=True)
+subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "h5_mutants.py"), mdir, "300", "200"],
+               check=True)
 crasher = None
 senv = dict(os.environ, CKPTD_NO_ISOLATE="1",
             ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":handle_segv=0:allocator_may_return_null=1:detect_leaks=0").lstrip(":"))

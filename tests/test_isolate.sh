@@ -20,36 +20,8 @@ NMUT=${CKPTD_MUTANTS:-200}
 FIRST=${CKPTD_MUTANT_FIRST:-300}
 if $PY -c 'import h5py, numpy' 2>/dev/null; then
   mkdir -p "$T/mut"
-  # A small h5py checkpoint in the oldest format (v1 object headers, attributes in
-  # the header, some chunked or gzip datasets), then NMUT mutants of 1-8 random bytes
-  # each. Seeded: the same files on every run. With libhdf5 1.10.8, 300-499 hold three
-  # that crash it both in the ASan build and in a plain -O2 one (which ones crash
-  # depends on the heap layout).
-  $PY - "$T/mut" "$NMUT" "$FIRST" <<'EOF'
-import os, random, sys
-import h5py, numpy as np
-out, n, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-base = os.path.join(out, "base.h5")
-with h5py.File(base, "w", libver="earliest") as f:
-    f.attrs["__version__"] = 1
-    for j in range(12):
-        f.attrs["meta%d" % j] = "value %d" % j
-    g = f.create_group("model")
-    for i in range(6):
-        d = g.create_dataset("layer%d/kernel" % i, data=np.arange(16 * (i + 1), dtype=np.float32).reshape(-1, 4),
-                             track_times=False, chunks=(2, 4) if i % 2 else None,
-                             compression="gzip" if i % 3 == 0 and i else None)
-        for j in range(10 if i % 2 else 2):
-            d.attrs["a%d" % j] = np.arange(j + 1, dtype=np.int64)
-        d.attrs["name"] = "w%d" % i
-data = open(base, "rb").read()
-for k in range(first, first + n):
-    r = random.Random(7 * 100003 + k)
-    m = bytearray(data)
-    for _ in range(r.randint(1, 8)):
-        m[r.randrange(8, len(m))] = r.randrange(256)
-    open(os.path.join(out, "m%04d.h5" % k), "wb").write(m)
-EOF
+  # seeded mutants of a small h5py checkpoint; some crash libhdf5 (tests/h5_mutants.py)
+  $PY "$(dirname "$0")/h5_mutants.py" "$T/mut" "$FIRST" "$NMUT"
   ok $? "generate $NMUT seeded mutants of an h5py checkpoint"
   # Which of them kill an unprotected process (the tool's work done in-process)?
   : >"$T/crashers"
