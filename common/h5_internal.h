@@ -103,7 +103,7 @@ struct ck_h5_evidence {
 struct ck_h5_layout {
   int layout;         /* CK_H5_LAYOUT_* */
   int unquote_root;   /* root-level names are quote()d tensor names */
-  const char *refuse; /* why the file must be refused, or NULL */
+  const char *refuse; /* why the file must be refused (a save not finished: CK_EINCOMPLETE), or NULL */
 };
 
 /* The layout the evidence shows (pure). */

@@ -731,8 +731,8 @@ static int load(struct ck_h5r *r)
   if (rc != 0)
     return rc;
   ck_h5_detect(&r->ev, &r->layout);
-  if (r->layout.refuse)
-    return ck_err_set(r->err, CK_EFORMAT, "%s: %s", r->path, r->layout.refuse);
+  if (r->layout.refuse) /* the only refusal: a save not finished (no __SUCCESS__) */
+    return ck_err_set(r->err, CK_EINCOMPLETE, "%s: %s", r->path, r->layout.refuse);
   if (r->layout.unquote_root && (rc = unquote_names(r)) != 0)
     return rc;
   if ((rc = skip_metadata_only(r)) != 0)

@@ -124,12 +124,6 @@ static int convert(struct ck_wjob *j)
   return 0;
 }
 
-/* Not complete yet, rather than corrupt: a writer at work, an unfinished save. */
-static int incomplete(int rc, const struct ck_err *err)
-{
-  return rc == CK_EINCOMPLETE || strstr(err->msg, "__SUCCESS__") != NULL || strstr(err->msg, "lock") != NULL;
-}
-
 /* An .h5 that ckptd wrote from the bundle of the same name beside it is that bundle's
  * converted copy (whether or not the bundle is still there): the daemon never converts
  * it back. An .h5 made by ckptd from some other bundle (exported under another name)
@@ -176,7 +170,9 @@ static int probe(const struct ck_wjob *j)
   } else if (rc == 0) {
     m.verdict = CK_PROBE_READY;
   } else {
-    m.verdict = incomplete(rc, &err) ? CK_PROBE_WAIT : CK_PROBE_CORRUPT;
+    /* not complete yet, rather than corrupt: a writer at work, an unfinished save
+     * (workers take no HDF5 locks, so a writer's lock cannot be the reason) */
+    m.verdict = rc == CK_EINCOMPLETE ? CK_PROBE_WAIT : CK_PROBE_CORRUPT;
     snprintf(m.text, sizeof(m.text), "%s", err.msg[0] ? err.msg : ck_strerror(rc));
   }
   report(&m);
