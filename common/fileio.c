@@ -124,6 +124,45 @@ char *ck_path_join(const char *a, const char *b)
   return ck_asprintf("%s/%s", a, b);
 }
 
+static char instance[9];
+
+static void instance_of(const char *what, char out[9])
+{
+  uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+
+  for (const unsigned char *p = (const unsigned char *)what; *p; p++)
+    h = (h ^ *p) * 0x100000001b3ull;
+  snprintf(out, 9, "%08x", (unsigned)(h ^ (h >> 32)));
+}
+
+static int valid_instance(const char *s)
+{
+  return s && strlen(s) == 8 && strspn(s, "0123456789abcdef") == 8;
+}
+
+const char *ck_temp_instance(void)
+{
+  if (!instance[0]) {
+    const char *env = getenv("CKPTD_INSTANCE");
+    char host[256] = "";
+    if (valid_instance(env)) {
+      memcpy(instance, env, 9);
+    } else {
+      gethostname(host, sizeof(host) - 1);
+      char *what = ck_asprintf("%s\n(tool)", host);
+      instance_of(what ? what : host, instance);
+      free(what);
+    }
+  }
+  return instance;
+}
+
+void ck_temp_set_instance(const char *what)
+{
+  instance_of(what, instance);
+  setenv("CKPTD_INSTANCE", instance, 1); /* the workers it starts write as this instance */
+}
+
 char *ck_temp_name(const char *final_path)
 {
   static atomic_uint counter;
@@ -132,14 +171,14 @@ char *ck_temp_name(const char *final_path)
   char *tmp = NULL;
 
   if (dir && base)
-    tmp = ck_asprintf("%s/.%s.ckptd-tmp.%ld.%u", dir, base, (long)getpid(),
+    tmp = ck_asprintf("%s/.%s.ckptd-tmp.%s-%ld.%u", dir, base, ck_temp_instance(), (long)getpid(),
                       atomic_fetch_add(&counter, 1));
   free(dir);
   free(base);
   return tmp;
 }
 
-long ck_temp_pid(const char *name)
+int ck_temp_owner(const char *name, struct ck_temp_owner *o)
 {
   const char *p = NULL, *q = name;
   char *end;
@@ -149,23 +188,32 @@ long ck_temp_pid(const char *name)
     return -1;
   while ((q = strstr(q, ".ckptd-tmp.")) != NULL)
     p = q++;
-  if (p == NULL || p[11] < '0' || p[11] > '9')
+  if (p == NULL)
     return -1;
-  pid = strtol(p + 11, &end, 10);
-  return *end == '.' && pid > 0 ? pid : -1;
+  p += 11;
+  if (strspn(p, "0123456789abcdef") != 8 || p[8] != '-' || p[9] < '0' || p[9] > '9')
+    return -1;
+  pid = strtol(p + 9, &end, 10);
+  if (*end != '.' || pid <= 0 || end[1] < '0' || end[1] > '9' || strspn(end + 1, "0123456789") != strlen(end + 1))
+    return -1;
+  memcpy(o->instance, p, 8);
+  o->instance[8] = '\0';
+  o->pid = pid;
+  return 0;
 }
 
-int ck_temp_remove_pid(const char *dir, long pid)
+int ck_temp_remove_pid(const char *dir, const char *inst, long pid)
 {
   DIR *d = opendir(dir);
   struct dirent *de;
   struct stat st;
+  struct ck_temp_owner o;
   int removed = 0;
 
   if (d == NULL)
     return 0;
   while ((de = readdir(d)) != NULL) {
-    if (ck_temp_pid(de->d_name) != pid)
+    if (ck_temp_owner(de->d_name, &o) != 0 || o.pid != pid || strcmp(o.instance, inst) != 0)
       continue;
     /* only regular files of ours: never follow or remove anything else */
     if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||

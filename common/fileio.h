@@ -28,18 +28,38 @@ char *ck_path_join(const char *a, const char *b);
 /* Newly allocated printf result; NULL on allocation failure. */
 char *ck_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* A temporary name beside final: "<dir>/.<base>.ckptd-tmp.<pid>.<n>". */
+/* Temporaries. Every file ckptd writes is first a hidden temporary beside its final
+ * name, "<dir>/.<base>.ckptd-tmp.<instance>-<pid>.<n>": <instance> is 8 hex digits
+ * naming the writer (a daemon: its host and state_dir; a one-shot tool: its host),
+ * <pid> its process. Cleanups remove only their own instance's temporaries whose
+ * process is gone, so two daemons sharing a tree (two hosts on NFS, two state_dirs)
+ * never remove each other's files. */
+struct ck_temp_owner {
+  char instance[9]; /* 8 lower-case hex digits and NUL */
+  long pid;
+};
+
+/* The instance id of this process: the one set by ck_temp_set_instance() (or
+ * inherited from it through the environment, CKPTD_INSTANCE), else one derived
+ * from the host name. */
+const char *ck_temp_instance(void);
+
+/* Set this process's (and its children's) instance id from a text naming the
+ * writer (the daemon passes host name and state_dir). */
+void ck_temp_set_instance(const char *what);
+
+/* A temporary name beside final, owned by this instance and process. */
 char *ck_temp_name(const char *final_path);
 
-/* The pid in a file name that ck_temp_name made (the number after its last
- * ".ckptd-tmp."), or -1 if the name is not one of those. The one definition of the
- * rule: cleanups by a tool, the daemon's executor and its start-up all use it. */
-long ck_temp_pid(const char *name);
+/* The owner of a file name that ck_temp_name made (the tag after its last
+ * ".ckptd-tmp."): 0, or -1 if the name is not one of those. The one definition of
+ * the rule: cleanups by a tool, the daemon's executor and its start-up all use it. */
+int ck_temp_owner(const char *name, struct ck_temp_owner *o);
 
-/* Remove the regular files of ours named "<dir>/.*.ckptd-tmp.<pid>.*" (process
- * pid's temporaries), never following or removing anything else. Returns how
- * many went. */
-int ck_temp_remove_pid(const char *dir, long pid);
+/* Remove the regular files of ours in dir that are temporaries of instance
+ * `instance` and process pid, never following or removing anything else.
+ * Returns how many went. */
+int ck_temp_remove_pid(const char *dir, const char *instance, long pid);
 
 /* Create a new file with O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0644. fd or -errno. */
 int ck_create_excl(const char *path);

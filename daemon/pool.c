@@ -114,12 +114,12 @@ static void live_remove(struct ck_pool *p, struct ck_job *j)
   j->next = NULL;
 }
 
-/* Remove what a dead worker left: temporaries carry their creator's pid, so only
- * files that this worker created match. */
+/* Remove what a dead worker left: temporaries carry their creator's instance and
+ * pid, so only files that this worker created match. */
 static void remove_temporaries(const char *dst, int pid)
 {
   char *dir = ck_dirname(dst);
-  int n = dir ? ck_temp_remove_pid(dir, pid) : 0;
+  int n = dir ? ck_temp_remove_pid(dir, ck_temp_instance(), pid) : 0;
 
   if (n > 0) {
     struct ck_log_fields f = { dir, NULL, -1, -1, NULL, NULL };

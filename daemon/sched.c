@@ -201,13 +201,13 @@ static void settle(struct ck_sched *s, struct cand *c, double delay)
 static void maybe_cleanup(const char *path, int initial)
 {
   const char *base = strrchr(path, '/');
-  long pid;
+  struct ck_temp_owner o;
 
   base = base ? base + 1 : path;
-  if (!initial || (pid = ck_temp_pid(base)) < 0)
-    return;
-  if (pid == getpid() || kill((pid_t)pid, 0) == 0)
-    return; /* ours, or a live ckptd tool's or worker's */
+  if (!initial || ck_temp_owner(base, &o) != 0 || strcmp(o.instance, ck_temp_instance()) != 0)
+    return; /* not a temporary, or another instance's (another host's, another state_dir's) */
+  if (o.pid == getpid() || kill((pid_t)o.pid, 0) == 0)
+    return; /* ours, or a live worker's */
   if (unlink(path) == 0) {
     struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
     ck_log(CK_LOG_INFO, "cleanup", &f, "removed a temporary left by an interrupted conversion");
@@ -1067,6 +1067,15 @@ int ck_sched_start(uv_loop_t *loop, struct ck_conf *conf, struct ck_sched **out,
     ck_hmap_free(s->cands);
     free(s);
     return rc;
+  }
+  {
+    /* temporaries name their instance: this host and state_dir (which one ckptd holds) */
+    char host[256] = "", *real = realpath(conf->state_dir, NULL), *what;
+    gethostname(host, sizeof(host) - 1);
+    what = ck_asprintf("%s\n%s", host, real ? real : conf->state_dir);
+    ck_temp_set_instance(what ? what : host);
+    free(what);
+    free(real);
   }
   if (ck_record_damaged(s->rec))
     ck_log(CK_LOG_WARN, "record", CK_LOG_NO_FIELDS, "skipped %d damaged record line(s) (an interrupted write)",

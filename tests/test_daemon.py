@@ -545,10 +545,30 @@ temps = glob.glob(os.path.join(big, ".*ckptd-tmp*"))
 ok(not left, "kill -9 mid-conversion: no file under the final name (temporaries: %d)" % len(temps))
 ok(wait_for(lambda: not worker_pids(pb), 10), "the orphaned worker aborts when its daemon dies")
 ok(not os.path.exists(pb + ".h5"), "and publishes nothing")
+
+
+def instance_id(what):
+    """ckptd's instance id (common/fileio.c): FNV-1a 64 of the text, folded to 32 bits."""
+    h = 0xcbf29ce484222325
+    for b in what.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return "%08x" % ((h ^ (h >> 32)) & 0xFFFFFFFF)
+
+
+dead = subprocess.Popen(["true"])
+dead.wait()
+mine = os.path.join(big, ".old.h5.ckptd-tmp.%s-%d.0" % (instance_id(socket.gethostname() + "\n" + os.path.realpath(os.path.join(T, "state"))), dead.pid))
+theirs = os.path.join(big, ".old.h5.ckptd-tmp.%s-%d.1" % ("0badc0de", dead.pid))
+for t in (mine, theirs):
+    open(t, "w").close()
 start()
 ok(wait_for(lambda: os.path.exists(pb + ".h5"), 60), "after restart the conversion completes")
 ok(same(pb, pb + ".h5"), "and its output equals the bundle")
-ok(not glob.glob(os.path.join(big, ".*ckptd-tmp*")), "temporaries of the crashed run are removed")
+ok(glob.glob(os.path.join(big, ".*ckptd-tmp*")) == [theirs],
+   "temporaries of the crashed run are removed (left: %s)" % glob.glob(os.path.join(big, ".*ckptd-tmp*")))
+ok(not os.path.exists(mine) and os.path.exists(theirs),
+   "start-up removes only its own instance's temporaries: another host's or state_dir's stays")
+os.unlink(theirs)
 
 # 11b. SIGTERM during a conversion that outlasts stop_timeout: aborted cleanly, resumed at the next start
 with open(CONF, "w") as f:

@@ -22,7 +22,7 @@ static void temp_files(void)
     "ckpt_100.orbax-checkpoint-tmp-1700000000123456",      /* Orbax */
     "model.h5~", ".model.h5.swp", "model.h5.swp", ".#model.h5", "#model.h5#", /* editors */
     ".nfs000000000123456700000001",                        /* NFS silly rename */
-    ".model.ckpt-1.h5.ckptd-tmp.1234.0",                   /* ckptd's own */
+    ".model.ckpt-1.h5.ckptd-tmp.0123abcd-1234.0",          /* ckptd's own */
     ".model.h5.Xy12Ab",                                    /* rsync */
   };
   static const char *real[] = {

@@ -1,5 +1,6 @@
-/* Temporary names: the pid rule from a table of names, and removing one process's
- * temporaries removes exactly its regular files (not another pid's, not a link). */
+/* Temporary names: the owner rule from a table of names, instance ids, and removing
+ * one process's temporaries removes exactly its regular files (not another pid's or
+ * another instance's, not a link). */
 #include "config.h"
 
 #include <stdio.h>
@@ -36,37 +37,63 @@ int main(void)
 {
   static const struct {
     const char *name;
+    const char *instance;
     long pid;
   } t[] = {
-    { ".model.h5.ckptd-tmp.1234.0", 1234 },
-    { ".model.ckpt-1.index.ckptd-tmp.77.12", 77 },
-    { ".a.ckptd-tmp.1.0.h5.ckptd-tmp.99.3", 99 }, /* synth's intermediate: the last tag counts */
-    { "model.h5.ckptd-tmp.1234.0", -1 },          /* not hidden: not ours */
-    { ".model.h5.ckptd-tmp.x.0", -1 },
-    { ".model.h5.ckptd-tmp.12", -1 },
-    { ".model.h5.ckptd-tmp.0.1", -1 },
-    { ".model.h5", -1 },
+    { ".model.h5.ckptd-tmp.0123abcd-1234.0", "0123abcd", 1234 },
+    { ".model.ckpt-1.index.ckptd-tmp.ffffffff-77.12", "ffffffff", 77 },
+    { ".a.ckptd-tmp.00000000-1.0.h5.ckptd-tmp.0000000a-99.3", "0000000a", 99 }, /* synth's: the last tag */
+    { "model.h5.ckptd-tmp.0123abcd-1234.0", NULL, -1 }, /* not hidden: not ours */
+    { ".model.h5.ckptd-tmp.1234.0", NULL, -1 },         /* no instance (an older ckptd's) */
+    { ".model.h5.ckptd-tmp.0123ABCD-1234.0", NULL, -1 },
+    { ".model.h5.ckptd-tmp.0123abc-1234.0", NULL, -1 },
+    { ".model.h5.ckptd-tmp.0123abcd-x.0", NULL, -1 },
+    { ".model.h5.ckptd-tmp.0123abcd-12", NULL, -1 },
+    { ".model.h5.ckptd-tmp.0123abcd-0.1", NULL, -1 },
+    { ".model.h5.ckptd-tmp.0123abcd-5.1x", NULL, -1 },
+    { ".model.h5", NULL, -1 },
   };
-  char *dir = tu_tmpdir(), *tmp, path[4200];
+  char *dir = tu_tmpdir(), *tmp, path[4200], name[200], inst[9];
   long me = (long)getpid();
+  struct ck_temp_owner o;
 
-  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-    ok(ck_temp_pid(t[i].name) == t[i].pid, "pid of %s: %ld", t[i].name, t[i].pid);
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    int rc = ck_temp_owner(t[i].name, &o);
+    ok(t[i].pid < 0 ? rc != 0 : rc == 0 && o.pid == t[i].pid && strcmp(o.instance, t[i].instance) == 0,
+       "owner of %s: %s %ld", t[i].name, t[i].instance ? t[i].instance : "none", t[i].pid);
+  }
   snprintf(path, sizeof(path), "%s/out.h5", dir);
   tmp = ck_temp_name(path);
-  ok(tmp && ck_temp_pid(strrchr(tmp, '/') + 1) == me, "ck_temp_name's names carry our pid");
+  ok(tmp && ck_temp_owner(strrchr(tmp, '/') + 1, &o) == 0 && o.pid == me &&
+         strcmp(o.instance, ck_temp_instance()) == 0,
+     "ck_temp_name's names carry our instance and pid");
   free(tmp);
+  snprintf(inst, sizeof(inst), "%s", ck_temp_instance());
+  ck_temp_set_instance("host\n/var/lib/ckptd");
+  ok(strcmp(inst, ck_temp_instance()) != 0 && getenv("CKPTD_INSTANCE") &&
+         strcmp(getenv("CKPTD_INSTANCE"), ck_temp_instance()) == 0,
+     "a daemon's instance differs from the tools' and reaches its workers through the environment");
+  snprintf(inst, sizeof(inst), "%s", ck_temp_instance());
+  ck_temp_set_instance("host\n/var/lib/ckptd2");
+  ok(strcmp(inst, ck_temp_instance()) != 0, "another state_dir is another instance");
 
-  touch(dir, ".a.h5.ckptd-tmp.4242.0");
-  touch(dir, ".b.index.ckptd-tmp.4242.1");
-  touch(dir, ".c.h5.ckptd-tmp.4243.0");
+  snprintf(name, sizeof(name), ".a.h5.ckptd-tmp.%s-4242.0", ck_temp_instance());
+  touch(dir, name);
+  snprintf(name, sizeof(name), ".b.index.ckptd-tmp.%s-4242.1", ck_temp_instance());
+  touch(dir, name);
+  snprintf(name, sizeof(name), ".c.h5.ckptd-tmp.%s-4243.0", ck_temp_instance());
+  touch(dir, name);
+  touch(dir, ".d.h5.ckptd-tmp.00000000-4242.0"); /* same pid, another instance (another host) */
   touch(dir, "keep.h5");
-  snprintf(path, sizeof(path), "%s/.link.ckptd-tmp.4242.2", dir);
+  snprintf(path, sizeof(path), "%s/.link.ckptd-tmp.%s-4242.2", dir, ck_temp_instance());
   symlink("keep.h5", path);
-  ok(ck_temp_remove_pid(dir, 4242) == 2, "two temporaries of pid 4242 removed");
-  ok(!exists(dir, ".a.h5.ckptd-tmp.4242.0") && !exists(dir, ".b.index.ckptd-tmp.4242.1"), "they are gone");
-  ok(exists(dir, ".c.h5.ckptd-tmp.4243.0") && exists(dir, "keep.h5"), "another pid's temporary and other files stay");
-  ok(exists(dir, ".link.ckptd-tmp.4242.2"), "a symbolic link with a temporary's name is never removed");
+  ok(ck_temp_remove_pid(dir, ck_temp_instance(), 4242) == 2, "two temporaries of pid 4242 removed");
+  snprintf(name, sizeof(name), ".a.h5.ckptd-tmp.%s-4242.0", ck_temp_instance());
+  ok(!exists(dir, name), "they are gone");
+  snprintf(name, sizeof(name), ".c.h5.ckptd-tmp.%s-4243.0", ck_temp_instance());
+  ok(exists(dir, name) && exists(dir, "keep.h5"), "another pid's temporary and other files stay");
+  ok(exists(dir, ".d.h5.ckptd-tmp.00000000-4242.0"), "another instance's temporary with the same pid stays");
+  ok(lstat(path, &(struct stat){ 0 }) == 0, "a symbolic link with a temporary's name is never removed");
   tu_rmtree(dir);
   free(dir);
   return tap_done();

@@ -155,7 +155,7 @@ int ck_isolate_run(int (*fn)(void *), void *arg, const char *what, const char *c
     }
   }
   for (size_t i = 0; cleanup_dirs && cleanup_dirs[i]; i++)
-    ck_temp_remove_pid(cleanup_dirs[i], (long)pid);
+    ck_temp_remove_pid(cleanup_dirs[i], ck_temp_instance(), (long)pid);
   rc = outcome(&si, stopped_by, what);
   waitpid(pid, NULL, 0);
 out:

@@ -17,8 +17,8 @@
  *    "PROG: WHAT: corrupt HDF5 file: libhdf5 crashed reading it (SIGSEGV)";
  *  - 128+signo when the tool gets SIGINT, SIGTERM or SIGHUP: the child is killed
  *    and waited for first.
- * In every case the files named "<dir>/.*.ckptd-tmp.<childpid>.*" (ck_temp_name's
- * names, made by the child) in each of the NULL-terminated cleanup_dirs are removed. */
+ * In every case the child's temporaries (ck_temp_name's names with this instance
+ * and the child's pid) in each of the NULL-terminated cleanup_dirs are removed. */
 int ck_isolate_run(int (*fn)(void *), void *arg, const char *what, const char *const *cleanup_dirs);
 
 #endif
