@@ -131,6 +131,8 @@ struct ck_bundle_writer_opts {
   void *shard_ctx;
   size_t buffer_size;       /* per open shard; 0: 1 MiB */
   size_t expected_entries;  /* a hint: the entry table is sized once (no regrowth copies) */
+  const char *mark_name;    /* if set, the index gets ckptd's mark (ck_mark_set) naming the */
+  const char *mark_id;      /* source and its identity, before it is published; kept by the caller */
 };
 
 struct ck_bundle_writer;

@@ -603,6 +603,8 @@ static int publish(struct ck_bundle_writer *w, const char *index_tmp, struct ck_
     free(w->shards[done].tmp);
     w->shards[done].tmp = NULL;
   }
+  if (w->o.mark_name && w->o.mark_id) /* best effort: file systems without user xattrs keep none */
+    ck_mark_set(index_tmp, w->o.mark_name, w->o.mark_id);
   if (rename(index_tmp, index_final) != 0) {
     rc = -errno;
     ck_err_set(err, rc, "%s: rename: %s", index_final, strerror(errno));

@@ -11,6 +11,7 @@
 
 #include "convert_internal.h"
 #include "crc32c.h"
+#include "fileio.h"
 #include "tensor_crc.h"
 
 double ck_now(void)
@@ -103,15 +104,15 @@ int ck_srcid_check(const struct ck_srcid *id, struct ck_err *err)
 
 void ck_srcid_format(const struct ck_srcid *id, char *buf, size_t len)
 {
-  unsigned long long size = 0;
-  long long newest = 0;
+  uint64_t size = 0;
+  int64_t newest = 0;
 
   for (size_t i = 0; i < id->n; i++) {
-    size += (unsigned long long)id->f[i].size;
+    size += (uint64_t)id->f[i].size;
     if (id->f[i].mtime_ns > newest)
       newest = id->f[i].mtime_ns;
   }
-  snprintf(buf, len, "%llu:%lld", size, newest);
+  ck_source_id_format(size, newest, buf, len);
 }
 
 void ck_srcid_free(struct ck_srcid *id)

@@ -167,7 +167,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   struct ck_h5r *r = NULL;
   size_t bufsize;
   uint8_t *buf = NULL;
-  char *dir = NULL, *wprefix = NULL;
+  char *dir = NULL, *wprefix = NULL, *src_base = NULL, source_id[64];
   double t0 = ck_now();
   int rc, state;
 
@@ -183,10 +183,13 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
     goto out;
   if ((rc = ck_srcid_add(&id, src, err)) != 0)
     goto out;
-  if ((buf = malloc(bufsize)) == NULL) {
+  if ((buf = malloc(bufsize)) == NULL || (src_base = ck_basename(src)) == NULL) {
     rc = ck_err_set(err, -ENOMEM, "out of memory");
     goto out;
   }
+  ck_srcid_format(&id, source_id, sizeof(source_id));
+  wo.mark_name = src_base;
+  wo.mark_id = source_id;
   wo.max_shard_bytes = o->max_shard_bytes;
   wo.expected_entries = ck_h5r_count(r);
   /* large appends bypass the writer's buffer, so a small one suffices */
@@ -246,6 +249,7 @@ out:
   ck_srcid_free(&id);
   ck_h5r_close(r);
   free(wprefix);
+  free(src_base);
   free(buf);
   free(dir);
   return rc;

@@ -492,13 +492,15 @@ static int seal(struct tf_h5 *c, const char *tmp, struct ck_err *err)
   return rc;
 }
 
-static int publish(const char *tmp, const char *dst, struct ck_srcid *id, struct ck_err *err)
+static int publish(const char *tmp, const char *dst, struct ck_srcid *id, const char *source_name,
+                   const char *source_id, struct ck_err *err)
 {
   char *dir;
   int rc;
 
   if ((rc = ck_srcid_check(id, err)) != 0)
     return rc;
+  ck_mark_set(tmp, source_name, source_id); /* best effort: without user xattrs, the record knows */
   if (rename(tmp, dst) != 0)
     return ck_err_set(err, -errno, "%s: rename: %s", dst, strerror(errno));
   dir = ck_dirname(dst);
@@ -562,7 +564,7 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
    * temporary name and never published */
   if ((rc = seal(&c, tmp, err)) != 0 || (o->verify && (rc = verify_output(&c, tmp, err)) != 0))
     goto out;
-  rc = publish(tmp, dst, &id, err);
+  rc = publish(tmp, dst, &id, base, source_id, err);
 out:
   ck_h5w_abort(c.w);
   if (c.raw_fd >= 0)

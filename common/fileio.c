@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -224,6 +225,30 @@ int ck_temp_remove_pid(const char *dir, const char *inst, long pid)
   }
   closedir(d);
   return removed;
+}
+
+void ck_source_id_format(uint64_t size, int64_t mtime_ns, char *buf, size_t len)
+{
+  snprintf(buf, len, "%llu:%lld", (unsigned long long)size, (long long)mtime_ns);
+}
+
+int ck_mark_set(const char *path, const char *name, const char *source_id)
+{
+  char *mark = ck_asprintf("%s %s", name, source_id);
+  int rc = mark == NULL ? -ENOMEM : lsetxattr(path, CK_MARK_XATTR, mark, strlen(mark), 0) == 0 ? 0 : -errno;
+
+  free(mark);
+  return rc;
+}
+
+int ck_mark_get(const char *path, char *buf, size_t len)
+{
+  ssize_t n = len > 0 ? lgetxattr(path, CK_MARK_XATTR, buf, len - 1) : -1;
+
+  if (n < 0)
+    return len > 0 ? -errno : -EINVAL;
+  buf[n] = '\0';
+  return strlen(buf) == (size_t)n ? 0 : -EINVAL; /* no NUL inside */
 }
 
 int ck_create_excl(const char *path)

@@ -61,6 +61,19 @@ int ck_temp_owner(const char *name, struct ck_temp_owner *o);
  * Returns how many went. */
 int ck_temp_remove_pid(const char *dir, const char *instance, long pid);
 
+/* A source's identity as outputs record it: "SIZE:MTIME_NS", its files' total
+ * size and newest mtime (the daemon's ck_ident, an HDF5 output's ckptd_source_id). */
+void ck_source_id_format(uint64_t size, int64_t mtime_ns, char *buf, size_t len);
+
+/* Outputs' marks: the extended attribute "user.ckptd.source" = "NAME SOURCE_ID"
+ * (the source's base name and identity), set on an output (the .h5, a bundle's
+ * .index) before it is published, so ckptd knows its own outputs from the files
+ * themselves. 0 or -errno (-ENOTSUP where the file system has no user xattrs:
+ * then the daemon's record alone knows). Never follows a symbolic link. */
+#define CK_MARK_XATTR "user.ckptd.source"
+int ck_mark_set(const char *path, const char *name, const char *source_id);
+int ck_mark_get(const char *path, char *buf, size_t len);
+
 /* Create a new file with O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0644. fd or -errno. */
 int ck_create_excl(const char *path);
 

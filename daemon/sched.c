@@ -7,7 +7,10 @@
  * (wait for more events), corrupt (fail until the source changes), already done or
  * someone else's counterpart present (nothing to do), or ready (queue one job).
  * A source has at most one job; events during a job only mark it dirty. Results go
- * to the durable record before anything else depends on them. */
+ * to the durable record before anything else depends on them.
+ *
+ * This file gathers facts (stats, probes, the record, output marks) and performs what
+ * transition.c decides from them; every decision itself is pure and table-tested. */
 #include "config.h"
 
 #include <errno.h>
@@ -31,10 +34,10 @@
 #include "record.h"
 #include "sched.h"
 #include "status.h"
+#include "transition.h"
 #include "watch.h"
 
 enum { KIND_SAVER = CK_KIND_SAVER, KIND_H5 = CK_KIND_H5 };
-enum { ST_SETTLING, ST_CHECKING, ST_WAITING, ST_QUEUED, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_RETRY };
 
 #define RECENT 20
 enum { PHASE_RUNNING, PHASE_STOPPING, PHASE_STOPPED };
@@ -191,7 +194,7 @@ static void want_tick_at(struct ck_sched *s, double when)
 
 static void settle(struct ck_sched *s, struct cand *c, double delay)
 {
-  c->state = ST_SETTLING;
+  c->state = CK_ST_SETTLING;
   c->next_check = mono() + delay;
   want_tick_at(s, c->next_check);
 }
@@ -277,7 +280,7 @@ static void stamps_merge(struct fstamps *into, struct fstamps *from)
  * an incomplete checkpoint waiting for its missing files. */
 static int stable(const struct cand *c)
 {
-  return c->state == ST_DONE || c->state == ST_FAILED || c->state == ST_SKIPPED || c->state == ST_WAITING;
+  return c->state == CK_ST_DONE || c->state == CK_ST_FAILED || c->state == CK_ST_SKIPPED || c->state == CK_ST_WAITING;
 }
 
 static void on_file(void *ctx, int root, const char *path, const struct stat *st, int initial)
@@ -315,12 +318,12 @@ static void on_file(void *ctx, int root, const char *path, const struct stat *st
     c->kind = kind;
     c->root = root;
     c->gen = s->gen;
-    c->state = ST_SETTLING;
+    c->state = CK_ST_SETTLING;
     ck_hmap_put(s->cands, key, c, NULL);
   } else {
     free(key);
   }
-  if (c->state == ST_QUEUED || c->state == ST_RUNNING) {
+  if (c->state == CK_ST_QUEUED || c->state == CK_ST_RUNNING) {
     c->dirty = 1;
     return;
   }
@@ -328,9 +331,9 @@ static void on_file(void *ctx, int root, const char *path, const struct stat *st
     c->touched = 1;
     return;
   }
-  if (c->state == ST_RETRY && c->next_check > mono())
+  if (c->state == CK_ST_RETRY && c->next_check > mono())
     return; /* its backoff decides */
-  if (c->state != ST_SETTLING || c->next_check == 0)
+  if (c->state != CK_ST_SETTLING || c->next_check == 0)
     settle(s, c, 0);
 }
 
@@ -371,8 +374,6 @@ static int stat_into(const char *path, struct gather *g)
   return 0;
 }
 
-enum { CHECK_WAIT, CHECK_LATER, CHECK_CORRUPT, CHECK_READY };
-
 static int check_saver(const char *key, struct gather *g, char **why)
 {
   struct ck_bundle *b;
@@ -384,7 +385,7 @@ static int check_saver(const char *key, struct gather *g, char **why)
   if (index == NULL || stat(index, &st) != 0) {
     *why = strdup("no .index yet");
     free(index);
-    return CHECK_WAIT;
+    return CK_CHECK_WAIT;
   }
   g->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
   stat_into(index, g);
@@ -392,16 +393,16 @@ static int check_saver(const char *key, struct gather *g, char **why)
   rc = ck_bundle_open(key, 0, &b, &err);
   if (rc == CK_ENOTFOUND || rc == CK_ETRUNC) {
     *why = strdup(err.msg); /* shards missing or still short: not complete */
-    return CHECK_WAIT;
+    return CK_CHECK_WAIT;
   }
   if (rc != 0) {
     *why = strdup(err.msg);
-    return CHECK_CORRUPT;
+    return CK_CHECK_CORRUPT;
   }
   for (int i = 0; i < ck_bundle_num_shards(b); i++)
     stat_into(ck_bundle_shard_path(b, i), g);
   ck_bundle_close(b);
-  return CHECK_READY;
+  return CK_CHECK_READY;
 }
 
 /* Only stats here: opening an HDF5 file is a probe, done in a worker process (a
@@ -412,11 +413,11 @@ static int check_h5(const char *key, struct gather *g, char **why)
 
   if (stat(key, &st) != 0) {
     *why = strdup("gone");
-    return CHECK_WAIT;
+    return CK_CHECK_WAIT;
   }
   g->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
   stat_into(key, g);
-  return CHECK_READY;
+  return CK_CHECK_READY;
 }
 
 static void queue_job(struct ck_sched *s, struct cand *c, char *dst);
@@ -438,28 +439,77 @@ static int same_ident(const struct ck_ident *a, const struct ck_ident *b)
   return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
 }
 
-/* Decide what a ready source needs. */
+/* The mark on an existing output (transition.h's CK_MARK_*). */
+static int output_mark(const struct cand *c, const char *dst)
+{
+  char *file = c->kind == KIND_SAVER ? strdup(dst) : ck_asprintf("%s.index", dst);
+  char *name = ck_basename(c->key), mark[600], id[64];
+  int judged = CK_MARK_NONE;
+
+  ck_source_id_format(c->id.size, c->id.mtime_ns, id, sizeof(id));
+  if (file && name && ck_mark_get(file, mark, sizeof(mark)) == 0)
+    judged = ck_mark_judge(mark, name, id);
+  free(file);
+  free(name);
+  return judged;
+}
+
+/* Take a changed source's output out of the checkpoint file ckptd maintains: it no
+ * longer is what that source holds (the conversion puts it back when it is). */
+static void forget_output(const struct cand *c, const char *dst, const struct ck_log_fields *f)
+{
+  char *dir, *base;
+  struct ck_err err = { 0 };
+  int updated = 0;
+
+  if (c->kind != KIND_H5)
+    return;
+  dir = ck_dirname(dst);
+  base = ck_basename(dst);
+  if (dir && base && ck_ckptfile_forget(dir, base, &updated, &err) != 0)
+    ck_log(CK_LOG_WARN, "checkpoint_file", f, "%s", err.msg);
+  free(dir);
+  free(base);
+}
+
+/* Decide what a complete source needs, from the record and the files. */
 static void decide(struct ck_sched *s, struct cand *c)
 {
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
   char *dst = ck_decide_output(c->key, c->kind);
   char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s", dst) : ck_asprintf("%s.index", dst);
-  int exists = probe && access(probe, F_OK) == 0;
+  struct ck_source_seen in = { rec ? rec->status : CK_SEEN_NONE, rec && same_ident(&rec->id, &c->id),
+                               rec && rec->output && dst && strcmp(rec->output, dst) == 0,
+                               ck_record_by_output(s->rec, c->key) != NULL, probe && access(probe, F_OK) == 0,
+                               CK_MARK_NONE };
   struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL };
 
   free(probe);
-  if (rec && rec->status == CK_REC_DONE && same_ident(&rec->id, &c->id)) {
-    c->state = ST_DONE; /* converted before, unchanged since */
-  } else if (rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id)) {
-    c->state = ST_FAILED; /* still the same bad input: wait for it to change */
-  } else if (ck_record_by_output(s->rec, c->key)) {
-    c->state = ST_SKIPPED; /* ckptd wrote this file: never convert back */
-  } else if (exists && !(rec && rec->output && strcmp(rec->output, dst) == 0)) {
-    ck_log(CK_LOG_DEBUG, "skip", &f, "the other format is already there; not converting");
-    c->state = ST_SKIPPED;
-  } else {
-    if (rec && rec->status == CK_REC_DONE) /* converted before: the source has been rewritten since */
-      ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted: converting it again");
+  if (dst == NULL) {
+    settle(s, c, 5);
+    return;
+  }
+  if (in.dst_exists)
+    in.dst_mark = output_mark(c, dst);
+  switch (ck_next_source(&in)) {
+  case CK_NEED_NONE_DONE: c->state = CK_ST_DONE; break;
+  case CK_NEED_NONE_FAILED: c->state = CK_ST_FAILED; break;
+  case CK_NEED_NONE_OURS: c->state = CK_ST_SKIPPED; break;
+  case CK_NEED_NONE_THEIRS:
+    ck_log(CK_LOG_DEBUG, "skip", &f, "the other format is already there and is not ckptd's; not converting");
+    c->state = CK_ST_SKIPPED;
+    break;
+  case CK_NEED_ADOPT:
+    ck_log(CK_LOG_INFO, "adopt", &f, "ckptd's output of this source as it is now is already there; recorded as done");
+    record(s, c, CK_REC_QUEUED, dst, NULL, 0);
+    record(s, c, CK_REC_DONE, dst, NULL, 0);
+    c->state = CK_ST_DONE;
+    break;
+  case CK_NEED_RECONVERT:
+    ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted: converting it again");
+    forget_output(c, dst, &f);
+    /* fall through */
+  default:
     queue_job(s, c, dst);
     return;
   }
@@ -487,12 +537,18 @@ static void check_work(uv_work_t *w)
   q->res = q->kind == KIND_SAVER ? check_saver(q->key, &q->g, &q->why) : check_h5(q->key, &q->g, &q->why);
 }
 
-/* Not a valid checkpoint: recorded once, retried only when it changes. Takes why. */
+/* Not a valid checkpoint: recorded once, retried only when it changes. Takes why.
+ * A source that was converted and has since been rewritten into this no longer
+ * matches its output: that output leaves the checkpoint file ckptd maintains. */
 static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why)
 {
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
-  struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
+  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, why };
 
+  if (rec && rec->status == CK_REC_DONE && rec->output && !same_ident(&rec->id, &c->id)) {
+    ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted, into something invalid");
+    forget_output(c, rec->output, &f);
+  }
   if (!(rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id))) {
     ck_log(CK_LOG_ERROR, "job_failed", &f, "not a valid checkpoint; will retry when it changes");
     record(s, c, CK_REC_FAILED, NULL, why, 0);
@@ -500,19 +556,19 @@ static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why)
   }
   free(c->why);
   c->why = why;
-  c->state = ST_FAILED;
+  c->state = CK_ST_FAILED;
   mark_status(s);
 }
 
 static void not_yet(struct cand *c, char *why)
 {
-  if (c->state != ST_WAITING || !c->why || !why || strcmp(c->why, why) != 0) {
+  if (c->state != CK_ST_WAITING || !c->why || !why || strcmp(c->why, why) != 0) {
     struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
     ck_log(CK_LOG_DEBUG, "skip", &f, "not complete yet");
   }
   free(c->why);
   c->why = why;
-  c->state = ST_WAITING;
+  c->state = CK_ST_WAITING;
   c->have_sig = 0;
 }
 
@@ -533,34 +589,30 @@ static void probe(struct ck_sched *s, struct cand *c)
   s->checks_total++;
   c->checking = 1;
   c->touched = 0;
-  c->state = ST_CHECKING;
+  c->state = CK_ST_CHECKING;
   ck_pool_submit(s->pool, j);
 }
 
 static void probe_done(struct ck_sched *s, struct ck_job *j)
 {
   struct cand *c = j->owner;
-  int changed = j->probe_size != c->id.size || j->probe_mtime_ns != c->id.mtime_ns;
+  struct ck_probe_seen in = { j->rc == -ECANCELED || s->stopping, c->touched,
+                              j->probe_size != c->id.size || j->probe_mtime_ns != c->id.mtime_ns,
+                              j->rc != 0, j->crashed, j->verdict, j->probe_ours, s->conf->settle_seconds };
+  struct ck_next n = ck_next_after_probe(&in);
+  struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL };
 
   c->checking = 0;
-  if (j->rc == -ECANCELED || s->stopping) {
-    c->state = ST_WAITING;
-  } else if (c->touched || (j->rc == 0 && changed)) {
-    settle(s, c, s->conf->settle_seconds); /* it changed while we looked */
-  } else if (j->rc != 0 && !j->crashed) {
-    not_yet(c, strdup(j->err)); /* e.g. it vanished; the next event or rescan brings it back */
-  } else if (j->crashed || j->verdict == CK_PROBE_CORRUPT) {
-    fail_corrupt(s, c, strdup(j->err));
-  } else if (j->verdict == CK_PROBE_WAIT) {
-    not_yet(c, strdup(j->err));
-  } else if (j->probe_ours) {
-    /* ckptd wrote it from the bundle of its name: never converted back, even with
-     * state_dir lost (the .h5 of a bundle retention deleted must not become a rollback) */
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL };
+  switch (n.act) {
+  case CK_ACT_IDLE: c->state = CK_ST_WAITING; break;
+  case CK_ACT_SETTLE: settle(s, c, n.delay); break;
+  case CK_ACT_FAIL: fail_corrupt(s, c, strdup(j->err)); break;
+  case CK_ACT_WAIT: not_yet(c, strdup(j->err)); break;
+  case CK_ACT_SKIP:
     ck_log(CK_LOG_DEBUG, "skip", &f, "ckptd's converted copy of the bundle of its name: never converted back");
-    c->state = ST_SKIPPED;
-  } else {
-    decide(s, c);
+    c->state = CK_ST_SKIPPED;
+    break;
+  default: decide(s, c); break;
   }
   c->touched = 0;
   ck_job_free(j);
@@ -568,28 +620,23 @@ static void probe_done(struct ck_sched *s, struct ck_job *j)
 
 static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t sig, double newest, char *why)
 {
-  double age = wall() - newest;
+  struct ck_check_seen in = { c->kind, res, wall() - newest, s->conf->settle_seconds, c->have_sig, c->sig, sig };
+  struct ck_next n = ck_next_after_check(&in);
 
-  if (res == CHECK_WAIT) {
+  if (n.act == CK_ACT_WAIT) {
     not_yet(c, why);
-    return;
-  }
-  /* settled: quiet for settle_seconds and unchanged since the previous check */
-  if (age < s->conf->settle_seconds || (c->have_sig && c->sig != sig)) {
-    c->sig = sig;
-    c->have_sig = 1;
-    free(why);
-    settle(s, c, age < s->conf->settle_seconds ? s->conf->settle_seconds - age + 0.01 : s->conf->settle_seconds);
     return;
   }
   c->sig = sig;
   c->have_sig = 1;
-  if (res == CHECK_CORRUPT) {
+  if (n.act == CK_ACT_FAIL) {
     fail_corrupt(s, c, why);
     return;
   }
   free(why);
-  if (c->kind == KIND_H5)
+  if (n.act == CK_ACT_SETTLE)
+    settle(s, c, n.delay);
+  else if (n.act == CK_ACT_PROBE)
     probe(s, c); /* decide() once a worker has opened it */
   else
     decide(s, c);
@@ -623,7 +670,7 @@ static void check(struct ck_sched *s, struct cand *c)
   struct check_req *q;
 
   if (root_by_id(s, c->root) == NULL) { /* its tree is no longer watched */
-    c->state = ST_SKIPPED;
+    c->state = CK_ST_SKIPPED;
     return;
   }
   if (c->checking || (q = calloc(1, sizeof(*q))) == NULL)
@@ -640,7 +687,7 @@ static void check(struct ck_sched *s, struct cand *c)
   }
   c->checking = 1;
   c->touched = 0;
-  c->state = ST_CHECKING;
+  c->state = CK_ST_CHECKING;
   if (q->key == NULL || uv_queue_work(s->loop, &q->req, check_work, check_done) != 0) {
     c->checking = 0;
     free(q->key);
@@ -684,13 +731,13 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   }
   j->opts.rules = j->rules;
   j->opts.nrules = (size_t)w->nrules;
-  c->state = ST_QUEUED;
+  c->state = CK_ST_QUEUED;
   c->dirty = 0;
   c->started = mono();
   record(s, c, CK_REC_QUEUED, dst, NULL, 0);
   ck_log(CK_LOG_DEBUG, "job_queued", &f, "queued");
   ck_pool_submit(s->pool, j);
-  c->state = ST_RUNNING; /* from here on the pool owns the job; events only mark it dirty */
+  c->state = CK_ST_RUNNING; /* from here on the pool owns the job; events only mark it dirty */
   mark_status(s);
 }
 
@@ -721,41 +768,39 @@ static void job_done(void *ctx, struct ck_job *j)
   long long ms = (long long)(j->st.seconds * 1000);
   struct ck_log_fields f = { j->src, dir_name(j->direction), (long long)j->st.bytes, ms, j->dst,
                              j->rc ? j->err : NULL };
+  struct ck_after_job after;
 
   if (j->kind == CK_WJOB_PROBE) {
     probe_done(s, j);
     maybe_stopped(s);
     return;
   }
-  if (j->rc == 0) {
-    record(s, c, CK_REC_DONE, j->dst, NULL, ms);
+  after = ck_next_after_job(&(struct ck_job_seen){ j->rc, ck_decide_transient(j->rc), s->stopping, c->attempts,
+                                                   c->dirty, s->conf->settle_seconds });
+  if (after.record != CK_SEEN_NONE)
+    record(s, c, after.record, after.record == CK_REC_DONE ? j->dst : NULL, j->rc ? j->err : NULL, ms);
+  c->state = after.state;
+  c->attempts = after.attempts;
+  if (after.state == CK_ST_DONE) {
     ck_log(CK_LOG_INFO, "job_done", &f, "converted %llu tensors, %llu bytes in %.2f s (%.1f MB/s)",
            (unsigned long long)j->st.tensors, (unsigned long long)j->st.bytes, j->st.seconds,
            j->st.seconds > 0 ? (double)j->st.bytes / j->st.seconds / 1e6 : 0.0);
     s->done_total++;
     s->bytes_total += j->st.bytes;
-    c->state = ST_DONE;
-    c->attempts = 0;
     remember_finished(s, j, 1);
-  } else if (j->rc == -ECANCELED) {
+  } else if (after.state == CK_ST_WAITING) {
     ck_log(CK_LOG_WARN, "job_failed", &f, "aborted by shutdown; it stays pending and resumes at the next start");
-    c->state = ST_WAITING;
-  } else if (ck_decide_transient(j->rc) && !s->stopping) {
-    double backoff = ck_decide_backoff(c->attempts);
-    c->attempts++;
-    ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, backoff);
-    c->state = ST_RETRY;
-    c->next_check = mono() + backoff;
+  } else if (after.state == CK_ST_RETRY) {
+    ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, after.delay);
+    c->next_check = mono() + after.delay;
     want_tick_at(s, c->next_check);
   } else {
-    record(s, c, CK_REC_FAILED, NULL, j->err, ms);
     ck_log(CK_LOG_ERROR, "job_failed", &f, "conversion failed; will retry when the source changes");
     s->failed_total++;
-    c->state = ST_FAILED;
     remember_finished(s, j, 0);
   }
-  if (c->dirty && !s->stopping && c->state != ST_RETRY)
-    settle(s, c, s->conf->settle_seconds);
+  if (after.state != CK_ST_RETRY && after.delay >= 0)
+    settle(s, c, after.delay);
   c->dirty = 0;
   ck_job_free(j);
   mark_status(s);
@@ -798,7 +843,7 @@ static void collect_due(void *ctx, const char *key, void *value)
   struct cand *c = value;
 
   (void)key;
-  if (c->state != ST_SETTLING && c->state != ST_RETRY)
+  if (c->state != CK_ST_SETTLING && c->state != CK_ST_RETRY)
     return;
   t->pending++;
   if (c->next_check > t->now) {
@@ -837,7 +882,7 @@ static void collect_gone(void *ctx, const char *key, void *value)
   struct cand *c = value;
 
   (void)key;
-  if (c->gen == w->s->gen || c->checking || c->state == ST_QUEUED || c->state == ST_RUNNING)
+  if (c->gen == w->s->gen || c->checking || c->state == CK_ST_QUEUED || c->state == CK_ST_RUNNING)
     return;
   candvec_push(&w->gone, c);
 }
@@ -950,9 +995,9 @@ static void count_cand(void *ctx, const char *key, void *value)
   const struct cand *c = value;
 
   (void)key;
-  if (c->state == ST_RUNNING)
+  if (c->state == CK_ST_RUNNING)
     n->running++;
-  else if (c->state == ST_WAITING || c->state == ST_SETTLING || c->state == ST_RETRY || c->state == ST_CHECKING)
+  else if (c->state == CK_ST_WAITING || c->state == CK_ST_SETTLING || c->state == CK_ST_RETRY || c->state == CK_ST_CHECKING)
     n->waiting++;
 }
 
@@ -966,7 +1011,7 @@ static void running_one(void *ctx, const char *key, void *value)
   struct jobs_ctx *r = ctx;
   const struct cand *c = value;
 
-  if (c->state != ST_RUNNING || r->n == r->cap)
+  if (c->state != CK_ST_RUNNING || r->n == r->cap)
     return;
   r->v[r->n++] = (struct ck_status_job){ key, dir_name(c->kind == KIND_SAVER ? 1 : 2), mono() - c->started };
 }

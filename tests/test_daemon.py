@@ -120,6 +120,12 @@ with open(bad, "w") as f:
     f.write("[ckptd]\n[mystery]\nx = 1\n")
 r = subprocess.run([CKPTD, "--config", bad], capture_output=True, text=True, timeout=10)
 ok(r.returncode == 2 and "unknown section [mystery]" in r.stderr, "an unknown section is refused: %s" % r.stderr.strip())
+os.makedirs(os.path.join(A, "inner"), exist_ok=True)
+with open(bad, "w") as f:
+    f.write(GOOD_CONF + f"\n[watch inner]\npath = {A}/inner\ndirection = h5-to-saver\n")
+r = subprocess.run([CKPTD, "--config", bad], capture_output=True, text=True, timeout=10)
+ok(r.returncode == 2 and "[watch inner]" in r.stderr and "inside [watch a]" in r.stderr,
+   "overlapping trees are refused at start, naming both: %s" % r.stderr.strip())
 start()
 ok(proc.poll() is None, "ckptd starts and writes its status file")
 ok(wait_for(lambda: any("READY=1" in m for m in notifications()), 5), "sd_notify READY=1")
@@ -638,6 +644,38 @@ ok(not os.path.exists(os.path.join(rb, "model.ckpt-50.index")) and len(rb_jobs()
    "with state_dir lost, ckptd's own .h5 of a deleted bundle is not converted back (%d new jobs there)" % (len(rb_jobs()) - njobs))
 with open(os.path.join(rb, "checkpoint")) as f:
     ok(f.read() == trainers, "and the trainer's checkpoint file still names model.ckpt-60")
+ok(wait_for(lambda: events("adopt", os.path.join(rb, "model.ckpt-60")), 10) and len(rb_jobs()) == njobs,
+   "ckptd's current output of an unchanged source is known from its mark and adopted, not redone")
+# state lost again, and the source rewritten meanwhile: the output's mark says it is stale
+proc.send_signal(signal.SIGTERM)
+proc.wait(30)
+shutil.rmtree(os.path.join(T, "state"))
+before = os.stat(os.path.join(rb, "model.ckpt-60.h5")).st_mtime_ns
+os.utime(os.path.join(rb, "model.ckpt-60.index"))
+start()
+ok(wait_for(lambda: events("source_changed", os.path.join(rb, "model.ckpt-60")), 15) and
+   wait_for(lambda: os.stat(os.path.join(rb, "model.ckpt-60.h5")).st_mtime_ns != before, 15),
+   "with state_dir lost too, an output whose source was rewritten is known stale from its mark and replaced")
+# h5 -> saver, where ckptd keeps the checkpoint file: a source rewritten into something that
+# no longer converts leaves that file at once (it must never list an output of an older source)
+hc = os.path.join(A, "h5changed")
+os.makedirs(hc)
+subprocess.run([CKPT, "synth", "--format", "h5", os.path.join(S, "w.ckpt-7.h5"), "--size", "64K", "--tensors", "2"], check=True)
+shutil.copy(os.path.join(S, "w.ckpt-7.h5"), os.path.join(S, "w.ckpt-7.h5.copy"))
+os.rename(os.path.join(S, "w.ckpt-7.h5.copy"), os.path.join(hc, "w.ckpt-7.h5"))
+ok(wait_for(lambda: os.path.exists(os.path.join(hc, "checkpoint")) and ckpt_state(hc)[1] == "w.ckpt-7", 20),
+   "an .h5 converted; ckptd's checkpoint file names it")
+r = subprocess.run(["/usr/bin/python3", "-c", """
+import h5py, numpy, sys
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("c", data=numpy.zeros(4, dtype=[("re", "f4"), ("im", "f4")]))
+""", os.path.join(S, "w2.h5")], capture_output=True, text=True)
+os.rename(os.path.join(S, "w2.h5"), os.path.join(hc, "w.ckpt-7.h5"))
+ok(r.returncode == 0 and wait_for(lambda: events("source_changed", os.path.join(hc, "w.ckpt-7.h5")), 15) and
+   wait_for(lambda: events("job_failed", os.path.join(hc, "w.ckpt-7.h5")), 15),
+   "the rewritten .h5 is source_changed, and its conversion fails %s" % r.stderr[-200:])
+left = ckpt_state(hc)[0] if os.path.exists(os.path.join(hc, "checkpoint")) else "(removed: it listed nothing else)"
+ok("w.ckpt-7" not in left, "the checkpoint file no longer lists the stale output: %r" % left)
 r = subprocess.run(["/usr/bin/python3", "-c", "import h5py,sys; f=h5py.File(sys.argv[1],'r'); print(f.attrs['ckptd_source_id'])",
                     os.path.join(rb, "model.ckpt-60.h5")], capture_output=True, text=True)
 ok(r.returncode == 0 and re.match(r"^\d+:\d+$", r.stdout.strip() if r.stdout else ""),
