@@ -281,10 +281,34 @@ static int finish(struct parse *p, const char *name, int line, char *msg, size_t
       return -1;
     }
   }
+  for (int i = 0; i < c->nwatches; i++)
+    for (int k = 0; k < c->nwatches; k++) {
+      const struct ck_watch_conf *in = &c->watches[i], *out = &c->watches[k];
+      if (i != k && ck_conf_covers(out->path, out->recursive, in->path) && (k < i || !ck_conf_covers(in->path, in->recursive, out->path))) {
+        snprintf(msg, msglen,
+                 "%s: [watch %s] (%s) is inside [watch %s] (%s): overlapping trees would convert the same "
+                 "checkpoints under two settings; watch each directory from one tree only",
+                 name, in->name, in->path, out->name, out->path);
+        return -1;
+      }
+    }
   if (c->status_file == NULL)
     c->status_file = ck_asprintf("%s/status.json", c->state_dir);
   c->source = strdup(name);
   return 0;
+}
+
+int ck_conf_covers(const char *outer, int recursive, const char *inner)
+{
+  size_t n = strlen(outer);
+
+  while (n > 1 && outer[n - 1] == '/')
+    n--;
+  if (strncmp(outer, inner, n) != 0)
+    return 0;
+  if (inner[n] == '\0' || (inner[n] == '/' && inner[n + strspn(inner + n, "/")] == '\0'))
+    return 1; /* the same directory */
+  return recursive && (inner[n] == '/' || (n == 1 && outer[0] == '/'));
 }
 
 /* inih merges repeated sections and reports a section only with its first key, so

@@ -69,4 +69,8 @@ void ck_conf_free(struct ck_conf *c);
 /* A human summary of the configuration, for --check-config. */
 void ck_conf_print(const struct ck_conf *c);
 
+/* 1 if a tree at `outer` (recursive or not) watches the directory `inner` (both
+ * absolute, real paths): the same directory, or one below a recursive tree. */
+int ck_conf_covers(const char *outer, int recursive, const char *inner);
+
 #endif

@@ -29,7 +29,7 @@ int main(void)
                      "log_level = debug\nsettle_seconds = 2.5\nrescan_seconds = 30\nstop_timeout = 5\n"
                      "[watch a]\npath = /tmp\ndirection = saver-to-h5\nrecursive = no\ninclude = */ckpt/* x\n"
                      "exclude = */eval/*\nlayout = nested\ncompression = gzip:7\nverify = yes\n"
-                     "[watch b]\npath = /\ndirection = h5-to-saver\nshard_size = 10G\nshard_rule = emb*=1\n"
+                     "[watch b]\npath = /usr\ndirection = h5-to-saver\nshard_size = 10G\nshard_rule = emb*=1\n"
                      "shard_rule = head*=2\nupdate_checkpoint_file = false\nevents = off\n";
 
   ok(ck_conf_parse_string(full, "t.ini", &c, msg, sizeof(msg)) == 0, "every key parses %s", msg);
@@ -42,7 +42,7 @@ int main(void)
      c.watches[0].verify, "[watch a] values");
   ok(c.watches[1].direction == CK_DIR_H5_TO_SAVER && c.watches[1].shard_size == (10ull << 30) &&
      c.watches[1].nrules == 2 && !strcmp(c.watches[1].rules[1].pattern, "head*") && c.watches[1].rules[1].shard == 2 &&
-     !c.watches[1].update_checkpoint_file && !c.watches[1].events && !strcmp(c.watches[1].path, "/"),
+     !c.watches[1].update_checkpoint_file && !c.watches[1].events && !strcmp(c.watches[1].path, "/usr"),
      "[watch b] values");
   ck_conf_free(&c);
 
@@ -67,6 +67,30 @@ int main(void)
   bad("[ckptd]\nthis line is not ini\n", "t.ini:2: syntax error");
   bad("[ckptd]\n[other]\nx = 1\n", "t.ini:2: unknown section [other]");
   bad("[watch a]\npath = /tmp\n[ckptd]\n[watch a]\npath = /\n", "t.ini:4: duplicate section [watch a]");
+  bad("[watch a]\npath = /usr\n[watch b]\npath = /usr/share\n",
+      "[watch b] (/usr/share) is inside [watch a] (/usr): overlapping trees");
+  bad("[watch a]\npath = /usr/share\n[watch b]\npath = /usr\n", "[watch a] (/usr/share) is inside [watch b] (/usr)");
+  bad("[watch a]\npath = /usr\n[watch b]\npath = /usr/\n", "[watch b] (/usr) is inside [watch a] (/usr)");
+  ok(ck_conf_parse_string("[watch a]\npath = /usr\nrecursive = no\n[watch b]\npath = /usr/share\n", "t.ini", &c, msg,
+                          sizeof(msg)) == 0,
+     "a non-recursive tree does not cover its subdirectories' trees %s", msg);
+  ck_conf_free(&c);
+  {
+    static const struct {
+      const char *outer;
+      int recursive;
+      const char *inner;
+      int covers;
+    } t[] = {
+      { "/data", 1, "/data", 1 },          { "/data", 0, "/data", 1 },      { "/data", 1, "/data/run1", 1 },
+      { "/data", 0, "/data/run1", 0 },     { "/data", 1, "/data2", 0 },     { "/data", 1, "/dat", 0 },
+      { "/data/", 1, "/data/run1", 1 },    { "/data", 1, "/data/", 1 },     { "/", 1, "/data", 1 },
+      { "/", 0, "/data", 0 },              { "/data/run1", 1, "/data", 0 }, { "/data", 1, "/data/a/b/c", 1 },
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+      ok(ck_conf_covers(t[i].outer, t[i].recursive, t[i].inner) == t[i].covers, "%s (%s) %s %s", t[i].outer,
+         t[i].recursive ? "recursive" : "flat", t[i].covers ? "covers" : "does not cover", t[i].inner);
+  }
   ok(ck_conf_load("/no/such/ckptd.ini", &c, msg, sizeof(msg)) != 0 && strstr(msg, "/no/such/ckptd.ini: cannot read"),
      "a missing file: %s", msg);
   ok(ck_conf_load("/bin/sh", &c, msg, sizeof(msg)) != 0 && strstr(msg, "/bin/sh"), "a binary file: %s", msg);
