@@ -3,6 +3,7 @@
 #ifndef CK_CONVERT_H
 #define CK_CONVERT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,7 +30,8 @@ struct ck_convert_opts {
   int no_checkpoint_file;    /* HDF5 -> TF: leave the directory's `checkpoint` file alone */
   void (*progress)(void *ctx, uint64_t done, uint64_t total);
   void *progress_ctx;
-  const volatile int *cancel; /* set non-zero to abort (the daemon's shutdown) */
+  const atomic_int *cancel;   /* set non-zero to abort (the daemon's shutdown; a signal handler
+                               * may set it, converter threads read it) */
 };
 
 struct ck_convert_stats {

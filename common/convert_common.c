@@ -40,7 +40,7 @@ int ck_progress_add(struct ck_progress *p, uint64_t n)
 
   if (p->o == NULL)
     return 0;
-  if (p->o->cancel && *p->o->cancel)
+  if (p->o->cancel && atomic_load(p->o->cancel))
     return -ECANCELED;
   if (p->o->progress) {
     now = now_ms();

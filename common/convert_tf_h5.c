@@ -442,7 +442,7 @@ static int pass(struct tf_h5 *c, struct ck_err *err)
       done_full[ndone++] = e->full;
       e = e->full;
     }
-    if (c->o->cancel && *c->o->cancel)
+    if (c->o->cancel && atomic_load(c->o->cancel))
       rc = ck_err_set(err, -ECANCELED, "cancelled");
     else
       rc = one_tensor(c, e, err);

@@ -19,6 +19,7 @@ const char *ck_strerror(int code)
   case CK_ELIMIT: return "size limit exceeded";
   case CK_EINVAL: return "invalid argument";
   case CK_EINCOMPLETE: return "not complete yet";
+  case CK_ENOROOM: return "free space under min_free";
   default:
     if (code < 0 && code > -4000)
       return strerror(-code);

@@ -13,6 +13,7 @@
 #define CK_ELIMIT    (-4006)  /* a size beyond what we accept */
 #define CK_EINVAL    (-4007)  /* bad argument from the caller */
 #define CK_EINCOMPLETE (-4008) /* not finished yet: a writer is still at work */
+#define CK_ENOROOM   (-4009)  /* free space fell under the configured minimum (min_free) */
 
 #define CK_ERR_MSG_MAX 512
 

@@ -17,6 +17,7 @@
 
 #include "blocks.h"
 #include "dtype.h"
+#include "fileio.h"
 #include "h5.h"
 #include "h5_internal.h"
 
@@ -70,7 +71,16 @@ int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_
   w->file = H5Fcreate(path, H5F_ACC_EXCL, fcpl, H5P_DEFAULT);
   H5Pclose(fcpl);
   if (w->file < 0) {
-    int rc = ck_h5_err(err, -EIO, "%s: cannot create HDF5 file", path);
+    /* libhdf5 keeps the errno in its stack's text: ask the file system the same
+     * question, so the code says why (EACCES, EROFS: a blocked job; ENOSPC: retry) */
+    int fd = ck_create_excl(path), rc;
+    if (fd < 0) {
+      rc = ck_err_set(err, fd, "%s: cannot create HDF5 file: %s", path, strerror(-fd));
+    } else {
+      close(fd);
+      unlink(path);
+      rc = ck_h5_err(err, -EIO, "%s: cannot create HDF5 file", path);
+    }
     H5Pclose(w->gcpl);
     free(w->path);
     free(w);

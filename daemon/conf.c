@@ -27,8 +27,9 @@ struct parse {
   char section[256]; /* inih reports the section with each key: notice when it changes */
 };
 
+/* Keep the first message; returns 0, inih's "stop, this line is bad". */
 __attribute__((format(printf, 2, 3)))
-static void failf(struct parse *p, const char *fmt, ...)
+static int failf(struct parse *p, const char *fmt, ...)
 {
   va_list ap;
 
@@ -38,6 +39,7 @@ static void failf(struct parse *p, const char *fmt, ...)
     va_end(ap);
     p->have_err = 1;
   }
+  return 0;
 }
 
 static int parse_bool(const char *v, int *out)
@@ -83,11 +85,11 @@ static int main_key(struct parse *p, const char *name, const char *value)
     char *end;
     long v = strtol(value, &end, 10);
     if (*end || v < 1 || v > 64)
-      return failf(p, "workers: '%s' is not a number from 1 to 64", value), 0;
+      return failf(p, "workers: '%s' is not a number from 1 to 64", value);
     c->workers = (int)v;
   } else if (!strcmp(name, "memory_budget")) {
     if (ck_parse_size(value, &c->memory_budget) != 0 || c->memory_budget < (1u << 20))
-      return failf(p, "memory_budget: '%s' is not a size of at least 1M", value), 0;
+      return failf(p, "memory_budget: '%s' is not a size of at least 1M", value);
   } else if (!strcmp(name, "state_dir")) {
     free(c->state_dir);
     c->state_dir = strdup(value);
@@ -97,6 +99,12 @@ static int main_key(struct parse *p, const char *name, const char *value)
   } else if (!strcmp(name, "prometheus_file")) {
     free(c->prometheus_file);
     c->prometheus_file = strdup(value);
+  } else if (!strcmp(name, "control_socket") || !strcmp(name, "control_group")) {
+    char **dst = name[8] == 's' ? &c->control_socket : &c->control_group;
+    if (value[0] == '\0' || (name[8] == 's' && strlen(value) >= 108))
+      return failf(p, "%s: '%s' is empty or longer than a Unix socket path can be", name, value);
+    free(*dst);
+    *dst = strdup(value);
   } else if (!strcmp(name, "log_level")) {
     static const char *levels[] = { "error", "warn", "info", "debug" };
     int found = -1;
@@ -104,28 +112,28 @@ static int main_key(struct parse *p, const char *name, const char *value)
       if (!strcmp(value, levels[i]))
         found = i;
     if (found < 0)
-      return failf(p, "log_level: '%s' is not error, warn, info or debug", value), 0;
+      return failf(p, "log_level: '%s' is not error, warn, info or debug", value);
     c->log_level = found;
   } else if (!strcmp(name, "settle_seconds")) {
     if (parse_seconds(value, &c->settle_seconds) != 0)
-      return failf(p, "settle_seconds: '%s' is not a number of seconds", value), 0;
+      return failf(p, "settle_seconds: '%s' is not a number of seconds", value);
   } else if (!strcmp(name, "rescan_seconds")) {
     if (parse_seconds(value, &c->rescan_seconds) != 0 || c->rescan_seconds < 1)
-      return failf(p, "rescan_seconds: '%s' is not a number of seconds (at least 1)", value), 0;
+      return failf(p, "rescan_seconds: '%s' is not a number of seconds (at least 1)", value);
   } else if (!strcmp(name, "stop_timeout")) {
     if (parse_seconds(value, &c->stop_timeout) != 0)
-      return failf(p, "stop_timeout: '%s' is not a number of seconds", value), 0;
+      return failf(p, "stop_timeout: '%s' is not a number of seconds", value);
   } else if (!strcmp(name, "worker_memory_limit")) {
     if (ck_parse_size(value, &c->worker_memory_limit) != 0 ||
         (c->worker_memory_limit != 0 && c->worker_memory_limit < (64u << 20)))
-      return failf(p, "worker_memory_limit: '%s' is not 0 or a size of at least 64M", value), 0;
+      return failf(p, "worker_memory_limit: '%s' is not 0 or a size of at least 64M", value);
   } else if (!strcmp(name, "worker_cpu_limit")) {
     double v;
     if (parse_seconds(value, &v) != 0 || (v != 0 && v < 1))
-      return failf(p, "worker_cpu_limit: '%s' is not 0 or a number of seconds (at least 1)", value), 0;
+      return failf(p, "worker_cpu_limit: '%s' is not 0 or a number of seconds (at least 1)", value);
     c->worker_cpu_limit = (uint64_t)v;
   } else {
-    return failf(p, "unknown key '%s' in [ckptd]", name), 0;
+    return failf(p, "unknown key '%s' in [ckptd]", name);
   }
   return 1;
 }
@@ -137,7 +145,7 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
   if (!strcmp(name, "path")) {
     char real[PATH_MAX];
     if (value[0] == 0)
-      return failf(p, "path: empty"), 0;
+      return failf(p, "path: empty");
     free(w->path);
     w->path = realpath(value, real) ? strdup(real) : strdup(value);
   } else if (!strcmp(name, "direction")) {
@@ -148,10 +156,10 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
     else if (!strcmp(value, "both"))
       w->direction = CK_DIR_BOTH;
     else
-      return failf(p, "direction: '%s' is not saver-to-h5, h5-to-saver or both", value), 0;
+      return failf(p, "direction: '%s' is not saver-to-h5, h5-to-saver or both", value);
   } else if (!strcmp(name, "update_checkpoint_file")) {
     if ((w->update_checkpoint_file = ck_ckptfile_parse_policy(value)) < 0)
-      return failf(p, "update_checkpoint_file: '%s' is not auto, always or never", value), 0;
+      return failf(p, "update_checkpoint_file: '%s' is not auto, always or never", value);
   } else if (!strcmp(name, "recursive") || !strcmp(name, "verify") || !strcmp(name, "events") ||
              !strcmp(name, "require_success") || !strcmp(name, "mirror_deletes")) {
     int *dst = !strcmp(name, "recursive") ? &w->recursive
@@ -159,13 +167,13 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
                : !strcmp(name, "events") ? &w->events
                : !strcmp(name, "mirror_deletes") ? &w->mirror_deletes : &w->require_success;
     if (parse_bool(value, dst) != 0)
-      return failf(p, "%s: '%s' is not true or false", name, value), 0;
+      return failf(p, "%s: '%s' is not true or false", name, value);
   } else if (!strcmp(name, "include") || !strcmp(name, "exclude")) {
     copy = strdup(value);
     if (parse_globs(copy, !strcmp(name, "include") ? w->include : w->exclude,
                     !strcmp(name, "include") ? &w->ninclude : &w->nexclude) != 0) {
       free(copy);
-      return failf(p, "%s: more than 16 patterns", name), 0;
+      return failf(p, "%s: more than 16 patterns", name);
     }
     free(copy);
   } else if (!strcmp(name, "layout")) {
@@ -174,22 +182,35 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
     else if (!strcmp(value, "nested"))
       w->layout = CK_H5_NESTED;
     else
-      return failf(p, "layout: '%s' is not flat or nested", value), 0;
+      return failf(p, "layout: '%s' is not flat or nested", value);
   } else if (!strcmp(name, "compression")) {
     if (ck_h5_parse_compression(value, &w->compression, &w->gzip_level) != 0)
-      return failf(p, "compression: '%s' is not none, gzip, gzip:N or lz4", value), 0;
+      return failf(p, "compression: '%s' is not none, gzip, gzip:N or lz4", value);
   } else if (!strcmp(name, "shard_size")) {
     if (ck_parse_size(value, &w->shard_size) != 0)
-      return failf(p, "shard_size: '%s' is not a size", value), 0;
+      return failf(p, "shard_size: '%s' is not a size", value);
+  } else if (!strcmp(name, "min_free")) {
+    char *end;
+    size_t n = strlen(value);
+    if (n > 1 && value[n - 1] == '%') {
+      w->min_free = 0;
+      w->min_free_pct = strtod(value, &end);
+      if (end != value + n - 1 || value[0] < '0' || value[0] > '9' || w->min_free_pct > 100)
+        return failf(p, "min_free: '%s' is not a size or a percentage from 0%% to 100%%", value);
+    } else if (ck_parse_size(value, &w->min_free) != 0) {
+      return failf(p, "min_free: '%s' is not a size or a percentage from 0%% to 100%%", value);
+    } else {
+      w->min_free_pct = 0;
+    }
   } else if (!strcmp(name, "shard_rule")) {
     const char *eq = strrchr(value, '=');
     if (!eq || eq == value || eq[1] < '0' || eq[1] > '9' || w->nrules == CK_MAX_RULES)
-      return failf(p, "shard_rule: '%s' is not PATTERN=SHARD", value), 0;
+      return failf(p, "shard_rule: '%s' is not PATTERN=SHARD", value);
     w->rules[w->nrules].pattern = strndup(value, (size_t)(eq - value));
     w->rules[w->nrules].shard = atoi(eq + 1);
     w->nrules++;
   } else {
-    return failf(p, "unknown key '%s' in [watch %s]", name, w->name), 0;
+    return failf(p, "unknown key '%s' in [watch %s]", name, w->name);
   }
   return 1;
 }
@@ -209,6 +230,7 @@ static struct ck_watch_conf *new_watch(struct ck_conf *c, const char *name)
   w->recursive = 1;
   w->events = 1;
   w->update_checkpoint_file = CK_CKPTFILE_AUTO;
+  w->min_free_pct = 5;
   w->gzip_level = 4;
   return w;
 }
@@ -226,16 +248,16 @@ static int handler(void *user, const char *section, const char *name, const char
     } else if (!strncmp(section, "watch ", 6) && section[6]) {
       for (int i = 0; i < p->c->nwatches; i++)
         if (!strcmp(p->c->watches[i].name, section + 6))
-          return failf(p, "duplicate section [%s]", section), 0;
+          return failf(p, "duplicate section [%s]", section);
       if (new_watch(p->c, section + 6) == NULL)
-        return failf(p, "out of memory"), 0;
+        return failf(p, "out of memory");
       p->in_watch = p->c->nwatches;
     } else {
-      return failf(p, "unknown section [%s] (expected [ckptd] or [watch NAME])", section), 0;
+      return failf(p, "unknown section [%s] (expected [ckptd] or [watch NAME])", section);
     }
   }
   if (p->in_watch < 0)
-    return failf(p, "key '%s' outside any section", name), 0;
+    return failf(p, "key '%s' outside any section", name);
   if (p->in_watch == 0)
     return main_key(p, name, value);
   return watch_key(p, &p->c->watches[p->in_watch - 1], name, value);
@@ -256,44 +278,101 @@ static void defaults(struct ck_conf *c)
   c->stop_timeout = 30;
 }
 
-static int finish(struct parse *p, const char *name, int line, char *msg, size_t msglen)
+/* The line (1-based) of `key = ...` in section [sec] of text, or of the section's
+ * header when key is NULL; 0 if not found. inih does not tell handlers their line. */
+static int line_of(const char *text, const char *sec, const char *key)
+{
+  int line = 0, in = 0;
+
+  for (const char *p = text; *p; line++) {
+    const char *end = strchr(p, '\n'), *q = p;
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    while (q < p + len && (*q == ' ' || *q == '\t'))
+      q++;
+    if (q < p + len && *q == '[') {
+      const char *a = q + 1, *b = memchr(q, ']', (size_t)(p + len - q));
+      while (b && a < b && (*a == ' ' || *a == '\t'))
+        a++;
+      in = b && (size_t)(b - a) >= strlen(sec) && strncmp(a, sec, strlen(sec)) == 0 &&
+           strspn(a + strlen(sec), " \t") == (size_t)(b - a) - strlen(sec);
+      if (in && key == NULL)
+        return line + 1;
+    } else if (in && key && strncmp(q, key, strlen(key)) == 0 && strspn(q + strlen(key), " \t=:") > 0) {
+      return line + 1;
+    }
+    p = end ? end + 1 : p + len;
+  }
+  return 0;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void warnf(struct ck_conf *c, const char *fmt, ...)
+{
+  char line[600], *joined;
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  joined = ck_asprintf("%s%s\n", c->warnings ? c->warnings : "", line);
+  if (joined) {
+    free(c->warnings);
+    c->warnings = joined;
+  }
+}
+
+static int finish(struct parse *p, const char *text, const char *name, int line, struct ck_err *err)
 {
   struct ck_conf *c = p->c;
 
   if (line != 0 || p->have_err) {
     if (line < 0)
-      snprintf(msg, msglen, "%s: out of memory", name);
+      ck_err_set(err, -ENOMEM, "%s: out of memory", name);
     else if (p->have_err)
-      snprintf(msg, msglen, "%s:%d: %s", name, line, p->err);
+      ck_err_set(err, CK_EINVAL, "%s:%d: %s", name, line, p->err);
     else
-      snprintf(msg, msglen, "%s:%d: syntax error", name, line);
+      ck_err_set(err, CK_EINVAL, "%s:%d: syntax error", name, line);
     return -1;
   }
+  if (c->nwatches == 0)
+    return ck_err_set(err, CK_EINVAL, "%s: no [watch NAME] section: nothing to watch (conf/ckptd.ini shows one)", name);
   for (int i = 0; i < c->nwatches; i++) {
     struct ck_watch_conf *w = &c->watches[i];
+    char sec[300];
     struct stat st;
-    if (w->path == NULL) {
-      snprintf(msg, msglen, "%s: [watch %s] has no path", name, w->name);
-      return -1;
-    }
-    if (w->path[0] != '/' || stat(w->path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-      snprintf(msg, msglen, "%s: [watch %s]: path %s does not exist or is not a directory", name, w->name, w->path);
-      return -1;
+    snprintf(sec, sizeof(sec), "watch %s", w->name);
+    if (w->path == NULL)
+      return ck_err_set(err, CK_EINVAL, "%s:%d: [watch %s] has no path", name, line_of(text, sec, NULL), w->name);
+    if (w->path[0] != '/')
+      return ck_err_set(err, CK_EINVAL, "%s:%d: [watch %s]: path %s does not exist and is not absolute", name,
+                        line_of(text, sec, "path"), w->name, w->path);
+    if (stat(w->path, &st) != 0) {
+      w->missing = 1;
+      warnf(c, "%s:%d: [watch %s]: path %s does not exist yet (%s); it is watched when it appears", name,
+            line_of(text, sec, "path"), w->name, w->path, strerror(errno));
+    } else if (!S_ISDIR(st.st_mode)) {
+      return ck_err_set(err, CK_EINVAL, "%s:%d: [watch %s]: path %s is not a directory", name,
+                        line_of(text, sec, "path"), w->name, w->path);
     }
   }
   for (int i = 0; i < c->nwatches; i++)
     for (int k = 0; k < c->nwatches; k++) {
       const struct ck_watch_conf *in = &c->watches[i], *out = &c->watches[k];
-      if (i != k && ck_conf_covers(out->path, out->recursive, in->path) && (k < i || !ck_conf_covers(in->path, in->recursive, out->path))) {
-        snprintf(msg, msglen,
-                 "%s: [watch %s] (%s) is inside [watch %s] (%s): overlapping trees would convert the same "
-                 "checkpoints under two settings; watch each directory from one tree only",
-                 name, in->name, in->path, out->name, out->path);
-        return -1;
-      }
+      if (i != k && ck_conf_covers(out->path, out->recursive, in->path) &&
+          (k < i || !ck_conf_covers(in->path, in->recursive, out->path)))
+        return ck_err_set(err, CK_EINVAL,
+                          "%s: [watch %s] (%s) is inside [watch %s] (%s): overlapping trees would convert the "
+                          "same checkpoints under two settings; watch each directory from one tree only",
+                          name, in->name, in->path, out->name, out->path);
     }
   if (c->status_file == NULL)
     c->status_file = ck_asprintf("%s/status.json", c->state_dir);
+  if (c->control_socket == NULL) {
+    struct stat st;
+    c->control_socket = stat("/run/ckptd", &st) == 0 && S_ISDIR(st.st_mode)
+                            ? strdup("/run/ckptd/control.sock")
+                            : ck_asprintf("%s/control.sock", c->state_dir);
+  }
   c->source = strdup(name);
   return 0;
 }
@@ -313,7 +392,7 @@ int ck_conf_covers(const char *outer, int recursive, const char *inner)
 
 /* inih merges repeated sections and reports a section only with its first key, so
  * section headers are checked here, with their own line numbers. */
-static int check_sections(const char *text, const char *name, char *msg, size_t msglen)
+static int check_sections(const char *text, const char *name, struct ck_err *err)
 {
   char seen[64][256];
   int nseen = 0, line = 0;
@@ -332,13 +411,13 @@ static int check_sections(const char *text, const char *name, char *msg, size_t 
         b--;
       snprintf(sec, sizeof(sec), "%.*s", (int)(b - a), a);
       if (strcmp(sec, "ckptd") != 0 && (strncmp(sec, "watch ", 6) != 0 || sec[6] == 0))
-        return snprintf(msg, msglen, "%s:%d: unknown section [%s] (expected [ckptd] or [watch NAME])", name, line + 1,
-                        sec), -1;
+        return ck_err_set(err, CK_EINVAL, "%s:%d: unknown section [%s] (expected [ckptd] or [watch NAME])", name,
+                          line + 1, sec);
       for (int i = 0; i < nseen; i++)
         if (strcmp(seen[i], sec) == 0)
-          return snprintf(msg, msglen, "%s:%d: duplicate section [%s]", name, line + 1, sec), -1;
+          return ck_err_set(err, CK_EINVAL, "%s:%d: duplicate section [%s]", name, line + 1, sec);
       if (nseen == 64)
-        return snprintf(msg, msglen, "%s:%d: more than 64 sections", name, line + 1), -1;
+        return ck_err_set(err, CK_EINVAL, "%s:%d: more than 64 sections", name, line + 1);
       snprintf(seen[nseen++], sizeof(seen[0]), "%s", sec);
     }
     p = end ? end + 1 : p + len;
@@ -346,25 +425,25 @@ static int check_sections(const char *text, const char *name, char *msg, size_t 
   return 0;
 }
 
-int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out, char *msg, size_t msglen)
+int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out, struct ck_err *err)
 {
   struct parse p = { .c = out, .in_watch = -1 };
   int line;
 
   defaults(out);
-  if (check_sections(text, name, msg, msglen) != 0) {
+  if (check_sections(text, name, err) != 0) {
     ck_conf_free(out);
     return -1;
   }
   line = ini_parse_string(text, handler, &p);
-  if (finish(&p, name, line, msg, msglen) != 0) {
+  if (finish(&p, text, name, line, err) != 0) {
     ck_conf_free(out);
     return -1;
   }
   return 0;
 }
 
-int ck_conf_load(const char *path, struct ck_conf *out, char *msg, size_t msglen)
+int ck_conf_load(const char *path, struct ck_conf *out, struct ck_err *err)
 {
   FILE *f = fopen(path, "r");
   char *text;
@@ -373,28 +452,28 @@ int ck_conf_load(const char *path, struct ck_conf *out, char *msg, size_t msglen
 
   memset(out, 0, sizeof(*out));
   if (f == NULL)
-    return snprintf(msg, msglen, "%s: cannot read: %s", path, strerror(errno)), -1;
+    return ck_err_set(err, -errno, "%s: cannot read: %s", path, strerror(errno));
   /* a configuration is small: bound it before reading it whole */
   if ((text = calloc(1, CK_CONF_MAX_BYTES + 1)) == NULL) {
     fclose(f);
-    return snprintf(msg, msglen, "out of memory"), -1;
+    return ck_err_set(err, -ENOMEM, "out of memory");
   }
   n = fread(text, 1, CK_CONF_MAX_BYTES + 1, f);
   fclose(f);
   if (n > CK_CONF_MAX_BYTES) {
     free(text);
-    return snprintf(msg, msglen, "%s: larger than %d bytes", path, CK_CONF_MAX_BYTES), -1;
+    return ck_err_set(err, CK_EINVAL, "%s: larger than %d bytes", path, CK_CONF_MAX_BYTES);
   }
   if (memchr(text, 0, n) != NULL) {
     free(text);
-    return snprintf(msg, msglen, "%s: contains a NUL byte: not a text file", path), -1;
+    return ck_err_set(err, CK_EINVAL, "%s: contains a NUL byte: not a text file", path);
   }
-  rc = ck_conf_parse_string(text, path, out, msg, msglen);
+  rc = ck_conf_parse_string(text, path, out, err);
   free(text);
   return rc;
 }
 
-int ck_conf_default(struct ck_conf *out, char *msg, size_t msglen)
+int ck_conf_default(struct ck_conf *out, struct ck_err *err)
 {
   static const char text[] = "[ckptd]\nstate_dir = var/state\nsettle_seconds = 2\nrescan_seconds = 30\n"
                              "[watch demo]\npath = var/model_dir\ndirection = both\n";
@@ -402,16 +481,18 @@ int ck_conf_default(struct ck_conf *out, char *msg, size_t msglen)
 
   if (access("var/model_dir", F_OK) != 0) {
     if (mkdir("var", 0755) != 0 && errno != EEXIST)
-      return snprintf(msg, msglen, "cannot create ./var: %s", strerror(errno)), -1;
+      return ck_err_set(err, -errno, "cannot create ./var: %s", strerror(errno));
     if (mkdir("var/model_dir", 0755) != 0 && errno != EEXIST)
-      return snprintf(msg, msglen, "cannot create ./var/model_dir: %s", strerror(errno)), -1;
+      return ck_err_set(err, -errno, "cannot create ./var/model_dir: %s", strerror(errno));
   }
-  rc = ck_conf_parse_string(text, "(built-in default)", out, msg, msglen);
+  rc = ck_conf_parse_string(text, "(built-in default)", out, err);
   return rc;
 }
 
 void ck_conf_free(struct ck_conf *c)
 {
+  free(c->warnings);
+  c->warnings = NULL;
   for (int i = 0; i < c->nwatches; i++) {
     struct ck_watch_conf *w = &c->watches[i];
     free(w->name);
@@ -428,6 +509,8 @@ void ck_conf_free(struct ck_conf *c)
   free(c->state_dir);
   free(c->status_file);
   free(c->prometheus_file);
+  free(c->control_socket);
+  free(c->control_group);
   memset(c, 0, sizeof(*c));
 }
 

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error.h"
+
 #include "convert.h"
 
 enum { CK_DIR_SAVER_TO_H5 = 1, CK_DIR_H5_TO_SAVER = 2, CK_DIR_BOTH = 3 };
@@ -34,16 +36,23 @@ struct ck_watch_conf {
   int update_checkpoint_file; /* CK_CKPTFILE_NEVER, _AUTO (default) or _ALWAYS */
   int require_success;    /* an .h5 is complete only with a true root __SUCCESS__ */
   int mirror_deletes;     /* a converted source deleted: delete its unchanged output too */
+  int missing;            /* path does not exist (yet): watched when it appears */
+  uint64_t min_free;      /* the disk guard: bytes to leave free on the output's file system, */
+  double min_free_pct;    /* or (min_free = 0) this percentage of its size; default 5% */
   int verify;
 };
 
 struct ck_conf {
   char *source;           /* the file it came from, or "(built-in default)" */
+  char *warnings;         /* "FILE:LINE: ..." lines about what works but may not be meant, or NULL */
   int workers;
   uint64_t memory_budget; /* bytes shared by all running jobs */
   char *state_dir;
   char *status_file;
   char *prometheus_file;  /* optional textfile-collector output */
+  char *control_socket;   /* `ckpt ctl`'s socket; default /run/ckptd/control.sock where /run/ckptd
+                           * is a directory (systemd's RuntimeDirectory), else state_dir/control.sock */
+  char *control_group;    /* the socket's group, or NULL */
   int log_level;
   double settle_seconds;
   double rescan_seconds;
@@ -54,14 +63,14 @@ struct ck_conf {
   int nwatches;
 };
 
-/* Parse path into *out. 0, or -1 with "file:line: what" in msg. */
-int ck_conf_load(const char *path, struct ck_conf *out, char *msg, size_t msglen);
+/* Parse path into *out. 0, or a negative code with "file:line: what" in err. */
+int ck_conf_load(const char *path, struct ck_conf *out, struct ck_err *err);
 
 /* Parse INI text (name used in messages). */
-int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out, char *msg, size_t msglen);
+int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out, struct ck_err *err);
 
 /* The built-in default: watch ./var/model_dir in both directions. */
-int ck_conf_default(struct ck_conf *out, char *msg, size_t msglen);
+int ck_conf_default(struct ck_conf *out, struct ck_err *err);
 
 /* Free the contents. */
 void ck_conf_free(struct ck_conf *c);

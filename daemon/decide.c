@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "decide.h"
+#include "error.h"
 #include "fileio.h"
 
 static int ends_with(const char *s, const char *x)
@@ -91,7 +92,7 @@ double ck_decide_backoff(int attempts)
 
 int ck_decide_transient(int rc)
 {
-  return rc == -EAGAIN || rc == -ENOSPC || rc == -EIO || rc == -EFBIG || rc == -ENOMEM || rc == -EINTR ||
+  return rc == -EAGAIN || rc == -ENOSPC || rc == CK_ENOROOM || rc == -EIO || rc == -EFBIG || rc == -ENOMEM || rc == -EINTR ||
          rc == -EBUSY || rc == -EDQUOT || rc == -ETIMEDOUT || rc == -ESTALE;
 }
 
@@ -113,4 +114,44 @@ int ck_decide_newer(int64_t step_a, int64_t mtime_a, int64_t step_b, int64_t mti
   if (step_a >= 0 && step_b >= 0 && step_a != step_b)
     return step_a > step_b;
   return mtime_a > mtime_b; /* a tie, or a step-less name on either side */
+}
+
+int ck_decide_reason(int rc, int crashed)
+{
+  if (crashed)
+    return CK_REASON_CRASHED;
+  switch (rc) {
+  case CK_EFORMAT: case CK_ECHECKSUM: case CK_ETRUNC: case CK_ENOTFOUND: return CK_REASON_CORRUPT;
+  case CK_EUNSUP: return CK_REASON_UNSUPPORTED;
+  case CK_ELIMIT: case -ENOMEM: return CK_REASON_LIMIT;
+  case -EACCES: case -EPERM: return CK_REASON_PERMISSION;
+  case -EROFS: return CK_REASON_READ_ONLY;
+  case -ENOSPC: case -EDQUOT: case -EFBIG: case CK_ENOROOM: return CK_REASON_NO_SPACE;
+  case -EAGAIN: return CK_REASON_CHANGED;
+  case -EIO: case -EBUSY: case -ETIMEDOUT: case -ESTALE: case -EINTR: return CK_REASON_IO;
+  default: return CK_REASON_OTHER;
+  }
+}
+
+const char *ck_decide_reason_name(int reason)
+{
+  static const char *names[CK_REASONS] = { "corrupt", "crashed", "unsupported", "permission", "read_only",
+                                           "no_space", "io", "source_changed", "limit", "other" };
+
+  return reason >= 0 && reason < CK_REASONS ? names[reason] : "other";
+}
+
+int ck_decide_blocked(int rc)
+{
+  return rc == -EACCES || rc == -EPERM || rc == -EROFS || rc == CK_EUNSUP;
+}
+
+uint64_t ck_decide_min_free(uint64_t bytes, double percent, uint64_t fs_size)
+{
+  return bytes ? bytes : (uint64_t)((double)fs_size * percent / 100.0);
+}
+
+int ck_decide_room(uint64_t fs_free, uint64_t need, uint64_t min_free)
+{
+  return fs_free >= min_free && fs_free - min_free >= need;
 }

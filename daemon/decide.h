@@ -45,4 +45,37 @@ int64_t ck_decide_step(const char *prefix);
  * step wins; a tie, or a step-less name on either side, goes by the source's mtime. */
 int ck_decide_newer(int64_t step_a, int64_t mtime_a, int64_t step_b, int64_t mtime_b);
 
+/* Why a job failed, as a class for metrics and the blocked/transient split. */
+enum {
+  CK_REASON_CORRUPT,     /* not a valid checkpoint (CK_EFORMAT, CK_ECHECKSUM, ...) */
+  CK_REASON_CRASHED,     /* the worker died (libhdf5 crashed on the file) */
+  CK_REASON_UNSUPPORTED, /* valid, but content ckptd does not convert (CK_EUNSUP) */
+  CK_REASON_PERMISSION,  /* EACCES, EPERM */
+  CK_REASON_READ_ONLY,   /* EROFS */
+  CK_REASON_NO_SPACE,    /* ENOSPC, EDQUOT, EFBIG, or under min_free */
+  CK_REASON_IO,          /* EIO and other transient errors */
+  CK_REASON_CHANGED,     /* the source changed during the conversion */
+  CK_REASON_LIMIT,       /* beyond a configured limit (CK_ELIMIT, ENOMEM) */
+  CK_REASON_OTHER,
+  CK_REASONS
+};
+
+/* The class of a failure code (negative errno or CK_E*); crashed: the worker died. */
+int ck_decide_reason(int rc, int crashed);
+
+/* Its label ("corrupt", "no_space", ...). */
+const char *ck_decide_reason_name(int reason);
+
+/* 1 if a failure is permanent for the job's surroundings as they are: retrying
+ * cannot help until the source, the output directory's permissions or the
+ * configuration change (EACCES, EPERM, EROFS, unsupported content). */
+int ck_decide_blocked(int rc);
+
+/* The disk guard. A tree's min_free in bytes: `bytes` if set, else `percent` of
+ * its file system's size. */
+uint64_t ck_decide_min_free(uint64_t bytes, double percent, uint64_t fs_size);
+
+/* 1 if a job needing `need` bytes may start: it leaves at least min_free free. */
+int ck_decide_room(uint64_t fs_free, uint64_t need, uint64_t min_free);
+
 #endif

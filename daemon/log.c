@@ -104,7 +104,8 @@ void ck_log(int lvl, const char *event, const struct ck_log_fields *f, const cha
     if (sd_journal_send("MESSAGE=%s", msg, "MESSAGE_ID=%s", id_of(event), "PRIORITY=%d", prio[lvl], "CKPTD_EVENT=%s",
                         event, "CKPT_PATH=%s", f && f->path ? f->path : "", "DIRECTION=%s",
                         f && f->direction ? f->direction : "", "BYTES=%s", b, "DURATION_MS=%s", d, "CKPT_OUTPUT=%s",
-                        f && f->output ? f->output : "", "CKPT_ERROR=%s", f && f->error ? f->error : "", NULL) >= 0)
+                        f && f->output ? f->output : "", "CKPT_ERROR=%s", f && f->error ? f->error : "", "CKPT_REASON=%s",
+                        f && f->reason ? f->reason : "", NULL) >= 0)
       return;
     /* journald unreachable: the line below still reaches the journal through stderr */
   }
@@ -130,6 +131,8 @@ void ck_log(int lvl, const char *event, const struct ck_log_fields *f, const cha
       quoted(stderr, "output", f->output);
     if (f && f->error)
       quoted(stderr, "error", f->error);
+    if (f && f->reason)
+      fprintf(stderr, " reason=%s", f->reason);
     quoted(stderr, "msg", msg);
     fputc('\n', stderr);
     funlockfile(stderr);

@@ -14,6 +14,7 @@ struct ck_log_fields {
   long long duration_ms;
   const char *output;
   const char *error;
+  const char *reason; /* a failure's class (ck_decide_reason_name) */
 };
 
 #define CK_LOG_NO_FIELDS ((const struct ck_log_fields *)0)

@@ -122,7 +122,7 @@ static void remove_temporaries(const char *dst, int pid)
   int n = dir ? ck_temp_remove_pid(dir, ck_temp_instance(), pid) : 0;
 
   if (n > 0) {
-    struct ck_log_fields f = { dir, NULL, -1, -1, NULL, NULL };
+    struct ck_log_fields f = { dir, NULL, -1, -1, NULL, NULL, NULL };
     ck_log(CK_LOG_INFO, "cleanup", &f, "removed %d temporar%s of worker %d", n, n == 1 ? "y" : "ies", pid);
   }
   free(dir);
@@ -152,7 +152,7 @@ static void apply_line(struct ck_proc *c, const char *line)
     snprintf(j->err, sizeof(j->err), "%s", m.text);
     break;
   case CK_WMSG_NOTE: {
-    struct ck_log_fields f = { j->src, NULL, -1, -1, j->dst, NULL };
+    struct ck_log_fields f = { j->src, NULL, -1, -1, j->dst, NULL, NULL };
     ck_log(CK_LOG_INFO, "checkpoint_file", &f, "%s", m.text);
     return;
   }
@@ -186,7 +186,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * log event each, so the log stays one key=value line per event. */
 static void log_stray(struct ck_proc *c, const char *line)
 {
-  struct ck_log_fields f = { c->job->src, NULL, -1, -1, NULL, NULL };
+  struct ck_log_fields f = { c->job->src, NULL, -1, -1, NULL, NULL, NULL };
 
   if (line[0])
     ck_log(CK_LOG_WARN, "worker_output", &f, "worker %d: %s", c->job->pid, line);
@@ -290,7 +290,8 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 static int spawn(struct ck_pool *p, struct ck_job *j)
 {
   struct ck_wjob w = { .kind = j->kind, .direction = j->direction, .src = j->src, .dst = j->dst, .opts = j->opts,
-                       .ckpt_policy = j->ckpt_policy, .require_success = j->require_success, .mem_limit = p->lim.mem_bytes, .cpu_limit = p->lim.cpu_seconds };
+                       .ckpt_policy = j->ckpt_policy, .require_success = j->require_success, .mem_limit = p->lim.mem_bytes, .cpu_limit = p->lim.cpu_seconds,
+                       .min_free = j->min_free };
   struct ck_proc *c = calloc(1, sizeof(*c));
   uv_stdio_container_t stdio[4];
   uv_process_options_t o = { 0 };
@@ -326,6 +327,7 @@ static int spawn(struct ck_pool *p, struct ck_job *j)
   }
   c->open_handles = 3;
   j->pid = c->process.pid;
+  j->started = uv_now(p->loop) / 1000.0; /* running from now (it was queued before) */
   j->proc = c;
   uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
   uv_read_start((uv_stream_t *)&c->errpipe, on_alloc, on_read);
@@ -344,7 +346,7 @@ static void start_next(struct ck_pool *p)
     struct queue *q = qs[i];
     while (q->running < q->limit && q->head) {
       struct ck_job *j = pop(q);
-      struct ck_log_fields f = { j->src, dir_name(j->direction), -1, -1, j->dst, NULL };
+      struct ck_log_fields f = { j->src, dir_name(j->direction), -1, -1, j->dst, NULL, NULL };
       int rc = spawn(p, j);
       if (rc != 0) {
         j->rc = rc;
@@ -394,6 +396,15 @@ void ck_pool_submit(struct ck_pool *p, struct ck_job *job)
   start_next(p);
 }
 
+void ck_pool_each_running(struct ck_pool *p, ck_job_view_fn fn, void *ctx)
+{
+  double now = uv_now(p->loop) / 1000.0;
+
+  for (const struct ck_job *j = p->live; j; j = j->next)
+    if (j->kind == CK_WJOB_CONVERT)
+      fn(ctx, j, now - j->started);
+}
+
 int ck_pool_queued(struct ck_pool *p)
 {
   int n = 0;
@@ -434,6 +445,37 @@ void ck_pool_cancel_running(struct ck_pool *p, int sig)
       j->proc->cancelled = 1;
       uv_process_kill(&j->proc->process, sig);
     }
+}
+
+int ck_pool_cancel_src(struct ck_pool *p, const char *src, int sig)
+{
+  struct ck_job **pp = &p->jobs.head, *prev = NULL;
+  int n = 0;
+
+  while (*pp) { /* not started yet: handed back at once */
+    struct ck_job *j = *pp;
+    if (strcmp(j->src, src) != 0) {
+      prev = j;
+      pp = &j->next;
+      continue;
+    }
+    *pp = j->next;
+    if (p->jobs.tail == j)
+      p->jobs.tail = prev;
+    j->next = NULL;
+    j->rc = -ECANCELED;
+    snprintf(j->err, sizeof(j->err), "cancelled before it started");
+    p->fn(p->ctx, j);
+    n++;
+  }
+
+  for (struct ck_job *j = p->live; j; j = j->next)
+    if (j->proc && j->kind == CK_WJOB_CONVERT && strcmp(j->src, src) == 0) {
+      j->proc->cancelled = 1;
+      uv_process_kill(&j->proc->process, sig);
+      n++;
+    }
+  return n;
 }
 
 void ck_pool_stop(struct ck_pool *p)

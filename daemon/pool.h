@@ -21,6 +21,7 @@ struct ck_job {
   struct ck_shard_rule rules[CK_MAX_RULES]; /* owned copies */
   int ckpt_policy;             /* h5-to-saver: the `checkpoint` file policy */
   int require_success;         /* probes: __SUCCESS__ is mandatory */
+  uint64_t min_free;           /* conversions: the worker stops under this much free space */
   void *owner;                 /* the scheduler's candidate */
   /* results */
   int rc;                      /* 0, a negative errno, or a CK_E* code */
@@ -34,7 +35,7 @@ struct ck_job {
   /* while running */
   int pid;
   uint64_t done_bytes, total_bytes;
-  double started;              /* monotonic seconds */
+  double started;              /* monotonic seconds: queued, then its worker's start */
   struct ck_job *next;
   struct ck_proc *proc;        /* the pool's */
 };
@@ -57,6 +58,11 @@ int ck_pool_start(uv_loop_t *loop, int nworkers, int nprobes, const struct ck_po
 /* Queue a job (owned by the pool until done() gets it back). */
 void ck_pool_submit(struct ck_pool *p, struct ck_job *job);
 
+/* Each running conversion, with the seconds since its worker started (progress:
+ * its done_bytes and total_bytes, pid). */
+typedef void (*ck_job_view_fn)(void *ctx, const struct ck_job *job, double seconds);
+void ck_pool_each_running(struct ck_pool *p, ck_job_view_fn fn, void *ctx);
+
 /* Conversions waiting and running. */
 int ck_pool_queued(struct ck_pool *p);
 int ck_pool_running(struct ck_pool *p);
@@ -71,6 +77,10 @@ void ck_pool_drop_queued(struct ck_pool *p);
  * its temporaries), SIGKILL ends it (the pool removes them). Their jobs come back
  * with rc = -ECANCELED. */
 void ck_pool_cancel_running(struct ck_pool *p, int sig);
+
+/* The same for the conversion of one source (`ckpt ctl skip`); if it is still queued
+ * it comes back at once with -ECANCELED. How many were found. */
+int ck_pool_cancel_src(struct ck_pool *p, const char *src, int sig);
 
 /* Free (no child may be running). */
 void ck_pool_stop(struct ck_pool *p);

@@ -111,7 +111,7 @@ static struct ck_rec *parse(const char *line, size_t len)
   memcpy(head, line, (size_t)(tab - line));
   head[tab - line] = 0;
   if (sscanf(head, "v1 %d %d %llu %llu %llu %lld %lld %lf", &e->status, &e->direction, &dev, &ino, &size, &mtime,
-             &e->duration_ms, &e->when) != 8 || e->status < 0 || e->status > 3)
+             &e->duration_ms, &e->when) != 8 || e->status < 0 || e->status > CK_REC_SKIPPED)
     goto bad;
   e->id = (struct ck_ident){ dev, ino, size, mtime };
   for (const char *p = tab + 1; k < 3; k++) {
@@ -220,7 +220,7 @@ static int compact(struct ck_record *r)
 
 /* One instance per state_dir: two daemons on one record both convert and lose
  * each other's lines. The lock file holds the owner's pid for the message. */
-static int lock_state_dir(struct ck_record *r, const char *state_dir, char *msg, size_t msglen)
+static int lock_state_dir(struct ck_record *r, const char *state_dir, struct ck_err *err)
 {
   char *path = ck_path_join(state_dir, "lock"), pid[32] = "";
   int rc = 0;
@@ -229,16 +229,15 @@ static int lock_state_dir(struct ck_record *r, const char *state_dir, char *msg,
   if (path == NULL)
     return -ENOMEM;
   if ((r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640)) < 0) {
-    rc = -errno;
-    snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+    rc = ck_err_set(err, -errno, "%s: %s", path, strerror(errno));
     goto out;
   }
   if (flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0) {
     rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
     if ((n = pread(r->lock_fd, pid, sizeof(pid) - 1, 0)) > 0)
       pid[strcspn(pid, "\n")] = 0;
-    snprintf(msg, msglen, "%s: state_dir %s is in use by another ckptd%s%s (one instance per state_dir)", path,
-             state_dir, pid[0] ? " with pid " : "", pid);
+    ck_err_set(err, rc, "%s: state_dir %s is in use by another ckptd%s%s (one instance per state_dir)", path,
+               state_dir, pid[0] ? " with pid " : "", pid);
     goto out;
   }
   snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
@@ -249,43 +248,51 @@ out:
   return rc;
 }
 
-int ck_record_open(const char *state_dir, struct ck_record **out, char *msg, size_t msglen)
+static int open_record(const char *state_dir, int readonly, struct ck_record **out, struct ck_err *err)
 {
   struct ck_record *r = calloc(1, sizeof(*r));
-  int rc;
+  int rc = 0;
 
   *out = NULL;
   if (r == NULL)
-    return -ENOMEM;
+    return ck_err_set(err, -ENOMEM, "out of memory");
   r->fd = -1;
-  if (mkdir(state_dir, 0750) != 0 && errno != EEXIST) {
-    rc = -errno;
-    snprintf(msg, msglen, "%s: cannot create state_dir: %s", state_dir, strerror(errno));
-    free(r);
-    return rc;
-  }
-  r->dir = strdup(state_dir);
   r->lock_fd = -1;
-  if ((rc = lock_state_dir(r, state_dir, msg, msglen)) != 0) {
-    ck_record_close(r);
-    return rc;
+  if (!readonly && mkdir(state_dir, 0750) != 0 && errno != EEXIST) {
+    rc = ck_err_set(err, -errno, "%s: cannot create state_dir: %s", state_dir, strerror(errno));
+    goto out;
   }
+  if ((r->dir = strdup(state_dir)) == NULL) {
+    rc = ck_err_set(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  if (!readonly && (rc = lock_state_dir(r, state_dir, err)) != 0)
+    goto out;
   r->path = ck_path_join(state_dir, "record.log");
   r->by_src = ck_hmap_new();
   r->by_output = ck_hmap_new();
-  if ((rc = replay(r)) != 0 || (rc = compact(r)) != 0) {
-    snprintf(msg, msglen, "%s: %s", r->path, strerror(-rc));
-    ck_record_close(r);
-    return rc;
+  if ((rc = replay(r)) != 0 || (!readonly && (rc = compact(r)) != 0)) {
+    ck_err_set(err, rc, "%s: %s", r->path, strerror(-rc));
+    goto out;
   }
-  if ((r->fd = open(r->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0) {
-    rc = -errno;
-    snprintf(msg, msglen, "%s: %s", r->path, strerror(errno));
+  if (!readonly && (r->fd = open(r->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0)
+    rc = ck_err_set(err, -errno, "%s: %s", r->path, strerror(errno));
+out:
+  if (rc != 0)
     ck_record_close(r);
-    return rc;
-  }
-  *out = r;
-  return 0;
+  else
+    *out = r;
+  return rc;
+}
+
+int ck_record_open(const char *state_dir, struct ck_record **out, struct ck_err *err)
+{
+  return open_record(state_dir, 0, out, err);
+}
+
+int ck_record_open_readonly(const char *state_dir, struct ck_record **out, struct ck_err *err)
+{
+  return open_record(state_dir, 1, out, err);
 }
 
 const struct ck_rec *ck_record_get(const struct ck_record *r, const char *src)
@@ -315,8 +322,8 @@ int ck_record_put(struct ck_record *r, const struct ck_rec *e)
     rec_free(copy);
     return -ENOMEM;
   }
-  rc = ck_write_full(r->fd, line, len);
-  if (rc == 0 && fdatasync(r->fd) != 0)
+  rc = r->fd < 0 ? 0 : ck_write_full(r->fd, line, len); /* read-only: remembered, not written */
+  if (rc == 0 && r->fd >= 0 && fdatasync(r->fd) != 0)
     rc = -errno;
   free(line);
   index_entry(r, copy);
@@ -337,7 +344,7 @@ static void count_one(void *ctx, const char *key, void *value)
     c->done++;
   else if (e->status == CK_REC_FAILED)
     c->failed++;
-  else
+  else if (e->status != CK_REC_SKIPPED)
     c->pending++;
 }
 

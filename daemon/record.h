@@ -6,7 +6,9 @@
 
 #include <stdint.h>
 
-enum { CK_REC_QUEUED = 0, CK_REC_RUNNING = 1, CK_REC_DONE = 2, CK_REC_FAILED = 3 };
+#include "error.h"
+
+enum { CK_REC_QUEUED = 0, CK_REC_RUNNING = 1, CK_REC_DONE = 2, CK_REC_FAILED = 3, CK_REC_SKIPPED = 4 /* ckpt ctl skip */ };
 
 /* What a source was when it was converted (or failed): change detection. */
 struct ck_ident {
@@ -27,8 +29,14 @@ struct ck_rec {
 
 struct ck_record;
 
-/* Open (creating) state_dir/record.log, replay and compact it. 0 or -errno (msg says why). */
-int ck_record_open(const char *state_dir, struct ck_record **out, char *msg, size_t msglen);
+/* Open (creating) state_dir/record.log, replay and compact it. 0 or -errno (-EBUSY: another
+ * ckptd holds state_dir), err saying why. */
+int ck_record_open(const char *state_dir, struct ck_record **out, struct ck_err *err);
+
+/* The record as it is, beside a running ckptd (`ckptd --dry-run`): no lock, no
+ * compaction, nothing written (ck_record_put only remembers). A missing state_dir
+ * is an empty record. */
+int ck_record_open_readonly(const char *state_dir, struct ck_record **out, struct ck_err *err);
 
 /* The latest entry for src, or NULL. */
 const struct ck_rec *ck_record_get(const struct ck_record *r, const char *src);

@@ -20,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bundle.h"
 #include "ckptfile.h"
+#include "ctl.h"
 #include "decide.h"
 #include "fileio.h"
 #include "h5.h"
@@ -41,8 +43,6 @@ enum { KIND_SAVER = CK_KIND_SAVER, KIND_H5 = CK_KIND_H5 };
 
 #define RECENT 20
 enum { PHASE_RUNNING, PHASE_STOPPING, PHASE_STOPPED };
-
-#define PROBES 2 /* HDF5 probes running at once, beside the conversions */
 
 /* A file as a check saw it: an event or rescan that finds it unchanged costs
  * nothing more (no index parse, no HDF5 probe). */
@@ -72,12 +72,21 @@ struct cand {
   struct ck_ident id;
   char *why;           /* last reason (incomplete, error) */
   struct fstamps seen; /* its files at the last check */
+  struct fstamp outdir; /* BLOCKED: its output directory then (mode, owner in mtime_ns) */
+  int guarded;          /* held back by the disk guard (logged once) */
+  int force;            /* ckpt ctl retry or reconvert: CK_FORCE_* for the next decision */
+  int skip;             /* ckpt ctl skip of a running job: skipped when it ends */
+  int paused;           /* waiting for its tree's `ckpt ctl resume` */
   unsigned gen;        /* the rescan that last reported one of its files */
 };
 
 struct sroot {
   int id;
   struct ck_watch_conf *conf;
+  int pending;                  /* its path is missing: watched when it appears */
+  int paused;                   /* ckpt ctl pause: no job starts in it */
+  double last_success;          /* wall clock */
+  unsigned long long disk_guard; /* jobs deferred or stopped for min_free */
 };
 
 struct finished {
@@ -113,6 +122,13 @@ struct ck_sched {
   unsigned long long done_total, failed_total, bytes_total;
   unsigned long long checks_total; /* completeness checks (stats, index parses) and probes run */
   unsigned gen;        /* rescans so far */
+  double rescan_started; /* monotonic */
+  int flags;            /* CK_SCHED_ONCE, CK_SCHED_DRY_RUN */
+  uv_timer_t idle_timer; /* --once: ends the run when nothing is left to do */
+  struct ck_once once;  /* --once: what the run did */
+  void (*once_done)(void *ctx); /* called when a --once run has nothing left to do */
+  void *once_ctx;
+  struct ck_metrics metrics;
   struct finished recent[RECENT];
   int nrecent;
 };
@@ -147,11 +163,13 @@ static struct sroot *root_by_id(struct ck_sched *s, int id)
 }
 
 static void on_status_timer(uv_timer_t *t);
+static void plan(struct ck_sched *s, const char *verb, const char *src, const char *dst, const char *why);
+static int dir_stamp(const char *key, struct fstamp *out);
 
 /* The status file is rewritten at most every 250 ms. */
 static void mark_status(struct ck_sched *s)
 {
-  if (!uv_is_active((uv_handle_t *)&s->status_timer))
+  if (!uv_is_active((uv_handle_t *)&s->status_timer) || uv_timer_get_due_in(&s->status_timer) > 250)
     uv_timer_start(&s->status_timer, on_status_timer, 250, 0);
 }
 
@@ -194,9 +212,24 @@ static void want_tick_at(struct ck_sched *s, double when)
 
 static void settle(struct ck_sched *s, struct cand *c, double delay)
 {
+  if ((s->flags & CK_SCHED_ONCE) && delay > 0) { /* --once: still changing is not complete now */
+    plan(s, "wait", c->key, NULL, "written to within settle_seconds: not complete now");
+    s->once.not_complete++;
+    c->state = CK_ST_WAITING;
+    return;
+  }
   c->state = CK_ST_SETTLING;
   c->next_check = mono() + delay;
   want_tick_at(s, c->next_check);
+}
+
+/* --dry-run and --once say what they do, one line per source on stdout. */
+static void plan(struct ck_sched *s, const char *verb, const char *src, const char *dst, const char *why)
+{
+  if (!(s->flags & CK_SCHED_ONCE))
+    return;
+  printf("%-9s %s%s%s%s%s\n", verb, src, dst ? " -> " : "", dst ? dst : "", why ? ": " : "", why ? why : "");
+  fflush(stdout);
 }
 
 /* ---- temporaries of a crashed run ---- */
@@ -212,7 +245,7 @@ static void maybe_cleanup(const char *path, int initial)
   if (o.pid == getpid() || kill((pid_t)o.pid, 0) == 0)
     return; /* ours, or a live worker's */
   if (unlink(path) == 0) {
-    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL };
+    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL };
     ck_log(CK_LOG_INFO, "cleanup", &f, "removed a temporary left by an interrupted conversion");
   }
 }
@@ -280,10 +313,11 @@ static void stamps_merge(struct fstamps *into, struct fstamps *from)
  * an incomplete checkpoint waiting for its missing files. */
 static int stable(const struct cand *c)
 {
-  return c->state == CK_ST_DONE || c->state == CK_ST_FAILED || c->state == CK_ST_SKIPPED || c->state == CK_ST_WAITING;
+  return c->state == CK_ST_DONE || c->state == CK_ST_FAILED || c->state == CK_ST_SKIPPED ||
+         c->state == CK_ST_WAITING || c->state == CK_ST_BLOCKED;
 }
 
-static void on_file(void *ctx, int root, const char *path, const struct stat *st, int initial)
+void ck_sched_on_file(void *ctx, int root, const char *path, const struct stat *st, int initial)
 {
   struct ck_sched *s = ctx;
   struct sroot *r = root_by_id(s, root);
@@ -291,11 +325,14 @@ static void on_file(void *ctx, int root, const char *path, const struct stat *st
   char *key;
   int kind;
 
-  maybe_cleanup(path, initial);
+  if (!(s->flags & CK_SCHED_DRY_RUN))
+    maybe_cleanup(path, initial);
+  if ((s->flags & CK_SCHED_ONCE) && !initial)
+    return; /* --once: what the start-up scan found is "now"; later files (ours too) are not */
   if (r == NULL || s->stopping || (kind = ck_decide_classify(path, &key)) == CK_KIND_NONE)
     return;
-  if (!wanted(r, key, kind)) {
-    free(key);
+  if (!wanted(r, key, kind) || ((s->flags & CK_SCHED_ONCE) && ck_record_by_output(s->rec, key))) {
+    free(key); /* (--once: ckptd's own outputs are not sources, and not worth a line) */
     return;
   }
   if ((c = ck_hmap_get(s->cands, key)) != NULL) {
@@ -429,7 +466,7 @@ static void record(struct ck_sched *s, struct cand *c, int status, const char *o
   int rc = ck_record_put(s->rec, &e);
 
   if (rc != 0) {
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, strerror(-rc) };
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, strerror(-rc), NULL };
     ck_log(CK_LOG_ERROR, "record", &f, "cannot append to the record: %s", strerror(-rc));
   }
 }
@@ -475,14 +512,25 @@ static void forget_output(const struct cand *c, const char *dst, const struct ck
 /* Decide what a complete source needs, from the record and the files. */
 static void decide(struct ck_sched *s, struct cand *c)
 {
+  static const struct {
+    int need;
+    const char *verb, *why;
+    int state;
+  } settled[] = {
+    { CK_NEED_NONE_SKIPPED, "skip", "skipped by an operator (ckpt ctl skip), unchanged since", CK_ST_SKIPPED },
+    { CK_NEED_NONE_DONE, "done", "converted before, unchanged since", CK_ST_DONE },
+    { CK_NEED_NONE_FAILED, "failed", "failed before, unchanged since", CK_ST_FAILED },
+    { CK_NEED_NONE_OURS, "skip", "ckptd wrote it: never converted back", CK_ST_SKIPPED },
+  };
+  int need;
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
   char *dst = ck_decide_output(c->key, c->kind);
   char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s", dst) : ck_asprintf("%s.index", dst);
   struct ck_source_seen in = { rec ? rec->status : CK_SEEN_NONE, rec && same_ident(&rec->id, &c->id),
                                rec && rec->output && dst && strcmp(rec->output, dst) == 0,
                                ck_record_by_output(s->rec, c->key) != NULL, probe && access(probe, F_OK) == 0,
-                               CK_MARK_NONE };
-  struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL };
+                               CK_MARK_NONE, c->force };
+  struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
 
   free(probe);
   if (dst == NULL) {
@@ -491,23 +539,32 @@ static void decide(struct ck_sched *s, struct cand *c)
   }
   if (in.dst_exists)
     in.dst_mark = output_mark(c, dst);
-  switch (ck_next_source(&in)) {
-  case CK_NEED_NONE_DONE: c->state = CK_ST_DONE; break;
-  case CK_NEED_NONE_FAILED: c->state = CK_ST_FAILED; break;
-  case CK_NEED_NONE_OURS: c->state = CK_ST_SKIPPED; break;
+  c->force = CK_FORCE_NONE; /* an operator's request counts for one decision */
+  need = ck_next_source(&in);
+  for (size_t i = 0; i < sizeof(settled) / sizeof(settled[0]); i++)
+    if (settled[i].need == need) { /* nothing to do, nothing to log */
+      plan(s, settled[i].verb, c->key, need == CK_NEED_NONE_DONE ? dst : NULL, settled[i].why);
+      c->state = settled[i].state;
+      free(dst);
+      return;
+    }
+  switch (need) {
   case CK_NEED_NONE_THEIRS:
     ck_log(CK_LOG_DEBUG, "skip", &f, "the other format is already there and is not ckptd's; not converting");
+    plan(s, "skip", c->key, dst, "the other format is already there and is not ckptd's");
     c->state = CK_ST_SKIPPED;
     break;
   case CK_NEED_ADOPT:
     ck_log(CK_LOG_INFO, "adopt", &f, "ckptd's output of this source as it is now is already there; recorded as done");
+    plan(s, "adopt", c->key, dst, "ckptd's output of it as it is now is there: recorded as done");
     record(s, c, CK_REC_QUEUED, dst, NULL, 0);
     record(s, c, CK_REC_DONE, dst, NULL, 0);
     c->state = CK_ST_DONE;
     break;
   case CK_NEED_RECONVERT:
     ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted: converting it again");
-    forget_output(c, dst, &f);
+    if (!(s->flags & CK_SCHED_DRY_RUN))
+      forget_output(c, dst, &f);
     /* fall through */
   default:
     queue_job(s, c, dst);
@@ -540,19 +597,24 @@ static void check_work(uv_work_t *w)
 /* Not a valid checkpoint: recorded once, retried only when it changes. Takes why.
  * A source that was converted and has since been rewritten into this no longer
  * matches its output: that output leaves the checkpoint file ckptd maintains. */
-static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why)
+static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why, int reason)
 {
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
-  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, why };
+  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, why, ck_decide_reason_name(reason) };
 
   if (rec && rec->status == CK_REC_DONE && rec->output && !same_ident(&rec->id, &c->id)) {
     ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted, into something invalid");
-    forget_output(c, rec->output, &f);
+    if (!(s->flags & CK_SCHED_DRY_RUN))
+      forget_output(c, rec->output, &f);
   }
-  if (!(rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id))) {
+  plan(s, "fail", c->key, NULL, why);
+  s->once.failed++;
+  if (c->force || !(rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id))) {
+    c->force = CK_FORCE_NONE; /* a ckpt ctl retry is answered in the log, failed or not */
     ck_log(CK_LOG_ERROR, "job_failed", &f, "not a valid checkpoint; will retry when it changes");
     record(s, c, CK_REC_FAILED, NULL, why, 0);
     s->failed_total++;
+    s->metrics.failures[reason]++;
   }
   free(c->why);
   c->why = why;
@@ -563,7 +625,7 @@ static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why)
 static void not_yet(struct cand *c, char *why)
 {
   if (c->state != CK_ST_WAITING || !c->why || !why || strcmp(c->why, why) != 0) {
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why };
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why, NULL };
     ck_log(CK_LOG_DEBUG, "skip", &f, "not complete yet");
   }
   free(c->why);
@@ -600,16 +662,19 @@ static void probe_done(struct ck_sched *s, struct ck_job *j)
                               j->probe_size != c->id.size || j->probe_mtime_ns != c->id.mtime_ns,
                               j->rc != 0, j->crashed, j->verdict, j->probe_ours, s->conf->settle_seconds };
   struct ck_next n = ck_next_after_probe(&in);
-  struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL };
+  struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL, NULL };
 
   c->checking = 0;
   switch (n.act) {
   case CK_ACT_IDLE: c->state = CK_ST_WAITING; break;
   case CK_ACT_SETTLE: settle(s, c, n.delay); break;
-  case CK_ACT_FAIL: fail_corrupt(s, c, strdup(j->err)); break;
+  case CK_ACT_FAIL:
+    fail_corrupt(s, c, strdup(j->err), j->crashed ? CK_REASON_CRASHED : CK_REASON_CORRUPT);
+    break;
   case CK_ACT_WAIT: not_yet(c, strdup(j->err)); break;
   case CK_ACT_SKIP:
     ck_log(CK_LOG_DEBUG, "skip", &f, "ckptd's converted copy of the bundle of its name: never converted back");
+    plan(s, "skip", c->key, NULL, "ckptd's converted copy of the bundle of its name: never converted back");
     c->state = CK_ST_SKIPPED;
     break;
   default: decide(s, c); break;
@@ -630,7 +695,7 @@ static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t si
   c->sig = sig;
   c->have_sig = 1;
   if (n.act == CK_ACT_FAIL) {
-    fail_corrupt(s, c, why);
+    fail_corrupt(s, c, why, CK_REASON_CORRUPT);
     return;
   }
   free(why);
@@ -682,7 +747,7 @@ static void check(struct ck_sched *s, struct cand *c)
   q->kind = c->kind;
   s->checks_total++;
   {
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL };
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL, NULL };
     ck_log(CK_LOG_DEBUG, "check", &f, "checking (state %d)", c->state);
   }
   c->checking = 1;
@@ -698,17 +763,85 @@ static void check(struct ck_sched *s, struct cand *c)
 
 /* ---- jobs ---- */
 
+/* The disk guard at the start of a job: its output's file system must keep
+ * min_free free after taking about the source's size. *min_free gets the bytes the
+ * worker keeps watching. 1 if it may start. */
+static int room_for(struct ck_sched *s, struct cand *c, const struct ck_watch_conf *w, const char *dst,
+                    uint64_t *min_free)
+{
+  char *dir = ck_dirname(dst);
+  struct statvfs vfs;
+  uint64_t fs_free, fs_size;
+  struct sroot *r = root_by_id(s, c->root);
+
+  *min_free = 0;
+  if (dir == NULL || statvfs(dir, &vfs) != 0) {
+    free(dir);
+    return 1; /* cannot tell: the job's own errors will say */
+  }
+  free(dir);
+  fs_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+  fs_size = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+  *min_free = ck_decide_min_free(w->min_free, w->min_free_pct, fs_size);
+  if (ck_decide_room(fs_free, c->id.size, *min_free)) {
+    c->guarded = 0;
+    return 1;
+  }
+  if (!c->guarded) {
+    struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), (long long)c->id.size, -1, dst,
+                               NULL, "no_space" };
+    ck_log(CK_LOG_WARN, "disk_guard", &f,
+           "not starting: %llu bytes free, the output needs about %llu and min_free keeps %llu; checking again "
+           "every 10 s", (unsigned long long)fs_free, (unsigned long long)c->id.size, (unsigned long long)*min_free);
+    c->guarded = 1;
+    if (r)
+      r->disk_guard++;
+  }
+  return 0;
+}
+
 static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
 {
   const struct ck_watch_conf *w = root_by_id(s, c->root)->conf;
-  struct ck_job *j = calloc(1, sizeof(*j));
-  struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL };
+  struct ck_job *j;
+  struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
+  uint64_t min_free;
 
-  if (j == NULL) {
+  if (root_by_id(s, c->root)->paused) { /* ckpt ctl pause: it waits for resume */
+    c->paused = 1;
+    c->state = CK_ST_WAITING;
+    free(dst);
+    mark_status(s);
+    return;
+  }
+  if (!room_for(s, c, w, dst, &min_free)) {
+    if (s->flags & CK_SCHED_ONCE) { /* --once: held back is not done now */
+      plan(s, "hold", c->key, dst, "the disk guard: not enough free space above min_free");
+      s->once.held++;
+      c->state = CK_ST_WAITING;
+      free(dst);
+      return;
+    }
+    free(dst);
+    c->state = CK_ST_RETRY;
+    c->next_check = mono() + 10;
+    want_tick_at(s, c->next_check);
+    mark_status(s);
+    return;
+  }
+  if (s->flags & CK_SCHED_DRY_RUN) {
+    plan(s, "convert", c->key, dst, dir_name(c->kind == KIND_SAVER ? 1 : 2));
+    s->once.converted++;
+    c->state = CK_ST_SKIPPED;
+    free(dst);
+    return;
+  }
+  if ((j = calloc(1, sizeof(*j))) == NULL) {
     free(dst);
     settle(s, c, 5);
     return;
   }
+  j->min_free = min_free;
   j->id = ++s->next_job_id;
   j->kind = CK_WJOB_CONVERT;
   j->direction = c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER;
@@ -761,13 +894,38 @@ static void remember_finished(struct ck_sched *s, const struct ck_job *j, int ok
 
 static void maybe_stopped(struct ck_sched *s);
 
-static void job_done(void *ctx, struct ck_job *j)
+/* The job's outcome in the metrics, and its tree's last success. */
+static void count_job(struct ck_sched *s, const struct cand *c, const struct ck_job *j, int state)
+{
+  struct ck_metrics *m = &s->metrics;
+  struct sroot *r = root_by_id(s, c->root);
+  int d = j->direction == CK_DIR_H5_TO_SAVER;
+  int o = state == CK_ST_DONE      ? CK_OUTCOME_DONE
+          : state == CK_ST_BLOCKED ? CK_OUTCOME_BLOCKED
+          : state == CK_ST_RETRY   ? CK_OUTCOME_RETRY
+          : state == CK_ST_WAITING ? CK_OUTCOME_ABORTED
+                                   : CK_OUTCOME_FAILED;
+
+  m->jobs[d][o]++;
+  if (o == CK_OUTCOME_DONE) {
+    m->bytes[d] += j->st.bytes;
+    ck_metrics_observe(m, d, j->st.seconds);
+    if (r)
+      r->last_success = wall();
+  } else if (o != CK_OUTCOME_ABORTED) {
+    m->failures[ck_decide_reason(j->rc, j->crashed)]++;
+  }
+  if (j->rc == CK_ENOROOM && r)
+    r->disk_guard++; /* stopped by the disk guard while running */
+}
+
+void ck_sched_job_done(void *ctx, struct ck_job *j)
 {
   struct ck_sched *s = ctx;
   struct cand *c = j->owner;
   long long ms = (long long)(j->st.seconds * 1000);
   struct ck_log_fields f = { j->src, dir_name(j->direction), (long long)j->st.bytes, ms, j->dst,
-                             j->rc ? j->err : NULL };
+                             j->rc ? j->err : NULL, NULL };
   struct ck_after_job after;
 
   if (j->kind == CK_WJOB_PROBE) {
@@ -775,12 +933,34 @@ static void job_done(void *ctx, struct ck_job *j)
     maybe_stopped(s);
     return;
   }
-  after = ck_next_after_job(&(struct ck_job_seen){ j->rc, ck_decide_transient(j->rc), s->stopping, c->attempts,
-                                                   c->dirty, s->conf->settle_seconds });
+  if (c->skip && j->rc == -ECANCELED && !s->stopping) { /* ckpt ctl skip stopped it */
+    c->skip = 0;
+    record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", ms);
+    ck_log(CK_LOG_INFO, "skip", &f, "stopped and skipped by ckpt ctl; converted again only if it changes");
+    c->state = CK_ST_SKIPPED;
+    c->dirty = 0;
+    ck_job_free(j);
+    mark_status(s);
+    return;
+  }
+  c->skip = 0;
+  after = ck_next_after_job(&(struct ck_job_seen){ j->rc, ck_decide_transient(j->rc), ck_decide_blocked(j->rc),
+                                                   s->stopping, c->attempts, c->dirty, s->conf->settle_seconds });
   if (after.record != CK_SEEN_NONE)
     record(s, c, after.record, after.record == CK_REC_DONE ? j->dst : NULL, j->rc ? j->err : NULL, ms);
   c->state = after.state;
   c->attempts = after.attempts;
+  count_job(s, c, j, after.state);
+  if (s->flags & CK_SCHED_ONCE) { /* --once: no later retry; say how it went */
+    plan(s, after.state == CK_ST_DONE ? "converted" : after.state == CK_ST_BLOCKED ? "blocked" : "failed", j->src,
+         j->dst, j->rc ? j->err : NULL);
+    if (after.state == CK_ST_DONE)
+      s->once.converted++;
+    else
+      s->once.failed++;
+  }
+  if (j->rc != 0)
+    f.reason = ck_decide_reason_name(ck_decide_reason(j->rc, j->crashed));
   if (after.state == CK_ST_DONE) {
     ck_log(CK_LOG_INFO, "job_done", &f, "converted %llu tensors, %llu bytes in %.2f s (%.1f MB/s)",
            (unsigned long long)j->st.tensors, (unsigned long long)j->st.bytes, j->st.seconds,
@@ -790,10 +970,22 @@ static void job_done(void *ctx, struct ck_job *j)
     remember_finished(s, j, 1);
   } else if (after.state == CK_ST_WAITING) {
     ck_log(CK_LOG_WARN, "job_failed", &f, "aborted by shutdown; it stays pending and resumes at the next start");
+  } else if (after.state == CK_ST_BLOCKED) {
+    ck_log(CK_LOG_WARN, "job_blocked", &f,
+           "cannot convert here as things are; retried when the source, the directory's permissions or the "
+           "configuration change");
+    if (dir_stamp(c->key, &c->outdir) != 0)
+      memset(&c->outdir, 0, sizeof(c->outdir));
+    remember_finished(s, j, 0);
   } else if (after.state == CK_ST_RETRY) {
-    ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, after.delay);
-    c->next_check = mono() + after.delay;
-    want_tick_at(s, c->next_check);
+    if (s->flags & CK_SCHED_ONCE) { /* a later run retries it */
+      ck_log(CK_LOG_WARN, "job_failed", &f, "transient failure; --once does not retry");
+      c->state = CK_ST_WAITING;
+    } else {
+      ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, after.delay);
+      c->next_check = mono() + after.delay;
+      want_tick_at(s, c->next_check);
+    }
   } else {
     ck_log(CK_LOG_ERROR, "job_failed", &f, "conversion failed; will retry when the source changes");
     s->failed_total++;
@@ -873,15 +1065,36 @@ static void on_tick(uv_timer_t *timer)
  * is on disk. One that a check or a job still holds stays until that ends. */
 struct sweep_ctx {
   struct ck_sched *s;
-  struct candvec gone;
+  struct candvec gone;    /* its files are gone */
+  struct candvec unblock; /* BLOCKED, and its directory's permissions changed */
 };
+
+/* What can unblock a job in a directory: its mode and owner, and whether its file
+ * system is mounted read-only (entries coming and going do not count). */
+static int dir_stamp(const char *key, struct fstamp *out)
+{
+  char *dir = ck_dirname(key);
+  struct stat st;
+  struct statvfs vfs;
+  int rc = dir && stat(dir, &st) == 0 && statvfs(dir, &vfs) == 0 ? 0 : -1;
+
+  free(dir);
+  if (rc == 0)
+    *out = (struct fstamp){ (uint64_t)st.st_mode | (uint64_t)st.st_uid << 32, (uint64_t)st.st_gid,
+                            (vfs.f_flag & ST_RDONLY) != 0 };
+  return rc;
+}
 
 static void collect_gone(void *ctx, const char *key, void *value)
 {
   struct sweep_ctx *w = ctx;
   struct cand *c = value;
+  struct fstamp now;
 
   (void)key;
+  if (c->gen == w->s->gen && c->state == CK_ST_BLOCKED && dir_stamp(c->key, &now) == 0 &&
+      memcmp(&now, &c->outdir, sizeof(now)) != 0)
+    candvec_push(&w->unblock, c); /* its directory's permissions changed: try again */
   if (c->gen == w->s->gen || c->checking || c->state == CK_ST_QUEUED || c->state == CK_ST_RUNNING)
     return;
   candvec_push(&w->gone, c);
@@ -930,7 +1143,7 @@ static void mirror_delete(struct ck_sched *s, const struct cand *c)
   const struct sroot *r = root_by_id(s, c->root);
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
   char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s.index", c->key) : strdup(c->key);
-  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, NULL };
+  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, NULL, NULL };
   int gone = probe && access(probe, F_OK) != 0, removed;
 
   free(probe);
@@ -959,11 +1172,19 @@ static void mirror_delete(struct ck_sched *s, const struct cand *c)
 static void rescan_done(void *ctx)
 {
   struct ck_sched *s = ctx;
-  struct sweep_ctx w = { s, { NULL, 0, 0 } };
+  struct sweep_ctx w = { s, { NULL, 0, 0 }, { NULL, 0, 0 } };
 
   if (s->stopping)
     return;
+  s->metrics.rescans++;
+  s->metrics.rescan_seconds = mono() - s->rescan_started;
   ck_hmap_each(s->cands, collect_gone, &w);
+  for (size_t i = 0; i < w.unblock.n; i++) {
+    struct ck_log_fields f = { w.unblock.v[i]->key, NULL, -1, -1, NULL, NULL, NULL };
+    ck_log(CK_LOG_INFO, "unblock", &f, "the output directory's permissions changed: trying again");
+    settle(s, w.unblock.v[i], 0);
+  }
+  free(w.unblock.v);
   for (size_t i = 0; i < w.gone.n; i++) {
     mirror_delete(s, w.gone.v[i]);
     ck_hmap_del(s->cands, w.gone.v[i]->key);
@@ -973,20 +1194,24 @@ static void rescan_done(void *ctx)
   mark_status(s);
 }
 
+static void add_pending_roots(struct ck_sched *s);
+
 static void on_rescan(uv_timer_t *timer)
 {
   struct ck_sched *s = timer->data;
 
   if (ck_watch_rescanning(s->watch))
     return; /* a slow filesystem: the walk in flight is this rescan */
+  add_pending_roots(s);
   s->gen++; /* before anything the walk reports */
+  s->rescan_started = mono();
   ck_watch_rescan(s->watch, rescan_done, s);
 }
 
 /* ---- status file ---- */
 
 struct counts {
-  int queued, running, waiting, failed, done;
+  int queued, running, waiting, blocked, failed, done;
 };
 
 static void count_cand(void *ctx, const char *key, void *value)
@@ -999,6 +1224,8 @@ static void count_cand(void *ctx, const char *key, void *value)
     n->running++;
   else if (c->state == CK_ST_WAITING || c->state == CK_ST_SETTLING || c->state == CK_ST_RETRY || c->state == CK_ST_CHECKING)
     n->waiting++;
+  else if (c->state == CK_ST_BLOCKED)
+    n->blocked++;
 }
 
 struct jobs_ctx {
@@ -1006,20 +1233,23 @@ struct jobs_ctx {
   size_t n, cap;
 };
 
-static void running_one(void *ctx, const char *key, void *value)
+static void running_one(void *ctx, const struct ck_job *j, double seconds)
 {
   struct jobs_ctx *r = ctx;
-  const struct cand *c = value;
 
-  if (c->state != CK_ST_RUNNING || r->n == r->cap)
+  if (r->n == r->cap)
     return;
-  r->v[r->n++] = (struct ck_status_job){ key, dir_name(c->kind == KIND_SAVER ? 1 : 2), mono() - c->started };
+  r->v[r->n++] = (struct ck_status_job){ j->src, dir_name(j->direction == CK_DIR_SAVER_TO_H5 ? 1 : 2), j->pid,
+                                         wall() - seconds, seconds, j->done_bytes, j->total_bytes };
 }
 
 /* A snapshot for status.c: the status file and the Prometheus textfile. */
 static void write_status(struct ck_sched *s)
 {
-  struct counts n = { 0, 0, 0, 0, 0 };
+  if (s->flags & CK_SCHED_DRY_RUN)
+    return; /* a live daemon's status file is not ours to replace */
+  static const char *reasons[CK_REASONS];
+  struct counts n = { 0 };
   struct ck_status_root *roots = calloc((size_t)s->nroots + 1, sizeof(*roots));
   struct ck_status_recent recent[RECENT];
   struct jobs_ctx jobs = { NULL, 0, 0 };
@@ -1027,17 +1257,28 @@ static void write_status(struct ck_sched *s)
   struct ck_status st;
 
   ck_hmap_each(s->cands, count_cand, &n);
-  running = n.running;
+  running = s->pool ? ck_pool_running(s->pool) : 0;
   if (roots == NULL || (jobs.v = calloc((size_t)running + 1, sizeof(*jobs.v))) == NULL) {
     free(roots);
     return; /* the next change writes it again */
   }
   jobs.cap = (size_t)running;
-  ck_hmap_each(s->cands, running_one, &jobs);
+  if (s->pool)
+    ck_pool_each_running(s->pool, running_one, &jobs);
+  for (int i = 0; i < CK_REASONS; i++)
+    reasons[i] = ck_decide_reason_name(i);
+  s->metrics.reason_names = reasons;
+  s->metrics.nreasons = CK_REASONS;
   ck_record_counts(s->rec, &rdone, &rfailed, &rpending);
-  for (int i = 0; i < s->nroots; i++)
+  for (int i = 0; i < s->nroots; i++) {
+    struct statvfs vfs;
+    int known = statvfs(s->roots[i].conf->path, &vfs) == 0;
     roots[i] = (struct ck_status_root){ s->roots[i].conf->name, s->roots[i].conf->path,
-                                        dir_name(s->roots[i].conf->direction) };
+                                        dir_name(s->roots[i].conf->direction), s->roots[i].last_success,
+                                        known ? (long long)(vfs.f_bavail * vfs.f_frsize) : -1,
+                                        known ? (long long)(vfs.f_blocks * vfs.f_frsize) : -1,
+                                        s->roots[i].disk_guard };
+  }
   for (int i = 0; i < s->nrecent; i++) { /* newest first */
     const struct finished *r = &s->recent[s->nrecent - 1 - i];
     recent[i] = (struct ck_status_recent){ r->src, r->ok, r->bytes, r->seconds, r->error ? r->error : "" };
@@ -1047,7 +1288,8 @@ static void write_status(struct ck_sched *s)
     .state = s->phase == PHASE_STOPPED ? "stopped" : s->phase == PHASE_STOPPING ? "stopping" : "running",
     .started_at = s->started_wall, .updated_at = wall(), .roots = roots, .nroots = (size_t)s->nroots,
     .watched_directories = s->watch ? ck_watch_dirs(s->watch) : 0, .running = s->pool ? ck_pool_running(s->pool) : 0,
-    .queued = s->pool ? ck_pool_queued(s->pool) : 0, .waiting = n.waiting, .done = rdone, .failed = rfailed,
+    .queued = s->pool ? ck_pool_queued(s->pool) : 0, .waiting = n.waiting, .blocked = n.blocked, .done = rdone,
+    .failed = rfailed, .metrics = &s->metrics,
     .done_since_start = s->done_total, .failed_since_start = s->failed_total, .bytes_since_start = s->bytes_total,
     .checks_since_start = s->checks_total, .jobs = jobs.v, .njobs = jobs.n, .recent = recent,
     .nrecent = (size_t)s->nrecent,
@@ -1059,14 +1301,19 @@ static void write_status(struct ck_sched *s)
   free(jobs.v);
 }
 
+/* Written 250 ms after a change, and every 2 s while jobs run (their progress). */
 static void on_status_timer(uv_timer_t *t)
 {
-  write_status(t->data);
+  struct ck_sched *s = t->data;
+
+  write_status(s);
+  if (s->phase != PHASE_STOPPED && s->pool && ck_pool_running(s->pool) > 0)
+    uv_timer_start(&s->status_timer, on_status_timer, 2000, 0);
 }
 
 void ck_sched_status_line(struct ck_sched *s, char *buf, size_t len)
 {
-  struct counts n = { 0, 0, 0, 0, 0 };
+  struct counts n = { 0 };
 
   ck_hmap_each(s->cands, count_cand, &n);
   snprintf(buf, len, "watching %d tree(s), %zu dirs; running %d, queued %d, waiting %d; done %llu, failed %llu",
@@ -1084,72 +1331,200 @@ static void add_root(struct ck_sched *s, struct ck_watch_conf *w)
   if (nr == NULL)
     return;
   s->roots = nr;
-  nr[s->nroots].id = ++s->next_root_id;
-  nr[s->nroots].conf = w;
+  nr[s->nroots] = (struct sroot){ .id = ++s->next_root_id, .conf = w };
   s->nroots++;
   if ((rc = ck_watch_add_root(s->watch, s->next_root_id, w->path, w->recursive, w->events)) != 0) {
-    struct ck_log_fields f = { w->path, NULL, -1, -1, NULL, strerror(-rc) };
-    ck_log(CK_LOG_ERROR, "watch", &f, "cannot watch [watch %s]: %s", w->name, strerror(-rc));
+    struct ck_log_fields f = { w->path, NULL, -1, -1, NULL, strerror(-rc), NULL };
+    /* not there (yet): a mount not up, a run directory made later; every rescan looks */
+    nr[s->nroots - 1].pending = 1;
+    ck_log(CK_LOG_WARN, "watch", &f, "cannot watch [watch %s] yet: %s; looking again at every rescan", w->name,
+           access(w->path, F_OK) == 0 ? "not a directory" : "it does not exist");
   }
 }
 
-int ck_sched_start(uv_loop_t *loop, struct ck_conf *conf, struct ck_sched **out, char *msg, size_t msglen)
+/* Trees whose path was missing: watched (and scanned) once it is there. */
+static void add_pending_roots(struct ck_sched *s)
+{
+  for (int i = 0; i < s->nroots; i++) {
+    struct sroot *r = &s->roots[i];
+    if (r->pending && ck_watch_add_root(s->watch, r->id, r->conf->path, r->conf->recursive, r->conf->events) == 0)
+      r->pending = 0; /* ck_watch_add_root logs "watching" */
+  }
+}
+
+/* ---- control: ckpt ctl's requests, acted on at once ---- */
+
+static void resume_one(void *ctx, const char *key, void *value)
+{
+  struct ck_sched *s = ((void **)ctx)[0];
+  const struct sroot *r = ((void **)ctx)[1];
+  struct cand *c = value;
+
+  (void)key;
+  if (c->root == r->id && c->paused) {
+    c->paused = 0;
+    settle(s, c, 0);
+  }
+}
+
+static void control_tree(struct ck_sched *s, int verb, const char *name, char *reply, size_t len)
+{
+  struct sroot *r = NULL;
+  struct ck_log_fields f = { name, NULL, -1, -1, NULL, NULL, NULL };
+
+  for (int i = 0; i < s->nroots && !r; i++)
+    if (strcmp(s->roots[i].conf->name, name) == 0)
+      r = &s->roots[i];
+  if (r == NULL) {
+    snprintf(reply, len, "error no tree [watch %s] in %s", name, s->conf->source);
+    return;
+  }
+  r->paused = verb == CK_CTL_PAUSE;
+  ck_log(CK_LOG_INFO, r->paused ? "pause" : "resume", &f, "[watch %s] %s by ckpt ctl", name,
+         r->paused ? "paused: no new job starts there; running ones finish" : "resumed");
+  if (!r->paused) {
+    void *ctx[2] = { s, r };
+    ck_hmap_each(s->cands, resume_one, ctx);
+  }
+  snprintf(reply, len, "ok [watch %s] %s", name, r->paused ? "paused (running jobs finish)" : "resumed");
+  mark_status(s);
+}
+
+void ck_sched_control(void *ctx, int verb, const char *arg, char *reply, size_t len)
+{
+  struct ck_sched *s = ctx;
+  char *key = NULL;
+  struct cand *c;
+  struct ck_log_fields f = { arg, NULL, -1, -1, NULL, NULL, NULL };
+
+  if (s->stopping) {
+    snprintf(reply, len, "error ckptd is stopping");
+    return;
+  }
+  if (verb == CK_CTL_PAUSE || verb == CK_CTL_RESUME) {
+    control_tree(s, verb, arg, reply, len);
+    return;
+  }
+  /* a source: PREFIX, PREFIX.index, PREFIX.data-*, or an .h5 */
+  c = ck_decide_classify(arg, &key) != CK_KIND_NONE ? ck_hmap_get(s->cands, key) : ck_hmap_get(s->cands, arg);
+  free(key);
+  if (c == NULL) {
+    snprintf(reply, len, "error %s: not a checkpoint ckptd has seen in its trees (give its absolute path)", arg);
+    return;
+  }
+  if (verb == CK_CTL_SKIP) {
+    c->skip = 1; /* before: a queued job comes back at once */
+    if ((c->state == CK_ST_RUNNING || c->state == CK_ST_QUEUED) && ck_pool_cancel_src(s->pool, c->key, SIGTERM) > 0) {
+      snprintf(reply, len, "ok %s: stopping its conversion; then skipped until it changes", c->key);
+    } else {
+      c->skip = 0;
+      record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", 0);
+      c->state = CK_ST_SKIPPED;
+      snprintf(reply, len, "ok %s: skipped until it changes", c->key);
+    }
+    ck_log(CK_LOG_INFO, "skip", &f, "skipped by ckpt ctl");
+    mark_status(s);
+    return;
+  }
+  if (c->state == CK_ST_RUNNING || c->state == CK_ST_QUEUED || c->checking) {
+    snprintf(reply, len, "error %s: being %s now", c->key, c->checking ? "checked" : "converted");
+    return;
+  }
+  c->force = verb == CK_CTL_RECONVERT ? CK_FORCE_RECONVERT : CK_FORCE_RETRY;
+  c->attempts = 0;
+  c->paused = 0;
+  c->guarded = 0;
+  ck_log(CK_LOG_INFO, verb == CK_CTL_RECONVERT ? "reconvert" : "retry", &f, "%s by ckpt ctl: checking it now",
+         ck_ctl_verb_name(verb));
+  settle(s, c, 0);
+  snprintf(reply, len, "ok %s: %s now (its decision is in the log)", c->key,
+           verb == CK_CTL_RECONVERT ? "checking it and converting it again" : "checking it again");
+}
+
+struct ck_sched *ck_sched_new(uv_loop_t *loop, struct ck_conf *conf, struct ck_record *rec, int flags)
 {
   struct ck_sched *s = calloc(1, sizeof(*s));
-  struct ck_pool_limits limits = { conf->worker_memory_limit, conf->worker_cpu_limit };
-  int rc;
 
-  *out = NULL;
-  if (s == NULL) {
-    snprintf(msg, msglen, "out of memory");
-    return -ENOMEM;
+  if (s == NULL || (s->cands = ck_hmap_new()) == NULL) {
+    free(s);
+    return NULL;
   }
   s->loop = loop;
   s->conf = conf;
+  s->rec = rec;
+  s->flags = flags & CK_SCHED_DRY_RUN ? flags | CK_SCHED_ONCE : flags;
   s->started_wall = wall();
-  s->cands = ck_hmap_new();
-  if ((rc = ck_record_open(conf->state_dir, &s->rec, msg, msglen)) != 0) {
-    ck_hmap_free(s->cands);
-    free(s);
-    return rc;
-  }
-  {
-    /* temporaries name their instance: this host and state_dir (which one ckptd holds) */
-    char host[256] = "", *real = realpath(conf->state_dir, NULL), *what;
-    gethostname(host, sizeof(host) - 1);
-    what = ck_asprintf("%s\n%s", host, real ? real : conf->state_dir);
-    ck_temp_set_instance(what ? what : host);
-    free(what);
-    free(real);
-  }
-  if (ck_record_damaged(s->rec))
-    ck_log(CK_LOG_WARN, "record", CK_LOG_NO_FIELDS, "skipped %d damaged record line(s) (an interrupted write)",
-           ck_record_damaged(s->rec));
-  if ((rc = ck_pool_start(loop, conf->workers, PROBES, &limits, job_done, s, &s->pool)) != 0 ||
-      (rc = ck_watch_init(loop, on_file, s, &s->watch)) != 0) {
-    snprintf(msg, msglen, "cannot start workers or inotify: %s", uv_strerror(rc));
-    ck_pool_stop(s->pool);
-    ck_record_close(s->rec);
-    ck_hmap_free(s->cands);
-    free(s);
-    return rc;
-  }
   uv_timer_init(loop, &s->tick);
   uv_timer_init(loop, &s->rescan);
   uv_timer_init(loop, &s->status_timer);
   uv_timer_init(loop, &s->stop_timer);
-  s->tick.data = s->rescan.data = s->status_timer.data = s->stop_timer.data = s;
-  for (int i = 0; i < conf->nwatches; i++)
-    add_root(s, &conf->watches[i]);
-  uv_timer_start(&s->rescan, on_rescan, (uint64_t)(conf->rescan_seconds * 1000), (uint64_t)(conf->rescan_seconds * 1000));
+  uv_timer_init(loop, &s->idle_timer);
+  s->tick.data = s->rescan.data = s->status_timer.data = s->stop_timer.data = s->idle_timer.data = s;
+  return s;
+}
+
+/* --once: work left is a candidate being checked, due a check, or converting. */
+static void count_busy(void *ctx, const char *key, void *value)
+{
+  const struct cand *c = value;
+
+  (void)key;
+  if (c->checking || c->state == CK_ST_SETTLING || c->state == CK_ST_CHECKING || c->state == CK_ST_QUEUED ||
+      c->state == CK_ST_RUNNING)
+    (*(int *)ctx)++;
+}
+
+static void on_idle(uv_timer_t *t)
+{
+  struct ck_sched *s = t->data;
+  int busy = 0;
+
+  ck_hmap_each(s->cands, count_busy, &busy);
+  if (busy > 0 || (s->pool && ck_pool_children(s->pool) > 0) || s->phase != PHASE_RUNNING)
+    return;
+  uv_timer_stop(t);
+  if (s->once_done)
+    s->once_done(s->once_ctx);
+}
+
+void ck_sched_run(struct ck_sched *s, struct ck_pool *pool, struct ck_watch *watch)
+{
+  s->pool = pool;
+  s->watch = watch;
+  for (int i = 0; i < s->conf->nwatches; i++)
+    add_root(s, &s->conf->watches[i]); /* each scanned at once */
+  if (s->flags & CK_SCHED_ONCE) {
+    uv_timer_start(&s->idle_timer, on_idle, 100, 100);
+    return;
+  }
+  uv_timer_start(&s->rescan, on_rescan, (uint64_t)(s->conf->rescan_seconds * 1000),
+                 (uint64_t)(s->conf->rescan_seconds * 1000));
   write_status(s);
-  *out = s;
-  return 0;
+}
+
+void ck_sched_when_idle(struct ck_sched *s, void (*fn)(void *ctx), void *ctx)
+{
+  s->once_done = fn;
+  s->once_ctx = ctx;
+}
+
+const struct ck_once *ck_sched_once(const struct ck_sched *s)
+{
+  return &s->once;
 }
 
 const struct ck_conf *ck_sched_conf(const struct ck_sched *s)
 {
   return s->conf;
+}
+
+static void unblock_one(void *ctx, const char *key, void *value)
+{
+  struct cand *c = value;
+
+  (void)key;
+  if (c->state == CK_ST_BLOCKED)
+    settle(ctx, c, 0);
 }
 
 void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
@@ -1168,10 +1543,10 @@ void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
       if (!strcmp(conf->watches[k].name, s->roots[i].conf->name) && !strcmp(conf->watches[k].path, s->roots[i].conf->path))
         match = &conf->watches[k];
     if (match) {
-      keep[nkeep].id = s->roots[i].id;
+      keep[nkeep] = s->roots[i]; /* its id and counters */
       keep[nkeep++].conf = match;
     } else {
-      struct ck_log_fields f = { s->roots[i].conf->path, NULL, -1, -1, NULL, NULL };
+      struct ck_log_fields f = { s->roots[i].conf->path, NULL, -1, -1, NULL, NULL, NULL };
       ck_log(CK_LOG_INFO, "watch", &f, "no longer watching [watch %s]", s->roots[i].conf->name);
       ck_watch_remove_root(s->watch, s->roots[i].id);
     }
@@ -1188,6 +1563,7 @@ void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
       add_root(s, &conf->watches[k]);
   }
   ck_log_set_level(conf->log_level);
+  ck_hmap_each(s->cands, unblock_one, s); /* a new configuration may be what they needed */
   uv_timer_start(&s->rescan, on_rescan, (uint64_t)(conf->rescan_seconds * 1000), (uint64_t)(conf->rescan_seconds * 1000));
   /* running jobs keep copies of their settings; the old configuration can go */
   ck_conf_free(old);
@@ -1234,8 +1610,7 @@ void ck_sched_shutdown(struct ck_sched *s, void (*done)(void *ctx), void *ctx)
   uv_timer_stop(&s->tick);
   s->tick_due = 0;
   uv_timer_stop(&s->rescan);
-  ck_watch_close(s->watch);
-  s->watch = NULL;
+  s->watch = NULL; /* main closes it after this: no more intake */
   uv_timer_start(&s->stop_timer, on_stop_deadline, (uint64_t)(s->conf->stop_timeout * 1000), 0);
   ck_pool_drop_queued(s->pool);
   maybe_stopped(s); /* nothing was running */
@@ -1257,10 +1632,8 @@ void ck_sched_free(struct ck_sched *s)
 {
   if (s == NULL)
     return;
-  ck_pool_stop(s->pool);
   ck_hmap_each(s->cands, free_cand, NULL);
   ck_hmap_free(s->cands);
-  ck_record_close(s->rec);
   for (int i = 0; i < s->nrecent; i++) {
     free(s->recent[i].src);
     free(s->recent[i].error);
@@ -1278,4 +1651,5 @@ void ck_sched_close_handles(struct ck_sched *s)
   uv_close((uv_handle_t *)&s->rescan, NULL);
   uv_close((uv_handle_t *)&s->status_timer, NULL);
   uv_close((uv_handle_t *)&s->stop_timer, NULL);
+  uv_close((uv_handle_t *)&s->idle_timer, NULL);
 }

@@ -40,15 +40,17 @@ struct ck_next ck_next_after_probe(const struct ck_probe_seen *in)
 
 int ck_next_source(const struct ck_source_seen *in)
 {
-  if (in->rec == CK_REC_DONE && in->rec_same)
+  if (in->rec == CK_REC_SKIPPED && in->rec_same && !in->force)
+    return CK_NEED_NONE_SKIPPED;
+  if (in->rec == CK_REC_DONE && in->rec_same && in->force != CK_FORCE_RECONVERT)
     return CK_NEED_NONE_DONE;
-  if (in->rec == CK_REC_FAILED && in->rec_same)
+  if (in->rec == CK_REC_FAILED && in->rec_same && !in->force)
     return CK_NEED_NONE_FAILED;
   if (in->is_output)
-    return CK_NEED_NONE_OURS;
+    return CK_NEED_NONE_OURS; /* never converted back, whoever asks */
   if (in->dst_exists) {
     if (in->dst_mark == CK_MARK_SAME)
-      return CK_NEED_ADOPT;
+      return in->force == CK_FORCE_RECONVERT ? CK_NEED_RECONVERT : CK_NEED_ADOPT;
     if (in->dst_mark == CK_MARK_STALE)
       return CK_NEED_RECONVERT;
     if (!in->rec_dst) /* not ours by the record nor by its mark: the trainer's */
@@ -67,6 +69,8 @@ struct ck_after_job ck_next_after_job(const struct ck_job_seen *in)
     r = (struct ck_after_job){ CK_ST_WAITING, CK_SEEN_NONE, in->attempts, -1 };
   } else if (in->transient && !in->stopping) {
     return (struct ck_after_job){ CK_ST_RETRY, CK_SEEN_NONE, in->attempts + 1, ck_decide_backoff(in->attempts) };
+  } else if (in->blocked) { /* not recorded as failed: after a restart it is tried once more */
+    r = (struct ck_after_job){ CK_ST_BLOCKED, CK_SEEN_NONE, in->attempts, -1 };
   }
   if (in->dirty && !in->stopping) /* its files changed while it ran: look again */
     r.delay = in->settle;

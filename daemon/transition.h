@@ -18,6 +18,8 @@ enum {
   CK_ST_FAILED,   /* bad input: retried when it changes */
   CK_ST_SKIPPED,  /* nothing to do (ckptd's own output, the other format already there) */
   CK_ST_RETRY,    /* a transient failure: retried after a backoff */
+  CK_ST_BLOCKED,  /* a permanent cause (EACCES, EROFS, unsupported): retried when the
+                   * source, the output directory's permissions or the configuration change */
 };
 
 /* What to do next. */
@@ -84,7 +86,8 @@ enum {
   CK_NEED_NONE_THEIRS,   /* the other format is there and not ckptd's: SKIPPED */
   CK_NEED_ADOPT,         /* ckptd's current output is there (state_dir lost): record DONE */
   CK_NEED_CONVERT,       /* a new source */
-  CK_NEED_RECONVERT,     /* converted before, rewritten since: source_changed */
+  CK_NEED_RECONVERT,     /* converted before, rewritten since (or an operator asked): convert again */
+  CK_NEED_NONE_SKIPPED,  /* an operator skipped it (ckpt ctl skip), unchanged since */
 };
 
 enum { CK_SEEN_NONE = -1 }; /* no record for the source */
@@ -96,7 +99,11 @@ struct ck_source_seen {
   int is_output;  /* the record lists it as the output of another source */
   int dst_exists; /* something has the output's name */
   int dst_mark;   /* CK_MARK_* of that output */
+  int force;      /* an operator's request: CK_FORCE_RETRY (past a failure or a skip),
+                   * CK_FORCE_RECONVERT (past a done conversion too) */
 };
+
+enum { CK_FORCE_NONE, CK_FORCE_RETRY, CK_FORCE_RECONVERT };
 
 int ck_next_source(const struct ck_source_seen *in);
 
@@ -104,6 +111,7 @@ int ck_next_source(const struct ck_source_seen *in);
 struct ck_job_seen {
   int rc;        /* 0, -ECANCELED (shutdown), or a failure */
   int transient; /* ck_decide_transient(rc) */
+  int blocked;   /* ck_decide_blocked(rc) */
   int stopping;  /* the daemon is stopping */
   int attempts;  /* transient failures so far */
   int dirty;     /* an event for its files arrived while it ran */
@@ -111,7 +119,7 @@ struct ck_job_seen {
 };
 
 struct ck_after_job {
-  int state;    /* CK_ST_DONE, _WAITING, _RETRY or _FAILED */
+  int state;    /* CK_ST_DONE, _WAITING, _RETRY, _BLOCKED or _FAILED */
   int record;   /* CK_REC_DONE, CK_REC_FAILED or CK_SEEN_NONE (nothing to record) */
   int attempts; /* the new count */
   double delay; /* CK_ST_RETRY: the backoff; else >= 0: look again after it (dirty) */

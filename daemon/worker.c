@@ -11,12 +11,15 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckptfile.h"
@@ -28,12 +31,12 @@
 #include "worker.h"
 #include "wproto.h"
 
-static volatile int cancel_flag;
+static atomic_int cancel_flag; /* lock-free: set from a signal handler, read by converter threads */
 
 static void on_term(int sig)
 {
   (void)sig;
-  cancel_flag = 1;
+  atomic_store(&cancel_flag, 1);
 }
 
 static void report(const struct ck_wmsg *m)
@@ -44,12 +47,40 @@ static void report(const struct ck_wmsg *m)
   (void)ck_write_full(CK_WORKER_FD, line, n); /* a daemon gone away: nothing to tell */
 }
 
+/* The disk guard: a conversion stops (its temporaries removed) when the output's
+ * file system has less than min_free left, rather than fill the volume a trainer
+ * writes its own checkpoints to. Checked with the progress reports. */
+struct guard {
+  const char *dir;
+  uint64_t min_free;
+  double last;  /* monotonic seconds of the last look */
+  int tripped;
+  uint64_t seen; /* free bytes then */
+};
+
+static double now_mono(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void on_progress(void *ctx, uint64_t done, uint64_t total)
 {
   struct ck_wmsg m = { .type = CK_WMSG_PROGRESS, .done = done, .total = total };
+  struct guard *g = ctx;
+  struct statvfs vfs;
 
-  (void)ctx;
   report(&m);
+  if (g->min_free == 0 || g->tripped || now_mono() - g->last < 0.25)
+    return;
+  g->last = now_mono();
+  if (statvfs(g->dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < g->min_free) {
+    g->tripped = 1;
+    g->seen = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    atomic_store(&cancel_flag, 1);
+  }
 }
 
 static void limit(int resource, uint64_t v)
@@ -101,15 +132,25 @@ static int convert(struct ck_wjob *j)
   struct ck_convert_stats st = { 0 };
   struct ck_err err = { 0 };
   struct ck_wmsg m = { .type = CK_WMSG_DONE };
+  char *dir = ck_dirname(j->dst);
+  struct guard g = { dir ? dir : ".", j->min_free, 0, 0, 0 };
   int rc;
 
   j->opts.cancel = &cancel_flag;
   j->opts.progress = on_progress;
+  j->opts.progress_ctx = &g;
   j->opts.no_checkpoint_file = 1; /* the policy below decides, not the converter */
   if (j->direction == CK_DIR_SAVER_TO_H5)
     rc = ck_convert_tf_to_h5(j->src, j->dst, &j->opts, &st, &err);
   else
     rc = ck_convert_h5_to_tf(j->src, j->dst, &j->opts, &st, &err);
+  free(dir);
+  if (rc != 0 && g.tripped) {
+    snprintf(err.msg, sizeof(err.msg),
+             "%s: free space on its file system fell to %llu bytes, under min_free (%llu): stopped, "
+             "temporaries removed", j->dst, (unsigned long long)g.seen, (unsigned long long)g.min_free);
+    return fail(CK_ENOROOM, err.msg);
+  }
   if (rc != 0)
     return fail(rc, err.msg[0] ? err.msg : ck_strerror(rc));
   if (st.warning[0])
@@ -201,7 +242,7 @@ int ck_worker_main(int argc, char **argv)
    * racing the restarted daemon's own job for the same source */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() == 1)
-    cancel_flag = 1;
+    atomic_store(&cancel_flag, 1);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN); /* a file size limit is a failed write, reported as such */
   ck_h5_init();

@@ -88,6 +88,8 @@ char **ck_wjob_argv(const char *exe, const struct ck_wjob *j)
     bad |= add(argv, &n, "--mem-limit") | add(argv, &n, "%" PRIu64, j->mem_limit);
   if (j->cpu_limit)
     bad |= add(argv, &n, "--cpu-limit") | add(argv, &n, "%" PRIu64, j->cpu_limit);
+  if (j->min_free)
+    bad |= add(argv, &n, "--min-free") | add(argv, &n, "%" PRIu64, j->min_free);
   if (bad) {
     ck_wjob_argv_free(argv);
     return NULL;
@@ -156,6 +158,8 @@ static int parse_opt(struct ck_wjob *j, const char *opt, const char *val, int *u
     j->mem_limit = v;
   else if (strcmp(opt, "--cpu-limit") == 0)
     j->cpu_limit = v;
+  else if (strcmp(opt, "--min-free") == 0)
+    j->min_free = v;
   else
     return -1;
   return j->direction < 0 || o->layout < 0 || o->threads < 0 ? -1 : 0;

@@ -35,6 +35,8 @@ struct ck_wjob {
   int require_success;      /* probes: a file without a true root __SUCCESS__ is not complete */
   uint64_t mem_limit;       /* address-space limit in bytes, 0: none */
   uint64_t cpu_limit;       /* CPU seconds, 0: none */
+  uint64_t min_free;        /* conversions: stop (CK_ENOROOM) when the output's file system has
+                             * less free than this, 0: never */
 };
 
 /* argv for `exe --worker ...` (NULL-terminated; free with ck_wjob_argv_free). NULL on ENOMEM. */

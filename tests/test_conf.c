@@ -1,6 +1,7 @@
 /* ckptd's configuration parser: defaults, every key, errors with file and line. */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,19 +13,19 @@
 static int bad(const char *text, const char *want)
 {
   struct ck_conf c;
-  char msg[512] = "";
-  int rc = ck_conf_parse_string(text, "t.ini", &c, msg, sizeof(msg));
+  struct ck_err err = { 0 };
+  int rc = ck_conf_parse_string(text, "t.ini", &c, &err);
 
   if (rc == 0)
     ck_conf_free(&c);
-  ok(rc != 0 && strstr(msg, want) != NULL, "refused: %s", msg);
+  ok(rc != 0 && strstr(err.msg, want) != NULL, "refused: %s", err.msg);
   return rc;
 }
 
 int main(void)
 {
   struct ck_conf c;
-  char msg[512] = "";
+  struct ck_err err = { 0 };
   const char *full = "[ckptd]\nworkers = 3\nmemory_budget = 1G\nstate_dir = /tmp/st\nstatus_file = /tmp/s.json\n"
                      "log_level = debug\nsettle_seconds = 2.5\nrescan_seconds = 30\nstop_timeout = 5\n"
                      "[watch a]\npath = /tmp\ndirection = saver-to-h5\nrecursive = no\ninclude = */ckpt/* x\n"
@@ -32,7 +33,7 @@ int main(void)
                      "[watch b]\npath = /usr\ndirection = h5-to-saver\nshard_size = 10G\nshard_rule = emb*=1\n"
                      "shard_rule = head*=2\nupdate_checkpoint_file = false\nevents = off\n";
 
-  ok(ck_conf_parse_string(full, "t.ini", &c, msg, sizeof(msg)) == 0, "every key parses %s", msg);
+  ok(ck_conf_parse_string(full, "t.ini", &c, &err) == 0, "every key parses %s", err.msg);
   ok(c.workers == 3 && c.memory_budget == (1ull << 30) && !strcmp(c.state_dir, "/tmp/st") &&
      !strcmp(c.status_file, "/tmp/s.json") && c.log_level == CK_LOG_DEBUG && c.settle_seconds == 2.5 &&
      c.rescan_seconds == 30 && c.stop_timeout == 5, "[ckptd] values");
@@ -46,7 +47,7 @@ int main(void)
      "[watch b] values");
   ck_conf_free(&c);
 
-  ok(ck_conf_parse_string("[watch x]\npath = /tmp\n", "t.ini", &c, msg, sizeof(msg)) == 0 && c.workers >= 1 &&
+  ok(ck_conf_parse_string("[watch x]\npath = /tmp\n", "t.ini", &c, &err) == 0 && c.workers >= 1 &&
      c.settle_seconds == 5 && c.rescan_seconds == 60 && c.watches[0].direction == CK_DIR_BOTH &&
      c.watches[0].recursive && c.watches[0].events && c.watches[0].update_checkpoint_file &&
      !strcmp(c.status_file, "var/state/status.json"), "defaults");
@@ -59,8 +60,36 @@ int main(void)
   bad("[watch a]\npath = /tmp\ncompression = zstd\n", "t.ini:3: compression");
   bad("[watch a]\npath = /tmp\nrecursive = maybe\n", "t.ini:3: recursive");
   bad("[watch a]\npath = /tmp\nshard_rule = nope\n", "t.ini:3: shard_rule");
-  bad("[watch a]\ndirection = both\n", "[watch a] has no path");
-  bad("[watch a]\npath = /no/such/dir/here\n", "does not exist");
+  bad("[watch a]\npath = /tmp\nmin_free = lots\n", "t.ini:3: min_free");
+  bad("[watch a]\npath = /tmp\nmin_free = 101%\n", "t.ini:3: min_free");
+  bad("[watch a]\npath = /tmp\nmin_free = -1%\n", "t.ini:3: min_free");
+  bad("[watch a]\npath = /tmp\nmin_free = 5x%\n", "t.ini:3: min_free");
+  {
+    static const struct {
+      const char *value;
+      uint64_t bytes;
+      double pct;
+    } t[] = { { NULL, 0, 5 }, { "10%", 0, 10 }, { "0%", 0, 0 }, { "2.5%", 0, 2.5 }, { "20G", 20ull << 30, 0 }, { "0", 0, 0 } };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+      char text[200];
+      snprintf(text, sizeof(text), "[watch a]\npath = /tmp\n%s%s\n", t[i].value ? "min_free = " : "",
+               t[i].value ? t[i].value : "");
+      ok(ck_conf_parse_string(text, "t.ini", &c, &err) == 0 && c.watches[0].min_free == t[i].bytes &&
+             c.watches[0].min_free_pct == t[i].pct,
+         "min_free %s: %llu bytes or %g%%", t[i].value ? t[i].value : "(default)", (unsigned long long)t[i].bytes,
+         t[i].pct);
+      ck_conf_free(&c);
+    }
+  }
+  bad("[watch a]\ndirection = both\n", "t.ini:1: [watch a] has no path");
+  bad("[ckptd]\n\n[watch b]\ndirection = both\n", "t.ini:3: [watch b] has no path");
+  bad("[ckptd]\nworkers = 2\n", "t.ini: no [watch NAME] section");
+  bad("[watch a]\ndirection = both\npath = relative/no/such\n", "t.ini:3: [watch a]: path relative/no/such does not exist and is not absolute");
+  bad("[watch a]\n\npath = /etc/passwd\n", "t.ini:3: [watch a]: path /etc/passwd is not a directory");
+  ok(ck_conf_parse_string("[watch a]\npath = /no/such/dir/here\n", "t.ini", &c, &err) == 0 && c.watches[0].missing &&
+         c.warnings && strstr(c.warnings, "t.ini:2: [watch a]: path /no/such/dir/here does not exist yet"),
+     "a tree whose path does not exist yet is a warning naming file and line: %s", c.warnings ? c.warnings : "(none)");
+  ck_conf_free(&c);
   bad("[watch a]\npath = /tmp\n[watch a]\npath = /\n", "duplicate section [watch a]");
   bad("[ckptd]\nlog_level = loud\n", "t.ini:2: log_level");
   bad("[ckptd]\nsettle_seconds = -1\n", "t.ini:2: settle_seconds");
@@ -71,9 +100,8 @@ int main(void)
       "[watch b] (/usr/share) is inside [watch a] (/usr): overlapping trees");
   bad("[watch a]\npath = /usr/share\n[watch b]\npath = /usr\n", "[watch a] (/usr/share) is inside [watch b] (/usr)");
   bad("[watch a]\npath = /usr\n[watch b]\npath = /usr/\n", "[watch b] (/usr) is inside [watch a] (/usr)");
-  ok(ck_conf_parse_string("[watch a]\npath = /usr\nrecursive = no\n[watch b]\npath = /usr/share\n", "t.ini", &c, msg,
-                          sizeof(msg)) == 0,
-     "a non-recursive tree does not cover its subdirectories' trees %s", msg);
+  ok(ck_conf_parse_string("[watch a]\npath = /usr\nrecursive = no\n[watch b]\npath = /usr/share\n", "t.ini", &c, &err) == 0,
+     "a non-recursive tree does not cover its subdirectories' trees %s", err.msg);
   ck_conf_free(&c);
   {
     static const struct {
@@ -91,8 +119,8 @@ int main(void)
       ok(ck_conf_covers(t[i].outer, t[i].recursive, t[i].inner) == t[i].covers, "%s (%s) %s %s", t[i].outer,
          t[i].recursive ? "recursive" : "flat", t[i].covers ? "covers" : "does not cover", t[i].inner);
   }
-  ok(ck_conf_load("/no/such/ckptd.ini", &c, msg, sizeof(msg)) != 0 && strstr(msg, "/no/such/ckptd.ini: cannot read"),
-     "a missing file: %s", msg);
-  ok(ck_conf_load("/bin/sh", &c, msg, sizeof(msg)) != 0 && strstr(msg, "/bin/sh"), "a binary file: %s", msg);
+  ok(ck_conf_load("/no/such/ckptd.ini", &c, &err) != 0 && strstr(err.msg, "/no/such/ckptd.ini: cannot read"),
+     "a missing file: %s", err.msg);
+  ok(ck_conf_load("/bin/sh", &c, &err) != 0 && strstr(err.msg, "/bin/sh"), "a binary file: %s", err.msg);
   return tap_done();
 }

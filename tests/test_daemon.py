@@ -22,10 +22,13 @@ for d in (A, R, S):
     os.makedirs(d)
 CONF = os.path.join(T, "ckptd.ini")
 LOG = os.path.join(T, "ckptd.log")
+PROM = os.path.join(T, "ckptd.prom")
 GOOD_CONF = f"""[ckptd]
 workers = 2
 memory_budget = 64M
 state_dir = {T}/state
+prometheus_file = {PROM}
+control_socket = {T}/ctl.sock
 settle_seconds = 0.5
 rescan_seconds = 2
 stop_timeout = 10
@@ -103,6 +106,12 @@ def wait_for(cond, timeout):
 def synth(prefix, *args):
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     subprocess.run([CKPT, "synth", prefix] + list(args), check=True)
+
+
+def drop(prefix, into):
+    """Copy a staged bundle into a watched directory as a trainer would publish it: data, then index."""
+    for suffix in (".data-00000-of-00001", ".index"):
+        shutil.copy(prefix + suffix, into)
 
 
 def same(a, b):
@@ -319,8 +328,7 @@ synth(os.path.join(S, "crash", "crash.ckpt-1"), "--size", "400M", "--tensors", "
 crash = os.path.join(A, "crash")
 os.makedirs(crash)
 pc = os.path.join(crash, "crash.ckpt-1")
-shutil.copy(os.path.join(S, "crash", "crash.ckpt-1.data-00000-of-00001"), crash)
-shutil.copy(os.path.join(S, "crash", "crash.ckpt-1.index"), crash)
+drop(os.path.join(S, "crash", "crash.ckpt-1"), crash)
 ok(wait_for(lambda: events("job_start", pc), 20), "a conversion starts in a worker process")
 line = (events("job_start", pc) or [""])[0]
 wpid = int(line.split("worker pid ")[1].split(")")[0]) if "worker pid " in line else 0
@@ -453,7 +461,7 @@ proc.send_signal(signal.SIGHUP)
 ok(wait_for(lambda: events("reload"), 5), "a good config reloads")
 ok(any("RELOADING=1\nMONOTONIC_USEC=" in m for m in notifications()), "sd_notify RELOADING=1 with MONOTONIC_USEC")
 
-# 9. a tree added by SIGHUP, on a small filesystem that fills up: the job retries, then succeeds
+# 9. a tree added by SIGHUP, on a small filesystem that is full: the job waits, then succeeds
 FULL = os.path.join(T, "full")
 os.makedirs(FULL)
 mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", FULL], capture_output=True).returncode == 0
@@ -463,24 +471,265 @@ if not mounted:
         print("ok %d - # SKIP %s: cannot mount a small tmpfs here (not root?)" % (n, what))
 else:
     with open(CONF, "w") as f:
-        f.write(GOOD_CONF + f"\n[watch full]\npath = {FULL}\ndirection = saver-to-h5\n")
+        f.write(GOOD_CONF + f"\n[watch full]\npath = {FULL}\ndirection = saver-to-h5\nmin_free = 0\n")
     proc.send_signal(signal.SIGHUP)
     ok(wait_for(lambda: any(FULL in l for l in events("watch")), 5), "a tree added by SIGHUP is watched without a restart")
     with open(os.path.join(FULL, "filler"), "wb") as f:
         f.write(b"\0" * (2 << 20))
     synth(os.path.join(S, "fs", "fs.ckpt-1"), "--size", "2500K", "--tensors", "3")
-    shutil.copy(os.path.join(S, "fs", "fs.ckpt-1.data-00000-of-00001"), FULL)
-    shutil.copy(os.path.join(S, "fs", "fs.ckpt-1.index"), FULL)
+    drop(os.path.join(S, "fs", "fs.ckpt-1"), FULL)
     pf = os.path.join(FULL, "fs.ckpt-1")
-    ok(wait_for(lambda: events("job_retry", pf), 15) and not os.path.exists(pf + ".h5") and not glob.glob(os.path.join(FULL, ".*ckptd-tmp*")),
-       "a full disk makes the job retry, leaving nothing behind: %s" % ((events("job_retry", pf) or [""])[0][-110:]))
+    ok(wait_for(lambda: events("disk_guard", pf), 15) and not events("job_start", pf) and not os.path.exists(pf + ".h5")
+       and not glob.glob(os.path.join(FULL, ".*ckptd-tmp*")),
+       "a disk too full for the output holds the job back (even with min_free = 0), nothing written: %s" % ((events("disk_guard", pf) or [""])[0][-110:]))
     os.unlink(os.path.join(FULL, "filler"))
-    ok(wait_for(lambda: os.path.exists(pf + ".h5"), 20) and same(pf, pf + ".h5"), "it succeeds once there is room (after the backoff)")
+    ok(wait_for(lambda: os.path.exists(pf + ".h5"), 25) and same(pf, pf + ".h5"), "it succeeds once there is room (the guard looks every 10 s)")
     with open(CONF, "w") as f:
         f.write(GOOD_CONF)
     proc.send_signal(signal.SIGHUP)
     ok(wait_for(lambda: any("no longer watching [watch full]" in l for l in log().splitlines()), 5), "a tree removed by SIGHUP")
     subprocess.run(["umount", "-l", FULL])
+
+# 9-. config lifecycle: a tree whose path does not exist yet is a warning (file:line), watched once
+# it appears; a configuration with no [watch] is an error
+LATER = os.path.join(T, "later", "run1")
+lc = os.path.join(T, "lifecycle.ini")
+with open(lc, "w") as f:
+    f.write(GOOD_CONF + f"\n[watch later]\ndirection = saver-to-h5\npath = {LATER}\n")
+r = subprocess.run([CKPTD, "--config", lc, "--check-config"], capture_output=True, text=True, timeout=10)
+line_no = (GOOD_CONF + "\n[watch later]\ndirection = saver-to-h5\n").count("\n") + 1
+ok(r.returncode == 0 and ("lifecycle.ini:%d: [watch later]: path %s does not exist yet" % (line_no, LATER)) in r.stderr,
+   "--check-config: a missing tree path is a warning naming file and line: %s" % r.stderr.strip()[-150:])
+shutil.copy(lc, CONF)
+nr = len(events("reload"))
+proc.send_signal(signal.SIGHUP)
+ok(wait_for(lambda: len(events("reload")) > nr, 5) and any("does not exist yet" in l for l in events("config")),
+   "a reload with a missing tree is accepted, the warning logged")
+synth(os.path.join(S, "later", "l.ckpt-1"), "--size", "64K", "--tensors", "2")
+os.makedirs(LATER)
+drop(os.path.join(S, "later", "l.ckpt-1"), LATER)
+ok(wait_for(lambda: os.path.exists(os.path.join(LATER, "l.ckpt-1.h5")), 15), "once the path appears it is watched and its checkpoint converted")
+with open(lc, "w") as f:
+    f.write("[ckptd]\nworkers = 2\n")
+r = subprocess.run([CKPTD, "--config", lc, "--check-config"], capture_output=True, text=True, timeout=10)
+ok(r.returncode == 2 and "no [watch NAME] section" in r.stderr, "a configuration without [watch] is an error: %s" % r.stderr.strip())
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF)
+nr = len(events("reload"))
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nr, 5)
+
+# 9=. --once converts what is complete now and exits (three pending checkpoints, one still being
+# written); --dry-run beside the live daemon prints what it would do and touches nothing
+OD = os.path.join(T, "oncetree")
+os.makedirs(OD)
+for k in (1, 2, 3):
+    synth(os.path.join(OD, "o.ckpt-%d" % k), "--size", "256K", "--tensors", "2")
+old_time = time.time() - 60
+for f in os.listdir(OD):
+    os.utime(os.path.join(OD, f), (old_time, old_time))
+synth(os.path.join(OD, "o.ckpt-4"), "--size", "64K", "--tensors", "2")  # written just now
+once_conf = os.path.join(T, "once.ini")
+with open(once_conf, "w") as f:
+    f.write(f"[ckptd]\nstate_dir = {T}/once-state\nsettle_seconds = 30\n[watch o]\npath = {OD}\ndirection = saver-to-h5\n")
+t0 = time.time()
+r = subprocess.run([CKPTD, "--config", once_conf, "--dry-run"], capture_output=True, text=True, timeout=60)
+ok(r.returncode == 0 and r.stdout.count("convert ") == 3 and "o.ckpt-4: written to within settle_seconds" in r.stdout
+   and not glob.glob(os.path.join(OD, "*.h5")) and not os.path.exists(os.path.join(T, "once-state")),
+   "--dry-run lists three conversions and the one still written, converts and writes nothing:\n# " + r.stdout.strip().replace("\n", "\n# "))
+r = subprocess.run([CKPTD, "--config", once_conf, "--once"], capture_output=True, text=True, timeout=120)
+ok(r.returncode == 0 and all(os.path.exists(os.path.join(OD, "o.ckpt-%d.h5" % k)) for k in (1, 2, 3))
+   and not os.path.exists(os.path.join(OD, "o.ckpt-4.h5")) and "once: 3 converted" in r.stdout,
+   "--once converts the three complete checkpoints, leaves the one being written, exits 0 in %.1f s: %s" % (time.time() - t0, r.stdout.strip().splitlines()[-1:]))
+ok(all(same(os.path.join(OD, "o.ckpt-%d" % k), os.path.join(OD, "o.ckpt-%d.h5" % k)) for k in (1, 2, 3)), "and their outputs equal their bundles")
+r = subprocess.run([CKPTD, "--config", once_conf, "--once"], capture_output=True, text=True, timeout=120)
+ok(r.returncode == 0 and "once: 0 converted" in r.stdout and r.stdout.count("converted before") == 3, "a second --once redoes nothing")
+before = open(os.path.join(T, "state", "status.json")).read()
+starts = len(events("job_start"))
+r = subprocess.run([CKPTD, "--config", CONF, "--dry-run"], capture_output=True, text=True, timeout=60)
+ok(r.returncode in (0, 1) and "dry run:" in r.stdout and proc.poll() is None and len(events("job_start")) == starts,
+   "--dry-run beside the live daemon on its own state_dir runs (no lock taken) and starts nothing: %s" % r.stdout.strip().splitlines()[-1:])
+
+# 9+. ckpt ctl through the control socket: pause/resume a tree, skip, retry at once, reconvert
+def ctl(*args):
+    r = subprocess.run([CKPT, "ctl", "--config", CONF] + list(args), capture_output=True, text=True, timeout=20)
+    return r.returncode, (r.stdout + r.stderr).strip()
+CT = os.path.join(A, "ctl")
+os.makedirs(CT)
+rc, out = ctl("pause", "a")
+ok(rc == 0 and "paused" in out, "ckpt ctl pause a: %s" % out)
+synth(os.path.join(S, "ct", "c.ckpt-1"), "--size", "256K", "--tensors", "2")
+synth(os.path.join(S, "ct", "c.ckpt-2"), "--size", "256K", "--tensors", "2")
+drop(os.path.join(S, "ct", "c.ckpt-1"), CT)
+drop(os.path.join(S, "ct", "c.ckpt-2"), CT)
+time.sleep(3)
+ok(not glob.glob(os.path.join(CT, "*.h5")) and not events("job_start", os.path.join(CT, "c.ckpt-1")),
+   "in a paused tree complete checkpoints wait")
+rc, out = ctl("skip", os.path.join(CT, "c.ckpt-2.index"))
+ok(rc == 0 and "skipped" in out, "ckpt ctl skip PREFIX.index: %s" % out)
+rc, out = ctl("resume", "a")
+ok(rc == 0 and wait_for(lambda: os.path.exists(os.path.join(CT, "c.ckpt-1.h5")), 15), "ckpt ctl resume a: the waiting one converts (%s)" % out)
+time.sleep(1)
+ok(not os.path.exists(os.path.join(CT, "c.ckpt-2.h5")), "the skipped one does not")
+rc, out = ctl("retry", p5)
+ok(rc == 0 and wait_for(lambda: len(events("job_failed", p5)) >= 2, 10),
+   "ckpt ctl retry of a failed checkpoint tries it again at once (still corrupt: failed again): %s" % out)
+before = os.stat(os.path.join(CT, "c.ckpt-1.h5")).st_mtime_ns
+rc, out = ctl("reconvert", os.path.join(CT, "c.ckpt-1"))
+ok(rc == 0 and wait_for(lambda: os.stat(os.path.join(CT, "c.ckpt-1.h5")).st_mtime_ns != before, 15) and same(os.path.join(CT, "c.ckpt-1"), os.path.join(CT, "c.ckpt-1.h5")),
+   "ckpt ctl reconvert converts a done checkpoint again: %s" % out)
+rc, out = ctl("retry", os.path.join(T, "nowhere", "x.h5"))
+ok(rc == 1 and "not a checkpoint ckptd has seen" in out, "an unknown path is refused: %s" % out)
+rc, out = ctl("pause", "nosuchtree")
+ok(rc == 1 and "no tree [watch nosuchtree]" in out, "an unknown tree is refused: %s" % out)
+rc, out = ctl("frobnicate", "x")
+ok(rc == 2, "an unknown verb is a usage error")
+sockp = os.path.join(T, "ctl.sock")
+ok(oct(os.stat(sockp).st_mode & 0o777) == "0o660", "the socket (control_socket) is mode 0660")
+r = subprocess.run(["/usr/bin/python3", "-c", """
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"x" * 100000)
+try:
+    print(s.recv(200).decode().strip())
+except OSError as e:
+    print("closed", e)
+""", sockp], capture_output=True, text=True, timeout=20)
+ok(proc.poll() is None and ("error" in r.stdout or "closed" in r.stdout), "a client sending 100 kB of garbage gets an error, the daemon lives: %s" % r.stdout.strip()[:80])
+# 9a. progress: during a 1.5 GB conversion the status file is rewritten at least every 2 s with
+# the job's bytes done (growing), total, rate, ETA, worker pid and start time; ckpt status shows it
+synth(os.path.join(S, "prog", "p.ckpt-1"), "--size", "1536M", "--tensors", "6", "--spread", "2")
+pd = os.path.join(A, "prog")
+os.makedirs(pd)
+drop(os.path.join(S, "prog", "p.ckpt-1"), pd)
+pp = os.path.join(pd, "p.ckpt-1")
+samples, shown, t_start = [], "", time.time()
+while time.time() - t_start < 180 and not events("job_done", pp) and not events("job_failed", pp):
+    try:
+        st = status()
+    except ValueError:
+        continue
+    for j in st["running_jobs"]:
+        if j["source"] == pp:
+            samples.append((st["updated_at"], j["bytes_done"], j["bytes_total"], j["pid"], j["rate"], j["eta"], j["started_at"]))
+            if not shown:
+                shown = subprocess.run([CKPT, "status", os.path.join(T, "state", "status.json")], capture_output=True, text=True).stdout
+    time.sleep(0.1)
+took = time.time() - t_start
+done_values = sorted(set(x[1] for x in samples))
+ok(len(done_values) >= 2 and done_values[-1] > done_values[0],
+   "progress grows in the status file during the job (%d rewrites seen, bytes done %s, job took %.1f s)"
+   % (len(set(x[0] for x in samples)), [d >> 20 for d in done_values][:8], took))
+ok(samples and all(x[2] >= (1500 << 20) and x[3] > 0 and x[6] > 0 for x in samples) and
+   any(x[4] > 0 and x[5] >= 0 for x in samples),
+   "each carries the total, the worker's pid, its start time, a rate and an ETA: %s" % (samples[-1:],))
+gaps = [b - a for a, b in zip(sorted(set(x[0] for x in samples)), sorted(set(x[0] for x in samples))[1:])]
+ok(gaps and max(gaps) <= 3, "rewritten at least every 2 s while it runs (largest gap %s s; the file holds whole seconds)" % (max(gaps) if gaps else None))
+ok(pp in shown and "%" in shown and "saver-to-h5" in shown, "ckpt status shows the job in its table:\n# " + shown.replace("\n", "\n# "))
+r = subprocess.run([CKPT, "status", "--json", os.path.join(T, "state", "status.json")], capture_output=True, text=True)
+ok(r.returncode == 0 and json.loads(r.stdout)["daemon"] == "ckptd", "ckpt status --json prints the status file")
+
+# metrics: Prometheus textfile names and labels, each series with HELP and TYPE
+def prom():
+    series, helps, types = {}, set(), set()
+    with open(PROM) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("# HELP "):
+                helps.add(line.split()[2])
+            elif line.startswith("# TYPE "):
+                types.add(line.split()[2])
+            elif line:
+                m = re.match(r'^([a-z_]+)(\{[^}]*\})? (-?[0-9.e+]+|\+Inf)$', line)
+                if not m:
+                    raise ValueError("bad line: %r" % line)
+                series[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return series, helps, types
+ok(wait_for(lambda: prom()[0].get('ckptd_converted_bytes_total{direction="saver-to-h5"}', 0) >= 1400 << 20, 5) and
+   prom()[0].get('ckptd_jobs_total{direction="saver-to-h5",outcome="done"}', 0) >= 1, "metrics: jobs by direction and outcome, bytes")
+series, helps, types = prom()
+base = lambda k: re.sub(r'(_bucket|_sum|_count)$', '', k.split("{")[0])
+ok(all(base(k) in helps and base(k) in types for k in series), "every series has HELP and TYPE (%d series)" % len(series))
+want = ['ckptd_converted_bytes_total{direction="saver-to-h5"}', 'ckptd_job_duration_seconds_count{direction="saver-to-h5"}',
+        'ckptd_job_duration_seconds_bucket{direction="saver-to-h5",le="+Inf"}', 'ckptd_queue_length', 'ckptd_jobs_running',
+        'ckptd_watched_directories', 'ckptd_rescan_duration_seconds', 'ckptd_last_success_timestamp_seconds{tree="a"}',
+        'ckptd_failures_total{reason="corrupt"}', 'ckptd_filesystem_free_bytes{tree="a"}', 'ckptd_disk_guard_total{tree="a"}']
+ok(all(k in series for k in want), "the series an operator alerts on are there: %s" % [k for k in want if k not in series])
+ok(series['ckptd_converted_bytes_total{direction="saver-to-h5"}'] >= 1400 << 20 and series['ckptd_last_success_timestamp_seconds{tree="a"}'] > t_start - 1
+   and series['ckptd_filesystem_free_bytes{tree="a"}'] > 0,
+   "bytes converted, last success and free bytes are real values: %s" % [(k, v) for k, v in series.items() if "bytes" in k or "success" in k])
+shutil.rmtree(pd)
+
+# blocked: a read-only output directory is job_blocked (not retried for ever); once writable, converted
+BL = os.path.join(A, "blocked")
+os.makedirs(BL)
+as_root = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", BL], capture_output=True).returncode == 0
+synth(os.path.join(S, "bl", "b.ckpt-3"), "--size", "1M", "--tensors", "2")
+drop(os.path.join(S, "bl", "b.ckpt-3"), BL)
+pbl = os.path.join(BL, "b.ckpt-3")
+if as_root:
+    subprocess.run(["mount", "-o", "remount,ro", BL], check=True)  # root ignores modes: use a read-only mount
+else:
+    os.chmod(BL, 0o555)
+ok(wait_for(lambda: events("job_blocked", pbl), 20), "a %s output directory: job_blocked: %s"
+   % ("read-only" if as_root else "non-writable", (events("job_blocked", pbl) or [""])[0][-160:]))
+line = (events("job_blocked", pbl) or [""])[0]
+ok(("reason=read_only" in line and "Read-only file system" in line) if as_root else ("reason=permission" in line and "Permission denied" in line),
+   "the line keeps the errno text, the path and the reason class")
+time.sleep(5)  # two rescans: a blocked job is not retried while nothing changes
+ok(len(events("job_start", pbl)) == 1 and not events("job_retry", pbl), "and not retried while nothing changes")
+ok(status()["blocked"] >= 1, "the status file counts it as blocked")
+if as_root:
+    subprocess.run(["mount", "-o", "remount,rw", BL], check=True)
+else:
+    os.chmod(BL, 0o755)
+ok(wait_for(lambda: os.path.exists(pbl + ".h5"), 20) and events("unblock", pbl), "once writable again it converts at the next rescan")
+if as_root:
+    subprocess.run(["umount", "-l", BL])
+
+# 9c. the disk guard, on a 150 MB tmpfs: a job that would leave less than min_free does not
+# start; a running job whose output eats into min_free stops, leaving nothing behind
+GD = os.path.join(T, "guard")
+os.makedirs(GD)
+if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150m", "tmpfs", GD], capture_output=True).returncode != 0:
+    for what in ("a job that would eat into min_free does not start", "it starts once min_free allows",
+                 "a running job stops when free space falls under min_free"):
+        n += 1
+        print("ok %d - # SKIP %s: cannot mount a small tmpfs here (not root?)" % (n, what))
+else:
+    def guard_conf(min_free):
+        with open(CONF, "w") as f:
+            f.write(GOOD_CONF + f"\n[watch guard]\npath = {GD}\ndirection = both\nmin_free = {min_free}\n")
+        nr = len(events("reload"))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(events("reload")) > nr, 5)
+    guard_conf("130M")
+    synth(os.path.join(S, "gd", "g.ckpt-1"), "--size", "30M", "--tensors", "3")
+    drop(os.path.join(S, "gd", "g.ckpt-1"), GD)
+    pg = os.path.join(GD, "g.ckpt-1")
+    ok(wait_for(lambda: events("disk_guard", pg), 15) and not events("job_start", pg) and not os.path.exists(pg + ".h5"),
+       "a job that would leave less than min_free does not start: %s" % (events("disk_guard", pg) or [""])[0][-150:])
+    ok(wait_for(lambda: prom()[0].get('ckptd_disk_guard_total{tree="guard"}', 0) >= 1, 5), "and it is counted")
+    guard_conf("80M")
+    ok(wait_for(lambda: os.path.exists(pg + ".h5"), 30), "it starts once min_free allows it (the guard looks again every 10 s)")
+    # a gzip .h5 of 1 MB holding 100 MB of zeros: its bundle outgrows the guard's estimate
+    r = subprocess.run(["/usr/bin/python3", "-c", """
+import h5py, numpy, sys
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("w", data=numpy.zeros(25 << 20, dtype="float32"), chunks=(1 << 20,), compression="gzip")
+""", os.path.join(S, "z.ckpt-2.h5")], capture_output=True, text=True)
+    shutil.copy(os.path.join(S, "z.ckpt-2.h5"), os.path.join(GD, ".z.copy"))  # a hidden name is never a source
+    os.rename(os.path.join(GD, ".z.copy"), os.path.join(GD, "z.ckpt-2.h5"))
+    pz = os.path.join(GD, "z.ckpt-2.h5")
+    ok(r.returncode == 0 and wait_for(lambda: any("min_free" in l for l in events("job_retry", pz)), 30),
+       "a running job stops when free space falls under min_free, and retries later: %s %s" % ((events("job_retry", pz) or [""])[0][-170:], r.stderr[-200:]))
+    ok(not glob.glob(os.path.join(GD, "z.ckpt-2.index")) and not glob.glob(os.path.join(GD, ".*ckptd-tmp*")) and
+       "reason=no_space" in (events("job_retry", pz) or [""])[0], "nothing published, no temporary left, reason no_space")
+    with open(CONF, "w") as f:
+        f.write(GOOD_CONF)
+    nr = len(events("reload"))
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(events("reload")) > nr, 5)
+    subprocess.run(["umount", "-l", GD])
 
 # 9b. mirror_deletes: retention deletes converted sources, their unchanged outputs follow
 M = os.path.join(T, "m")
@@ -539,8 +788,7 @@ ok(len(events("job_start")) == starts_before, "after a restart nothing done is r
 synth(os.path.join(S, "big", "big.ckpt-1"), "--size", "1G", "--tensors", "4", "--spread", "2")
 big = os.path.join(A, "big")
 os.makedirs(big)
-shutil.copy(os.path.join(S, "big", "big.ckpt-1.data-00000-of-00001"), big)
-shutil.copy(os.path.join(S, "big", "big.ckpt-1.index"), big)
+drop(os.path.join(S, "big", "big.ckpt-1"), big)
 pb = os.path.join(big, "big.ckpt-1")
 ok(wait_for(lambda: events("job_start", pb), 20), "the big conversion starts")
 time.sleep(0.1)

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,65 @@ static void retries(void)
     ok(!ck_decide_transient(permanent[i]), "not retried until the source changes: %s", ck_strerror(permanent[i]));
 }
 
+static void reasons(void)
+{
+  static const struct {
+    int rc, crashed;
+    const char *reason;
+    int blocked;
+  } t[] = {
+    { CK_EFORMAT, 0, "corrupt", 0 },          { CK_ECHECKSUM, 0, "corrupt", 0 },
+    { CK_ETRUNC, 0, "corrupt", 0 },           { CK_EFORMAT, 1, "crashed", 0 },
+    { CK_EUNSUP, 0, "unsupported", 1 },       { -EACCES, 0, "permission", 1 },
+    { -EPERM, 0, "permission", 1 },           { -EROFS, 0, "read_only", 1 },
+    { -ENOSPC, 0, "no_space", 0 },            { -EDQUOT, 0, "no_space", 0 },
+    { -EIO, 0, "io", 0 },                     { -ESTALE, 0, "io", 0 },
+    { -EAGAIN, 0, "source_changed", 0 },      { CK_ELIMIT, 0, "limit", 0 },
+    { -ENOMEM, 0, "limit", 0 },               { -ENOENT, 0, "other", 0 },
+    { CK_EINVAL, 0, "other", 0 },
+  };
+
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    const char *got = ck_decide_reason_name(ck_decide_reason(t[i].rc, t[i].crashed));
+    ok(strcmp(got, t[i].reason) == 0 && ck_decide_blocked(t[i].rc) == t[i].blocked, "%s%s: reason %s, %s",
+       ck_strerror(t[i].rc), t[i].crashed ? " (worker crashed)" : "", got, t[i].blocked ? "blocked" : "not blocked");
+  }
+  ok(strcmp(ck_decide_reason_name(-1), "other") == 0 && strcmp(ck_decide_reason_name(CK_REASONS), "other") == 0,
+     "an out-of-range reason is named other");
+}
+
+static void disk_guard(void)
+{
+  static const struct {
+    uint64_t bytes;
+    double percent;
+    uint64_t fs_size, min_free;
+  } m[] = {
+    { 0, 5, 1000000000000ull, 50000000000ull },  /* the default: 5% of 1 TB */
+    { 0, 5, 0, 0 },                              /* size unknown */
+    { 1ull << 30, 5, 1000000000000ull, 1ull << 30 }, /* bytes win over the percentage */
+    { 0, 0, 1000000000000ull, 0 },               /* min_free = 0%: off */
+  };
+  static const struct {
+    uint64_t free, need, min_free;
+    int room;
+  } r[] = {
+    { 100, 40, 50, 1 }, { 100, 50, 50, 1 }, { 100, 51, 50, 0 }, { 40, 0, 50, 0 }, /* already under min_free */
+    { UINT64_MAX, UINT64_MAX - 1, 1, 1 }, { 10, UINT64_MAX, 5, 0 },               /* no overflow */
+  };
+
+  for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+    ok(ck_decide_min_free(m[i].bytes, m[i].percent, m[i].fs_size) == m[i].min_free,
+       "min_free %llu bytes or %g%% of %llu: %llu", (unsigned long long)m[i].bytes, m[i].percent,
+       (unsigned long long)m[i].fs_size, (unsigned long long)m[i].min_free);
+  for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+    ok(ck_decide_room(r[i].free, r[i].need, r[i].min_free) == r[i].room, "%llu free, %llu needed, min_free %llu: %s",
+       (unsigned long long)r[i].free, (unsigned long long)r[i].need, (unsigned long long)r[i].min_free,
+       r[i].room ? "starts" : "waits");
+  ok(ck_decide_transient(CK_ENOROOM) && strcmp(ck_decide_reason_name(ck_decide_reason(CK_ENOROOM, 0)), "no_space") == 0,
+     "a job stopped under min_free is retried with backoff, counted as no_space");
+}
+
 static void latest(void)
 {
   static const struct {
@@ -145,6 +205,8 @@ int main(void)
   temp_dirs();
   classify();
   retries();
+  reasons();
+  disk_guard();
   latest();
   return tap_done();
 }

@@ -16,7 +16,8 @@
 
 int main(void)
 {
-  char *dir = tu_tmpdir(), path[4200], msg[512];
+  char *dir = tu_tmpdir(), path[4200];
+  struct ck_err err = { 0 };
   struct ck_record *r;
   struct ck_hmap *m = ck_hmap_new();
   const struct ck_rec *e;
@@ -41,7 +42,7 @@ int main(void)
   ok(good && ck_hmap_size(m) == 5000, "hash map: 10,000 puts, 5,000 deletes, every lookup right");
   ck_hmap_free(m);
 
-  ok(ck_record_open(dir, &r, msg, sizeof(msg)) == 0, "a new record opens");
+  ok(ck_record_open(dir, &r, &err) == 0, "a new record opens");
   ck_record_put(r, &a);
   a.status = CK_REC_DONE;
   a.duration_ms = 1234;
@@ -62,7 +63,7 @@ int main(void)
       perror("write");
     close(fd);
   }
-  ok(ck_record_open(dir, &r, msg, sizeof(msg)) == 0 && ck_record_damaged(r) == 1, "replay skips the torn line");
+  ok(ck_record_open(dir, &r, &err) == 0 && ck_record_damaged(r) == 1, "replay skips the torn line");
   e = ck_record_get(r, "/m/run1/model.ckpt-1");
   ok(e && e->status == CK_REC_DONE && e->duration_ms == 1234 && e->id.ino == 2 && e->id.mtime_ns == 4 &&
      !strcmp(e->output, "/m/run1/model.ckpt-1.h5"), "the latest entry per source wins");
@@ -86,14 +87,14 @@ int main(void)
   {
     struct ck_record *r1 = NULL, *r2 = NULL;
     char want[64];
-    int rc1 = ck_record_open(dir, &r1, msg, sizeof(msg)), rc2;
-    msg[0] = 0;
-    rc2 = ck_record_open(dir, &r2, msg, sizeof(msg));
+    int rc1 = ck_record_open(dir, &r1, &err), rc2;
+    err.msg[0] = 0;
+    rc2 = ck_record_open(dir, &r2, &err);
     snprintf(want, sizeof(want), "another ckptd with pid %ld", (long)getpid());
-    ok(rc1 == 0 && rc2 == -EBUSY && r2 == NULL && strstr(msg, want) && strstr(msg, dir),
-       "a second open of one state_dir is refused, naming it and the holder: %s", msg);
+    ok(rc1 == 0 && rc2 == -EBUSY && r2 == NULL && strstr(err.msg, want) && strstr(err.msg, dir),
+       "a second open of one state_dir is refused, naming it and the holder: %s", err.msg);
     ck_record_close(r1);
-    rc2 = ck_record_open(dir, &r2, msg, sizeof(msg));
+    rc2 = ck_record_open(dir, &r2, &err);
     ok(rc2 == 0, "and allowed once the first is closed");
     ck_record_close(r2);
   }

@@ -80,37 +80,47 @@ static void probe_rows(void)
 
 static void source_rows(void)
 {
-  static const char *need[] = { "done", "failed", "ours", "theirs", "adopt", "convert", "reconvert" };
-  enum { N = CK_SEEN_NONE, D = CK_REC_DONE, F = CK_REC_FAILED, Q = CK_REC_QUEUED };
+  static const char *need[] = { "done", "failed", "ours", "theirs", "adopt", "convert", "reconvert", "skipped" };
+  enum { N = CK_SEEN_NONE, D = CK_REC_DONE, F = CK_REC_FAILED, Q = CK_REC_QUEUED, K = CK_REC_SKIPPED };
+  enum { RT = CK_FORCE_RETRY, RC = CK_FORCE_RECONVERT };
   static const struct {
     const char *what;
     struct ck_source_seen in;
     int need;
   } t[] = {
-    /* rec, rec_same, rec_dst, is_output, dst_exists, dst_mark */
-    { "new source, nothing beside it", { N, 0, 0, 0, 0, CK_MARK_NONE }, CK_NEED_CONVERT },
-    { "converted, unchanged", { D, 1, 1, 0, 1, CK_MARK_SAME }, CK_NEED_NONE_DONE },
-    { "converted, unchanged, output deleted by hand: not resurrected", { D, 1, 1, 0, 0, 0 }, CK_NEED_NONE_DONE },
-    { "converted, rewritten since", { D, 0, 1, 0, 1, CK_MARK_STALE }, CK_NEED_RECONVERT },
-    { "converted, rewritten, no xattrs here", { D, 0, 1, 0, 1, CK_MARK_NONE }, CK_NEED_RECONVERT },
-    { "converted, rewritten, output gone", { D, 0, 1, 0, 0, 0 }, CK_NEED_RECONVERT },
-    { "failed, unchanged", { F, 1, 0, 0, 0, 0 }, CK_NEED_NONE_FAILED },
-    { "failed, rewritten", { F, 0, 0, 0, 0, 0 }, CK_NEED_CONVERT },
-    { "ckptd's own output (by the record)", { N, 0, 0, 1, 0, 0 }, CK_NEED_NONE_OURS },
-    { "the trainer wrote both formats", { N, 0, 0, 0, 1, CK_MARK_NONE }, CK_NEED_NONE_THEIRS },
-    { "state_dir lost, our output current", { N, 0, 0, 0, 1, CK_MARK_SAME }, CK_NEED_ADOPT },
-    { "state_dir lost, source rewritten since", { N, 0, 0, 0, 1, CK_MARK_STALE }, CK_NEED_RECONVERT },
-    { "state_dir lost, our output of a same-named other source", { N, 0, 0, 0, 1, CK_MARK_OTHER },
+    /* rec, rec_same, rec_dst, is_output, dst_exists, dst_mark, force */
+    { "new source, nothing beside it", { N, 0, 0, 0, 0, CK_MARK_NONE, 0 }, CK_NEED_CONVERT },
+    { "converted, unchanged", { D, 1, 1, 0, 1, CK_MARK_SAME, 0 }, CK_NEED_NONE_DONE },
+    { "converted, unchanged, output deleted by hand: not resurrected", { D, 1, 1, 0, 0, 0, 0 }, CK_NEED_NONE_DONE },
+    { "converted, rewritten since", { D, 0, 1, 0, 1, CK_MARK_STALE, 0 }, CK_NEED_RECONVERT },
+    { "converted, rewritten, no xattrs here", { D, 0, 1, 0, 1, CK_MARK_NONE, 0 }, CK_NEED_RECONVERT },
+    { "converted, rewritten, output gone", { D, 0, 1, 0, 0, 0, 0 }, CK_NEED_RECONVERT },
+    { "failed, unchanged", { F, 1, 0, 0, 0, 0, 0 }, CK_NEED_NONE_FAILED },
+    { "failed, rewritten", { F, 0, 0, 0, 0, 0, 0 }, CK_NEED_CONVERT },
+    { "ckptd's own output (by the record)", { N, 0, 0, 1, 0, 0, 0 }, CK_NEED_NONE_OURS },
+    { "the trainer wrote both formats", { N, 0, 0, 0, 1, CK_MARK_NONE, 0 }, CK_NEED_NONE_THEIRS },
+    { "state_dir lost, our output current", { N, 0, 0, 0, 1, CK_MARK_SAME, 0 }, CK_NEED_ADOPT },
+    { "state_dir lost, source rewritten since", { N, 0, 0, 0, 1, CK_MARK_STALE, 0 }, CK_NEED_RECONVERT },
+    { "state_dir lost, our output of a same-named other source", { N, 0, 0, 0, 1, CK_MARK_OTHER, 0 },
       CK_NEED_NONE_THEIRS },
-    { "interrupted after publishing: mark says current", { Q, 0, 1, 0, 1, CK_MARK_SAME }, CK_NEED_ADOPT },
-    { "interrupted before publishing", { Q, 0, 1, 0, 0, 0 }, CK_NEED_CONVERT },
-    { "queued, a file of that name with no mark (no xattrs)", { Q, 0, 1, 0, 1, CK_MARK_NONE }, CK_NEED_CONVERT },
-    { "failed, then the trainer's other format appeared", { F, 0, 0, 0, 1, CK_MARK_NONE }, CK_NEED_NONE_THEIRS },
+    { "interrupted after publishing: mark says current", { Q, 0, 1, 0, 1, CK_MARK_SAME, 0 }, CK_NEED_ADOPT },
+    { "interrupted before publishing", { Q, 0, 1, 0, 0, 0, 0 }, CK_NEED_CONVERT },
+    { "queued, a file of that name with no mark (no xattrs)", { Q, 0, 1, 0, 1, CK_MARK_NONE, 0 }, CK_NEED_CONVERT },
+    { "failed, then the trainer's other format appeared", { F, 0, 0, 0, 1, CK_MARK_NONE, 0 }, CK_NEED_NONE_THEIRS },
+    { "skipped by an operator, unchanged", { K, 1, 0, 0, 0, 0, 0 }, CK_NEED_NONE_SKIPPED },
+    { "skipped, then rewritten", { K, 0, 0, 0, 0, 0, 0 }, CK_NEED_CONVERT },
+    { "retry: past a failure", { F, 1, 0, 0, 0, 0, RT }, CK_NEED_CONVERT },
+    { "retry: past a skip", { K, 1, 0, 0, 0, 0, RT }, CK_NEED_CONVERT },
+    { "retry of a done conversion: still done", { D, 1, 1, 0, 1, CK_MARK_SAME, RT }, CK_NEED_NONE_DONE },
+    { "reconvert a done conversion", { D, 1, 1, 0, 1, CK_MARK_SAME, RC }, CK_NEED_RECONVERT },
+    { "reconvert, output gone", { D, 1, 1, 0, 0, 0, RC }, CK_NEED_RECONVERT },
+    { "reconvert never overwrites the trainer's file", { D, 1, 0, 0, 1, CK_MARK_NONE, RC }, CK_NEED_NONE_THEIRS },
+    { "reconvert never converts ckptd's output back", { N, 0, 0, 1, 0, 0, RC }, CK_NEED_NONE_OURS },
   };
 
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
     int n = ck_next_source(&t[i].in);
-    ok(n == t[i].need, "source: %s -> %s", t[i].what, n >= 0 && n < 7 ? need[n] : "?");
+    ok(n == t[i].need, "source: %s -> %s", t[i].what, n >= 0 && n < 8 ? need[n] : "?");
   }
 }
 
@@ -121,15 +131,18 @@ static void job_rows(void)
     struct ck_job_seen in;
     struct ck_after_job out;
   } t[] = {
-    /* rc, transient, stopping, attempts, dirty, settle -> state, record, attempts, delay */
-    { "done", { 0, 0, 0, 3, 0, 2 }, { CK_ST_DONE, CK_REC_DONE, 0, -1 } },
-    { "done, files changed meanwhile: look again", { 0, 0, 0, 0, 1, 2 }, { CK_ST_DONE, CK_REC_DONE, 0, 2 } },
-    { "aborted by shutdown", { -ECANCELED, 0, 1, 1, 1, 2 }, { CK_ST_WAITING, CK_SEEN_NONE, 1, -1 } },
-    { "disk full: first retry in 5 s", { -ENOSPC, 1, 0, 0, 0, 2 }, { CK_ST_RETRY, CK_SEEN_NONE, 1, 5 } },
-    { "I/O error, 4th attempt: 40 s", { -EIO, 1, 0, 3, 1, 2 }, { CK_ST_RETRY, CK_SEEN_NONE, 4, 40 } },
-    { "transient while stopping: failed", { -EIO, 1, 1, 0, 0, 2 }, { CK_ST_FAILED, CK_REC_FAILED, 0, -1 } },
-    { "bad input", { -22, 0, 0, 0, 0, 2 }, { CK_ST_FAILED, CK_REC_FAILED, 0, -1 } },
-    { "bad input, rewritten meanwhile", { -22, 0, 0, 0, 1, 2 }, { CK_ST_FAILED, CK_REC_FAILED, 0, 2 } },
+    /* rc, transient, blocked, stopping, attempts, dirty, settle -> state, record, attempts, delay */
+    { "done", { 0, 0, 0, 0, 3, 0, 2 }, { CK_ST_DONE, CK_REC_DONE, 0, -1 } },
+    { "done, files changed meanwhile: look again", { 0, 0, 0, 0, 0, 1, 2 }, { CK_ST_DONE, CK_REC_DONE, 0, 2 } },
+    { "aborted by shutdown", { -ECANCELED, 0, 0, 1, 1, 1, 2 }, { CK_ST_WAITING, CK_SEEN_NONE, 1, -1 } },
+    { "disk full: first retry in 5 s", { -ENOSPC, 1, 0, 0, 0, 0, 2 }, { CK_ST_RETRY, CK_SEEN_NONE, 1, 5 } },
+    { "I/O error, 4th attempt: 40 s", { -EIO, 1, 0, 0, 3, 1, 2 }, { CK_ST_RETRY, CK_SEEN_NONE, 4, 40 } },
+    { "transient while stopping: failed", { -EIO, 1, 0, 1, 0, 0, 2 }, { CK_ST_FAILED, CK_REC_FAILED, 0, -1 } },
+    { "bad input", { -22, 0, 0, 0, 0, 0, 2 }, { CK_ST_FAILED, CK_REC_FAILED, 0, -1 } },
+    { "bad input, rewritten meanwhile", { -22, 0, 0, 0, 0, 1, 2 }, { CK_ST_FAILED, CK_REC_FAILED, 0, 2 } },
+    { "read-only directory: blocked, not recorded", { -EROFS, 0, 1, 0, 0, 0, 2 }, { CK_ST_BLOCKED, CK_SEEN_NONE, 0, -1 } },
+    { "permission denied, rewritten meanwhile", { -EACCES, 0, 1, 0, 2, 1, 2 }, { CK_ST_BLOCKED, CK_SEEN_NONE, 2, 2 } },
+    { "blocked while stopping: still blocked", { -EACCES, 0, 1, 1, 0, 0, 2 }, { CK_ST_BLOCKED, CK_SEEN_NONE, 0, -1 } },
   };
 
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {

@@ -28,6 +28,7 @@
 #include "h5.h"
 #include "isolate.h"
 #include "../daemon/status.h"
+#include "ckpt_ctl.h"
 #include "synth.h"
 
 #define VERIFY_BUF (256u << 10) /* pread + crc in L2-sized pieces: fastest measured */
@@ -49,9 +50,12 @@ static void usage(FILE *f)
           "  diff A B\n"
           "      compare names, dtypes, shapes and data of two checkpoints of either format;\n"
           "      exit 0 when equal, 1 listing the differences, 2 when one cannot be read\n"
-          "  status [FILE]\n"
-          "      print ckptd's status file for people (default: /run/ckptd/status.json, else\n"
-          "      ./var/state/status.json)\n"
+          CK_CTL_USAGE
+          "  status [--json] [--watch[=SECONDS]] [FILE]\n"
+          "      print ckptd's status file for people: trees, running jobs with progress, rate\n"
+          "      and ETA (a bar per job on a terminal), recent results; --json prints the file\n"
+          "      as is; --watch refreshes every SECONDS (2). Default FILE: /run/ckptd/status.json,\n"
+          "      else ./var/state/status.json\n"
           "  synth OUT [--format tf|h5] [--size BYTES] [--tensors N] [--spread R]\n"
           "            [--dtypes float32,bfloat16,...] [--seed S] [--shard-size BYTES]\n"
           "            [--layout flat|nested] [--compression none|gzip[:N]|lz4]\n"
@@ -614,34 +618,74 @@ static int cmd_diff(int argc, char **argv)
 
 /* ---- status ---- */
 
-static int cmd_status(int argc, char **argv)
+/* The status file's text, NUL-terminated, or NULL with a message. */
+static char *read_status(const char *path)
 {
-  const char *path = argc > 1 ? argv[1] : access("/run/ckptd/status.json", R_OK) == 0 ? "/run/ckptd/status.json"
-                                                                                       : "var/state/status.json";
   struct stat st;
-  char *text;
+  char *text = NULL;
   size_t n;
   FILE *f;
 
-  if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+  if (stat(path, &st) != 0 || st.st_size > (16 << 20) || (f = fopen(path, "r")) == NULL) {
+    fprintf(stderr, "ckpt status: %s: %s\n", path, strerror(errno ? errno : EFBIG));
+    return NULL;
+  }
+  if ((text = calloc(1, (size_t)st.st_size + 1)) == NULL) {
+    fprintf(stderr, "ckpt status: out of memory\n");
+  } else {
+    n = fread(text, 1, (size_t)st.st_size, f);
+    text[n] = 0;
+  }
+  fclose(f);
+  return text;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+  static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "watch", optional_argument, NULL, 'w' },
+                                        { NULL, 0, NULL, 0 } };
+  const char *path;
+  double every = 0;
+  int json = 0, o, tty = isatty(STDOUT_FILENO);
+
+  optind = 1;
+  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    if (o == 'j') {
+      json = 1;
+    } else if (o == 'w') {
+      every = optarg ? atof(optarg) : 2;
+      if (every < 0.1) {
+        fprintf(stderr, "ckpt status: --watch=SECONDS: at least 0.1\n");
+        return CK_EXIT_USAGE;
+      }
+    } else {
+      usage(stderr);
+      return CK_EXIT_USAGE;
+    }
+  }
+  if (argc - optind > 1) {
     usage(stderr);
     return CK_EXIT_USAGE;
   }
-  if (stat(path, &st) != 0 || st.st_size > (16 << 20) || (f = fopen(path, "r")) == NULL) {
-    fprintf(stderr, "ckpt status: %s: %s\n", path, strerror(errno ? errno : EFBIG));
-    return CK_EXIT_FAIL;
+  path = optind < argc ? argv[optind]
+         : access("/run/ckptd/status.json", R_OK) == 0 ? "/run/ckptd/status.json"
+                                                       : "var/state/status.json";
+  for (;;) {
+    char *text = read_status(path);
+    if (text == NULL)
+      return CK_EXIT_FAIL;
+    if (every > 0 && tty)
+      fputs("\033[H\033[2J", stdout); /* a fresh screen per refresh */
+    if (json)
+      fputs(text, stdout); /* the file itself: one definition, daemon/status.c */
+    else
+      ck_status_print(text, stdout, tty);
+    free(text);
+    fflush(stdout);
+    if (every <= 0)
+      return 0;
+    usleep((useconds_t)(every * 1e6));
   }
-  if ((text = calloc(1, (size_t)st.st_size + 1)) == NULL) {
-    fclose(f);
-    fprintf(stderr, "ckpt status: out of memory\n");
-    return CK_EXIT_FAIL;
-  }
-  n = fread(text, 1, (size_t)st.st_size, f);
-  fclose(f);
-  text[n] = 0;
-  ck_status_print(text, stdout); /* the file's one definition: daemon/status.c */
-  free(text);
-  return 0;
 }
 
 /* ---- synth ---- */
@@ -791,6 +835,8 @@ int main(int argc, char **argv)
     return cmd_synth(argc - 1, argv + 1);
   if (strcmp(argv[1], "status") == 0)
     return cmd_status(argc - 1, argv + 1);
+  if (strcmp(argv[1], "ctl") == 0)
+    return ck_cmd_ctl(argc - 1, argv + 1);
   fprintf(stderr, "ckpt: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return CK_EXIT_USAGE;

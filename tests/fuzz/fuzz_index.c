@@ -107,10 +107,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
   case 9: {
     struct ck_conf c;
-    char msg[512], *text = malloc(size);
+    struct ck_err err = { 0 };
+    char *text = malloc(size);
     memcpy(text, data + 1, size - 1);
     text[size - 1] = 0;
-    if (ck_conf_parse_string(text, "fuzz.ini", &c, msg, sizeof(msg)) == 0)
+    if (ck_conf_parse_string(text, "fuzz.ini", &c, &err) == 0)
       ck_conf_free(&c);
     free(text);
     break;
