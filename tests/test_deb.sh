@@ -196,8 +196,8 @@ DEBIAN_FRONTEND=noninteractive apt-get purge -y ckptd </dev/null >"$T/apt.log" 2
 rc=$?
 [ $rc -eq 0 ] && installed=0
 ok $rc "apt-get purge ckptd"
-[ ! -e /usr/bin/ckptd ] && [ ! -e /etc/ckptd ] && [ ! -e "$U" ] && [ ! -e /var/lib/ckptd ]
-ok $? "purge removes the programs, /etc/ckptd, the unit and /var/lib/ckptd"
+[ ! -e /usr/bin/ckptd ] && [ ! -e /etc/ckptd ] && [ ! -e "$U" ] && [ ! -e /var/lib/ckptd ] && [ ! -e /run/ckptd ]
+ok $? "purge removes the programs, /etc/ckptd, the unit, /var/lib/ckptd and /run/ckptd"
 [ ! -L /etc/systemd/system/multi-user.target.wants/ckptd.service ]; ok $? "purge removes the unit's enablement"
 getent passwd ckptd >/dev/null; ok $? "the ckptd user stays after purge (Debian leaves system users)"
 
