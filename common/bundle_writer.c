@@ -593,6 +593,11 @@ static int publish(struct ck_bundle_writer *w, const char *index_tmp, struct ck_
     rc = ck_err_set(err, -ENOMEM, "out of memory");
     goto out;
   }
+  for (int i = -1; i < w->nshards && (w->o.mode || w->o.chgrp); i++) /* -1: the index */
+    if ((rc = ck_set_owner(i < 0 ? index_tmp : w->shards[i].tmp, w->o.mode, w->o.chgrp, w->o.gid)) != 0) {
+      ck_err_set(err, rc, "%s: cannot set the outputs' mode or group: %s", w->prefix, strerror(-rc));
+      goto out;
+    }
   for (; done < w->nshards; done++) {
     finals[done] = ck_asprintf("%s.data-%05d-of-%05d", w->prefix, done, w->nshards);
     if (finals[done] == NULL || rename(w->shards[done].tmp, finals[done]) != 0) {

@@ -189,6 +189,9 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   }
   ck_srcid_format(&id, source_id, sizeof(source_id));
   wo.mark_name = src_base;
+  wo.mode = o->output_mode;
+  wo.chgrp = o->output_chgrp;
+  wo.gid = o->output_gid;
   wo.mark_id = source_id;
   wo.max_shard_bytes = o->max_shard_bytes;
   wo.expected_entries = ck_h5r_count(r);

@@ -493,7 +493,7 @@ static int seal(struct tf_h5 *c, const char *tmp, struct ck_err *err)
 }
 
 static int publish(const char *tmp, const char *dst, struct ck_srcid *id, const char *source_name,
-                   const char *source_id, struct ck_err *err)
+                   const char *source_id, const struct ck_convert_opts *o, struct ck_err *err)
 {
   char *dir;
   int rc;
@@ -501,6 +501,8 @@ static int publish(const char *tmp, const char *dst, struct ck_srcid *id, const 
   if ((rc = ck_srcid_check(id, err)) != 0)
     return rc;
   ck_mark_set(tmp, source_name, source_id); /* best effort: without user xattrs, the record knows */
+  if ((rc = ck_set_owner(tmp, o->output_mode, o->output_chgrp, o->output_gid)) != 0)
+    return ck_err_set(err, rc, "%s: cannot set its mode or group: %s", dst, strerror(-rc));
   if (rename(tmp, dst) != 0)
     return ck_err_set(err, -errno, "%s: rename: %s", dst, strerror(errno));
   dir = ck_dirname(dst);
@@ -564,7 +566,7 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
    * temporary name and never published */
   if ((rc = seal(&c, tmp, err)) != 0 || (o->verify && (rc = verify_output(&c, tmp, err)) != 0))
     goto out;
-  rc = publish(tmp, dst, &id, base, source_id, err);
+  rc = publish(tmp, dst, &id, base, source_id, o, err);
 out:
   ck_h5w_abort(c.w);
   if (c.raw_fd >= 0)

@@ -251,6 +251,15 @@ int ck_mark_get(const char *path, char *buf, size_t len)
   return strlen(buf) == (size_t)n ? 0 : -EINVAL; /* no NUL inside */
 }
 
+int ck_set_owner(const char *path, int mode, int chgrp, unsigned gid)
+{
+  if (chgrp && lchown(path, (uid_t)-1, (gid_t)gid) != 0)
+    return -errno;
+  if (mode && chmod(path, (mode_t)mode) != 0) /* after chown, which may clear set-id bits */
+    return -errno;
+  return 0;
+}
+
 int ck_create_excl(const char *path)
 {
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);

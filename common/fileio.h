@@ -74,6 +74,10 @@ void ck_source_id_format(uint64_t size, int64_t mtime_ns, char *buf, size_t len)
 int ck_mark_set(const char *path, const char *name, const char *source_id);
 int ck_mark_get(const char *path, char *buf, size_t len);
 
+/* Give a file about to be published its mode (0: leave it) and, if chgrp, group gid.
+ * 0 or -errno. */
+int ck_set_owner(const char *path, int mode, int chgrp, unsigned gid);
+
 /* Create a new file with O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0644. fd or -errno. */
 int ck_create_excl(const char *path);
 

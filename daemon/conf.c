@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <ini.h>
@@ -189,6 +190,31 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
   } else if (!strcmp(name, "shard_size")) {
     if (ck_parse_size(value, &w->shard_size) != 0)
       return failf(p, "shard_size: '%s' is not a size", value);
+  } else if (!strcmp(name, "workers") || !strcmp(name, "priority")) {
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (*end || end == value || (name[0] == 'w' ? v < 0 || v > 64 : v < -1000 || v > 1000))
+      return failf(p, "%s: '%s' is not a number from %s", name, value, name[0] == 'w' ? "0 to 64" : "-1000 to 1000");
+    *(name[0] == 'w' ? &w->workers : &w->priority) = (int)v;
+  } else if (!strcmp(name, "settle_seconds") || !strcmp(name, "hook_timeout")) {
+    double v;
+    if (parse_seconds(value, &v) != 0 || (name[0] == 'h' && v < 1))
+      return failf(p, "%s: '%s' is not a number of seconds%s", name, value, name[0] == 'h' ? " (at least 1)" : "");
+    *(name[0] == 's' ? &w->settle_seconds : &w->hook_timeout) = v;
+  } else if (!strcmp(name, "on_done") || !strcmp(name, "on_failed") || !strcmp(name, "output_group")) {
+    char **dst = name[3] == 'd' ? &w->on_done : name[3] == 'f' ? &w->on_failed : &w->output_group;
+    if (value[0] == '\0')
+      return failf(p, "%s: empty", name);
+    if (name[0] == 'o' && name[1] == 'u' && getgrnam(value) == NULL)
+      return failf(p, "output_group: no group named '%s'", value);
+    free(*dst);
+    *dst = strdup(value);
+  } else if (!strcmp(name, "output_mode")) {
+    char *end;
+    long v = strtol(value, &end, 8);
+    if (*end || end == value || v < 0 || v > 0777 || (v & 0400) == 0)
+      return failf(p, "output_mode: '%s' is not an octal mode from 0400 to 0777 (the owner must read)", value);
+    w->output_mode = (int)v;
   } else if (!strcmp(name, "min_free")) {
     char *end;
     size_t n = strlen(value);
@@ -231,6 +257,9 @@ static struct ck_watch_conf *new_watch(struct ck_conf *c, const char *name)
   w->events = 1;
   w->update_checkpoint_file = CK_CKPTFILE_AUTO;
   w->min_free_pct = 5;
+  w->settle_seconds = -1;
+  w->hook_timeout = 60;
+  w->output_mode = -1;
   w->gzip_level = 4;
   return w;
 }
@@ -495,6 +524,9 @@ void ck_conf_free(struct ck_conf *c)
   c->warnings = NULL;
   for (int i = 0; i < c->nwatches; i++) {
     struct ck_watch_conf *w = &c->watches[i];
+    free(w->on_done);
+    free(w->on_failed);
+    free(w->output_group);
     free(w->name);
     free(w->path);
     for (int k = 0; k < w->ninclude; k++)

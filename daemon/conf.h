@@ -39,6 +39,14 @@ struct ck_watch_conf {
   int missing;            /* path does not exist (yet): watched when it appears */
   uint64_t min_free;      /* the disk guard: bytes to leave free on the output's file system, */
   double min_free_pct;    /* or (min_free = 0) this percentage of its size; default 5% */
+  int workers;            /* conversions of this tree at once, within [ckptd] workers; 0: no own limit */
+  double settle_seconds;  /* this tree's quiet time; < 0: [ckptd] settle_seconds */
+  int priority;           /* its queued jobs start before lower ones (default 0) */
+  char *on_done;          /* shell command run after a conversion (CKPTD_* in its environment) */
+  char *on_failed;        /* ... after a failed or blocked one */
+  double hook_timeout;    /* seconds before a hook is killed (default 60) */
+  char *output_group;     /* group given to outputs, or NULL */
+  int output_mode;        /* mode given to outputs (e.g. 0640), or -1: 0644 less the umask */
   int verify;
 };
 

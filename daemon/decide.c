@@ -155,3 +155,14 @@ int ck_decide_room(uint64_t fs_free, uint64_t need, uint64_t min_free)
 {
   return fs_free >= min_free && fs_free - min_free >= need;
 }
+
+int ck_decide_pick(const struct ck_pickable *v, int n)
+{
+  int best = -1;
+
+  for (int i = 0; i < n; i++)
+    if ((v[i].tree_limit == 0 || v[i].tree_running < v[i].tree_limit) &&
+        (best < 0 || v[i].priority > v[best].priority))
+      best = i;
+  return best;
+}

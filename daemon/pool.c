@@ -21,6 +21,7 @@
 
 #include "fileio.h"
 #include "log.h"
+#include "decide.h"
 #include "pool.h"
 #include "worker.h"
 
@@ -338,14 +339,50 @@ out:
   return rc;
 }
 
+/* The next conversion to start (ck_decide_pick: priority, per-tree workers), taken
+ * off the queue; NULL if none may start now. Probes go in order. */
+static struct ck_job *take(struct ck_pool *p, struct queue *q)
+{
+  struct ck_pickable *v;
+  struct ck_job **pp, *prev = NULL, *j;
+  int n = 0, best;
+
+  if (q == &p->probes)
+    return pop(q);
+  for (j = q->head; j; j = j->next)
+    n++;
+  if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL)
+    return pop(q);
+  n = 0;
+  for (j = q->head; j; j = j->next, n++) {
+    v[n] = (struct ck_pickable){ j->priority, 0, j->tree_limit };
+    for (const struct ck_job *l = p->live; l; l = l->next)
+      v[n].tree_running += l->kind == CK_WJOB_CONVERT && l->tree == j->tree;
+  }
+  best = ck_decide_pick(v, n);
+  free(v);
+  if (best < 0)
+    return NULL;
+  for (pp = &q->head, n = 0; n < best; n++) {
+    prev = *pp;
+    pp = &(*pp)->next;
+  }
+  j = *pp;
+  *pp = j->next;
+  if (q->tail == j)
+    q->tail = prev;
+  j->next = NULL;
+  return j;
+}
+
 static void start_next(struct ck_pool *p)
 {
   struct queue *qs[2] = { &p->probes, &p->jobs };
 
   for (int i = 0; i < 2; i++) {
     struct queue *q = qs[i];
-    while (q->running < q->limit && q->head) {
-      struct ck_job *j = pop(q);
+    struct ck_job *j;
+    while (q->running < q->limit && q->head && (j = take(p, q)) != NULL) {
       struct ck_log_fields f = { j->src, dir_name(j->direction), -1, -1, j->dst, NULL, NULL };
       int rc = spawn(p, j);
       if (rc != 0) {

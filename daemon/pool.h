@@ -22,6 +22,9 @@ struct ck_job {
   int ckpt_policy;             /* h5-to-saver: the `checkpoint` file policy */
   int require_success;         /* probes: __SUCCESS__ is mandatory */
   uint64_t min_free;           /* conversions: the worker stops under this much free space */
+  int tree;                    /* conversions: its tree's id, for ... */
+  int tree_limit;              /* ... that tree's own workers limit (0: none) */
+  int priority;                /* higher starts first */
   void *owner;                 /* the scheduler's candidate */
   /* results */
   int rc;                      /* 0, a negative errno, or a CK_E* code */

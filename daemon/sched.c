@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include "fileio.h"
 #include "h5.h"
 #include "hmap.h"
+#include "hook.h"
 #include "log.h"
 #include "pool.h"
 #include "record.h"
@@ -165,6 +167,8 @@ static struct sroot *root_by_id(struct ck_sched *s, int id)
 static void on_status_timer(uv_timer_t *t);
 static void plan(struct ck_sched *s, const char *verb, const char *src, const char *dst, const char *why);
 static int dir_stamp(const char *key, struct fstamp *out);
+static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int direction, int ok,
+                     const char *error, const char *reason, unsigned long long bytes, double seconds);
 
 /* The status file is rewritten at most every 250 ms. */
 static void mark_status(struct ck_sched *s)
@@ -208,6 +212,15 @@ static void want_tick_at(struct ck_sched *s, double when)
     return;
   s->tick_due = when;
   uv_timer_start(&s->tick, on_tick, when > now ? (uint64_t)((when - now) * 1000) + 1 : 0, 0);
+}
+
+/* A source's quiet time: its tree's settle_seconds, else [ckptd]'s. */
+static double settle_of(const struct ck_sched *s, const struct cand *c)
+{
+  for (int i = 0; i < s->nroots; i++)
+    if (s->roots[i].id == c->root && s->roots[i].conf->settle_seconds >= 0)
+      return s->roots[i].conf->settle_seconds;
+  return s->conf->settle_seconds;
 }
 
 static void settle(struct ck_sched *s, struct cand *c, double delay)
@@ -615,6 +628,8 @@ static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why, int reas
     record(s, c, CK_REC_FAILED, NULL, why, 0);
     s->failed_total++;
     s->metrics.failures[reason]++;
+    run_hook(s, c, NULL, c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER, 0, why,
+             ck_decide_reason_name(reason), 0, 0);
   }
   free(c->why);
   c->why = why;
@@ -660,7 +675,7 @@ static void probe_done(struct ck_sched *s, struct ck_job *j)
   struct cand *c = j->owner;
   struct ck_probe_seen in = { j->rc == -ECANCELED || s->stopping, c->touched,
                               j->probe_size != c->id.size || j->probe_mtime_ns != c->id.mtime_ns,
-                              j->rc != 0, j->crashed, j->verdict, j->probe_ours, s->conf->settle_seconds };
+                              j->rc != 0, j->crashed, j->verdict, j->probe_ours, settle_of(s, c) };
   struct ck_next n = ck_next_after_probe(&in);
   struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL, NULL };
 
@@ -685,7 +700,7 @@ static void probe_done(struct ck_sched *s, struct ck_job *j)
 
 static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t sig, double newest, char *why)
 {
-  struct ck_check_seen in = { c->kind, res, wall() - newest, s->conf->settle_seconds, c->have_sig, c->sig, sig };
+  struct ck_check_seen in = { c->kind, res, wall() - newest, settle_of(s, c), c->have_sig, c->sig, sig };
   struct ck_next n = ck_next_after_check(&in);
 
   if (n.act == CK_ACT_WAIT) {
@@ -842,6 +857,18 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
     return;
   }
   j->min_free = min_free;
+  j->tree = c->root;
+  j->tree_limit = w->workers;
+  j->priority = w->priority;
+  if (w->output_mode > 0)
+    j->opts.output_mode = w->output_mode;
+  if (w->output_group) {
+    struct group *g = getgrnam(w->output_group);
+    if (g) {
+      j->opts.output_chgrp = 1;
+      j->opts.output_gid = (unsigned)g->gr_gid;
+    }
+  }
   j->id = ++s->next_job_id;
   j->kind = CK_WJOB_CONVERT;
   j->direction = c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER;
@@ -894,6 +921,19 @@ static void remember_finished(struct ck_sched *s, const struct ck_job *j, int ok
 
 static void maybe_stopped(struct ck_sched *s);
 
+/* The tree's on_done or on_failed hook, if it has one. */
+static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int direction, int ok,
+                     const char *error, const char *reason, unsigned long long bytes, double seconds)
+{
+  const struct sroot *r = root_by_id(s, c->root);
+  const char *cmd = r ? (ok ? r->conf->on_done : r->conf->on_failed) : NULL;
+  struct ck_hook_env e = { ok ? "done" : "failed", c->key, dst, dir_name(direction == CK_DIR_SAVER_TO_H5 ? 1 : 2),
+                           r ? r->conf->name : "", error, reason, bytes, seconds };
+
+  if (cmd && !(s->flags & CK_SCHED_DRY_RUN))
+    ck_hook_run(s->loop, cmd, r->conf->hook_timeout, &e);
+}
+
 /* The job's outcome in the metrics, and its tree's last success. */
 static void count_job(struct ck_sched *s, const struct cand *c, const struct ck_job *j, int state)
 {
@@ -945,7 +985,7 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
   }
   c->skip = 0;
   after = ck_next_after_job(&(struct ck_job_seen){ j->rc, ck_decide_transient(j->rc), ck_decide_blocked(j->rc),
-                                                   s->stopping, c->attempts, c->dirty, s->conf->settle_seconds });
+                                                   s->stopping, c->attempts, c->dirty, settle_of(s, c) });
   if (after.record != CK_SEEN_NONE)
     record(s, c, after.record, after.record == CK_REC_DONE ? j->dst : NULL, j->rc ? j->err : NULL, ms);
   c->state = after.state;
@@ -991,6 +1031,9 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
     s->failed_total++;
     remember_finished(s, j, 0);
   }
+  if (after.state == CK_ST_DONE || after.state == CK_ST_FAILED || after.state == CK_ST_BLOCKED)
+    run_hook(s, c, j->dst, j->direction, after.state == CK_ST_DONE, j->rc ? j->err : NULL, f.reason,
+             j->st.bytes, j->st.seconds);
   if (after.state != CK_ST_RETRY && after.delay >= 0)
     settle(s, c, after.delay);
   c->dirty = 0;

@@ -90,6 +90,10 @@ char **ck_wjob_argv(const char *exe, const struct ck_wjob *j)
     bad |= add(argv, &n, "--cpu-limit") | add(argv, &n, "%" PRIu64, j->cpu_limit);
   if (j->min_free)
     bad |= add(argv, &n, "--min-free") | add(argv, &n, "%" PRIu64, j->min_free);
+  if (o->output_mode)
+    bad |= add(argv, &n, "--output-mode") | add(argv, &n, "%d", o->output_mode);
+  if (o->output_chgrp)
+    bad |= add(argv, &n, "--output-gid") | add(argv, &n, "%u", o->output_gid);
   if (bad) {
     ck_wjob_argv_free(argv);
     return NULL;
@@ -160,6 +164,12 @@ static int parse_opt(struct ck_wjob *j, const char *opt, const char *val, int *u
     j->cpu_limit = v;
   else if (strcmp(opt, "--min-free") == 0)
     j->min_free = v;
+  else if (strcmp(opt, "--output-mode") == 0 && v <= 0777)
+    o->output_mode = (int)v;
+  else if (strcmp(opt, "--output-gid") == 0 && v < UINT32_MAX) {
+    o->output_chgrp = 1;
+    o->output_gid = (unsigned)v;
+  }
   else
     return -1;
   return j->direction < 0 || o->layout < 0 || o->threads < 0 ? -1 : 0;

@@ -61,6 +61,29 @@ int main(void)
   bad("[watch a]\npath = /tmp\nrecursive = maybe\n", "t.ini:3: recursive");
   bad("[watch a]\npath = /tmp\nshard_rule = nope\n", "t.ini:3: shard_rule");
   bad("[watch a]\npath = /tmp\nmin_free = lots\n", "t.ini:3: min_free");
+  bad("[watch a]\npath = /tmp\nworkers = 65\n", "t.ini:3: workers");
+  bad("[watch a]\npath = /tmp\npriority = high\n", "t.ini:3: priority");
+  bad("[watch a]\npath = /tmp\nsettle_seconds = -2\n", "t.ini:3: settle_seconds");
+  bad("[watch a]\npath = /tmp\nhook_timeout = 0\n", "t.ini:3: hook_timeout");
+  bad("[watch a]\npath = /tmp\non_done =\n", "t.ini:3: on_done: empty");
+  bad("[watch a]\npath = /tmp\noutput_group = no-such-group-here\n", "t.ini:3: output_group: no group");
+  bad("[watch a]\npath = /tmp\noutput_mode = 0040\n", "t.ini:3: output_mode");
+  bad("[watch a]\npath = /tmp\noutput_mode = 999\n", "t.ini:3: output_mode");
+  ok(ck_conf_parse_string("[watch a]\npath = /tmp\nworkers = 1\npriority = -5\nsettle_seconds = 0.5\n"
+                          "hook_timeout = 30\non_done = curl -X POST http://serving/reload\non_failed = logger x\n"
+                          "output_group = root\noutput_mode = 0640\n",
+                          "t.ini", &c, &err) == 0 &&
+         c.watches[0].workers == 1 && c.watches[0].priority == -5 && c.watches[0].settle_seconds == 0.5 &&
+         c.watches[0].hook_timeout == 30 && !strcmp(c.watches[0].on_done, "curl -X POST http://serving/reload") &&
+         !strcmp(c.watches[0].on_failed, "logger x") && !strcmp(c.watches[0].output_group, "root") &&
+         c.watches[0].output_mode == 0640,
+     "per-tree workers, priority, settle_seconds, hooks and output ownership %s", err.msg);
+  ck_conf_free(&c);
+  ok(ck_conf_parse_string("[watch a]\npath = /tmp\n", "t.ini", &c, &err) == 0 && c.watches[0].workers == 0 &&
+         c.watches[0].settle_seconds < 0 && c.watches[0].hook_timeout == 60 && c.watches[0].output_mode == -1 &&
+         !c.watches[0].on_done,
+     "their defaults: no own limit, the global settle time, 60 s hooks, modes as created");
+  ck_conf_free(&c);
   bad("[watch a]\npath = /tmp\nmin_free = 101%\n", "t.ini:3: min_free");
   bad("[watch a]\npath = /tmp\nmin_free = -1%\n", "t.ini:3: min_free");
   bad("[watch a]\npath = /tmp\nmin_free = 5x%\n", "t.ini:3: min_free");

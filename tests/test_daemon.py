@@ -595,6 +595,63 @@ except OSError as e:
     print("closed", e)
 """, sockp], capture_output=True, text=True, timeout=20)
 ok(proc.poll() is None and ("error" in r.stdout or "closed" in r.stdout), "a client sending 100 kB of garbage gets an error, the daemon lives: %s" % r.stdout.strip()[:80])
+# 9*. per-tree settings: workers = 1 (one job of the tree at a time), hooks with the job in their
+# environment and a timeout, output mode and group
+import grp
+HK = os.path.join(T, "hooks")
+HO = os.path.join(T, "hooks-out")
+os.makedirs(HK)
+os.makedirs(HO)
+group = grp.getgrgid(os.getgid()).gr_name
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF + f"""
+[watch hooks]
+path = {HK}
+direction = saver-to-h5
+workers = 1
+priority = 3
+settle_seconds = 0.2
+hook_timeout = 2
+output_mode = 0640
+output_group = {group}
+on_done = env | grep ^CKPTD_ > "{HO}/$(basename "$CKPTD_SOURCE").env"; case "$CKPTD_SOURCE" in *slow*) sleep 30;; esac
+on_failed = echo "$CKPTD_REASON|$CKPTD_ERROR" > "{HO}/failed.txt"
+""")
+nr = len(events("reload"))
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nr, 5)
+for k in (1, 2, 3):
+    synth(os.path.join(S, "hk", "h.ckpt-%d" % k), "--size", "40M", "--tensors", "4")
+synth(os.path.join(S, "hk", "slow.ckpt-9"), "--size", "64K", "--tensors", "2")
+for k in (1, 2, 3):
+    drop(os.path.join(S, "hk", "h.ckpt-%d" % k), HK)
+ok(wait_for(lambda: all(events("job_done", os.path.join(HK, "h.ckpt-%d" % k)) for k in (1, 2, 3)), 60), "three checkpoints in a workers = 1 tree convert")
+seq = [l.split()[2] for l in log().splitlines() if ("event=job_start" in l or "event=job_done" in l) and HK + "/" in l]
+ok(seq == ["event=job_start", "event=job_done"] * 3, "one at a time: starts and ends alternate (%s)" % [x[6:] for x in seq])
+st = os.stat(os.path.join(HK, "h.ckpt-1.h5"))
+ok(st.st_mode & 0o777 == 0o640 and st.st_gid == os.getgid(), "outputs get output_mode 0640 and output_group %s (%o, gid %d)" % (group, st.st_mode & 0o777, st.st_gid))
+envf = os.path.join(HO, "h.ckpt-1.env")
+ok(wait_for(lambda: os.path.exists(envf), 10), "on_done ran after the conversion")
+env = dict(l.strip().split("=", 1) for l in open(envf) if "=" in l)
+ok(env.get("CKPTD_EVENT") == "done" and env.get("CKPTD_SOURCE") == os.path.join(HK, "h.ckpt-1") and
+   env.get("CKPTD_OUTPUT") == os.path.join(HK, "h.ckpt-1.h5") and env.get("CKPTD_DIRECTION") == "saver-to-h5" and
+   env.get("CKPTD_TREE") == "hooks" and int(env.get("CKPTD_BYTES", "0")) > 0 and float(env.get("CKPTD_SECONDS", "-1")) >= 0,
+   "its environment has the source, output, direction, tree, bytes and duration: %s" % sorted(env.items())[:4])
+ok(wait_for(lambda: any("hook exited with status 0" in l and "h.ckpt-1" in l for l in events("hook")), 10), "its exit status is logged")
+drop(os.path.join(S, "hk", "slow.ckpt-9"), HK)
+ok(wait_for(lambda: any("killed after its timeout" in l for l in events("hook")), 15) and proc.poll() is None,
+   "a hook that outlives hook_timeout is killed (with what it started), logged, the daemon unharmed")
+shutil.copy(os.path.join(S, "s1", "model.ckpt-1.data-00000-of-00001"), os.path.join(HK, "bad.ckpt-1.data-00000-of-00001"))
+with open(os.path.join(HK, "bad.ckpt-1.index"), "wb") as f:
+    f.write(idx)  # the corrupt index of case 5
+ok(wait_for(lambda: os.path.exists(os.path.join(HO, "failed.txt")), 15) and open(os.path.join(HO, "failed.txt")).read().startswith("corrupt|"),
+   "on_failed runs for a failed checkpoint, with its reason and error: %s" % (open(os.path.join(HO, "failed.txt")).read().strip()[:100] if os.path.exists(os.path.join(HO, "failed.txt")) else None))
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF)
+nr = len(events("reload"))
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nr, 5)
+
 # 9a. progress: during a 1.5 GB conversion the status file is rewritten at least every 2 s with
 # the job's bytes done (growing), total, rate, ETA, worker pid and start time; ckpt status shows it
 synth(os.path.join(S, "prog", "p.ckpt-1"), "--size", "1536M", "--tensors", "6", "--spread", "2")
@@ -710,7 +767,11 @@ else:
        "a job that would leave less than min_free does not start: %s" % (events("disk_guard", pg) or [""])[0][-150:])
     ok(wait_for(lambda: prom()[0].get('ckptd_disk_guard_total{tree="guard"}', 0) >= 1, 5), "and it is counted")
     guard_conf("80M")
-    ok(wait_for(lambda: os.path.exists(pg + ".h5"), 30), "it starts once min_free allows it (the guard looks again every 10 s)")
+    t_retry = time.time()
+    rc, out = ctl("retry", pg)
+    ok(rc == 0 and wait_for(lambda: os.path.exists(pg + ".h5"), 30),
+       "it starts once min_free allows it; ckpt ctl retry does not wait for the guard's 10 s (%.1f s: %s)" % (time.time() - t_retry, out))
+    ok(time.time() - t_retry < 8, "the retry acted at once")
     # a gzip .h5 of 1 MB holding 100 MB of zeros: its bundle outgrows the guard's estimate
     r = subprocess.run(["/usr/bin/python3", "-c", """
 import h5py, numpy, sys

@@ -172,6 +172,26 @@ static void disk_guard(void)
      "a job stopped under min_free is retried with backoff, counted as no_space");
 }
 
+static void pick(void)
+{
+  static const struct {
+    const char *what;
+    struct ck_pickable v[4];
+    int n, want;
+  } t[] = {
+    { "nothing queued", { { 0, 0, 0 } }, 0, -1 },
+    { "FIFO among equals", { { 0, 0, 0 }, { 0, 0, 0 }, { 0, 0, 0 } }, 3, 0 },
+    { "the highest priority first", { { 0, 0, 0 }, { 5, 0, 0 }, { 5, 0, 0 }, { 1, 0, 0 } }, 4, 1 },
+    { "negative priorities last", { { -1, 0, 0 }, { 0, 0, 0 } }, 2, 1 },
+    { "a tree at its workers limit waits", { { 9, 1, 1 }, { 0, 0, 0 } }, 2, 1 },
+    { "under its limit it goes", { { 9, 1, 2 }, { 0, 0, 0 } }, 2, 0 },
+    { "every tree full: none", { { 0, 2, 2 }, { 3, 1, 1 } }, 2, -1 },
+  };
+
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+    ok(ck_decide_pick(t[i].v, t[i].n) == t[i].want, "pick: %s -> %d", t[i].what, t[i].want);
+}
+
 static void latest(void)
 {
   static const struct {
@@ -207,6 +227,7 @@ int main(void)
   retries();
   reasons();
   disk_guard();
+  pick();
   latest();
   return tap_done();
 }

@@ -126,7 +126,8 @@ fi
 if command -v systemd-analyze >/dev/null 2>&1 && [ -f systemd/ckptd.service ]; then
   mkdir -p "$T/unit"
   sed "s|[^ =]*/bin/ckptd|$(pwd)/daemon/ckptd|g" systemd/ckptd.service > "$T/unit/ckptd.service"
-  systemd-analyze verify "$T/unit/ckptd.service" >"$T/verify" 2>&1; ok $? "systemd-analyze verify accepts ckptd.service $(head -c 200 "$T/verify")"
+  # --man=no: the man pages it names are checked where they are installed (tests/test_deb.sh)
+  systemd-analyze verify --man=no "$T/unit/ckptd.service" >"$T/verify" 2>&1; ok $? "systemd-analyze verify accepts ckptd.service $(head -c 200 "$T/verify")"
   exposure=$(systemd-analyze security --offline=true "$T/unit/ckptd.service" 2>/dev/null | sed -n 's/.*exposure level for ckptd.service: \([0-9.]*\).*/\1/p')
   awk -v e="${exposure:-10}" 'BEGIN { exit !(e <= 2.0) }'; ok $? "systemd-analyze security: exposure ${exposure:-unknown} (at most 2.0)"
 else

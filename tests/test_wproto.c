@@ -25,7 +25,7 @@ static void job_roundtrip(void)
 {
   struct ck_shard_rule rules[2] = { { "embedding/*", 1 }, { "a=b*", 2 } };
   struct ck_wjob in = { .kind = CK_WJOB_CONVERT, .direction = CK_DIR_H5_TO_SAVER, .src = "/m/x y.h5",
-                        .dst = "/m/x y", .mem_limit = 1ull << 32, .cpu_limit = 600 };
+                        .dst = "/m/x y", .mem_limit = 1ull << 32, .cpu_limit = 600, .min_free = 5ull << 30 };
   struct ck_wjob out;
   char **argv, msg[300];
 
@@ -38,6 +38,9 @@ static void job_roundtrip(void)
   in.opts.rules = rules;
   in.opts.nrules = 2;
   in.opts.verify = 1;
+  in.opts.output_mode = 0640;
+  in.opts.output_chgrp = 1;
+  in.opts.output_gid = 1234;
   in.ckpt_policy = CK_CKPTFILE_ALWAYS;
   argv = ck_wjob_argv("/usr/bin/ckptd", &in);
   ok(argv && strcmp(argv[0], "/usr/bin/ckptd") == 0 && strcmp(argv[1], "--worker") == 0, "argv starts exe --worker");
@@ -53,6 +56,8 @@ static void job_roundtrip(void)
          strcmp(out.opts.rules[1].pattern, "a=b*") == 0 && out.opts.rules[1].shard == 2,
      "shard rules (a '=' inside a pattern too)");
   ok(out.mem_limit == (1ull << 32) && out.cpu_limit == 600, "limits");
+  ok(out.min_free == (5ull << 30), "the disk guard's min_free");
+  ok(out.opts.output_mode == 0640 && out.opts.output_chgrp && out.opts.output_gid == 1234, "output mode and group");
   ck_wjob_argv_free(argv);
 
   in = (struct ck_wjob){ .kind = CK_WJOB_PROBE, .src = "/m/a.h5", .require_success = 1 };
