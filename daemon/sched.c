@@ -10,7 +10,9 @@
  * to the durable record before anything else depends on them.
  *
  * This file gathers facts (stats, probes, the record, output marks) and performs what
- * transition.c decides from them; every decision itself is pure and table-tested. */
+ * transition.c decides from them; every decision itself is pure and table-tested.
+ * sched_status.c writes the status file and metrics, sched_ctl.c answers ckpt ctl;
+ * sched_int.h is what the three share. */
 #include "config.h"
 
 #include <errno.h>
@@ -27,7 +29,6 @@
 
 #include "bundle.h"
 #include "ckptfile.h"
-#include "ctl.h"
 #include "decide.h"
 #include "fileio.h"
 #include "h5.h"
@@ -41,106 +42,14 @@
 #include "transition.h"
 #include "watch.h"
 
-enum { KIND_SAVER = CK_KIND_SAVER, KIND_H5 = CK_KIND_H5 };
+#include "sched_int.h"
 
-#define RECENT 20
-enum { PHASE_RUNNING, PHASE_STOPPING, PHASE_STOPPED };
-
-/* A file as a check saw it: an event or rescan that finds it unchanged costs
- * nothing more (no index parse, no HDF5 probe). */
-struct fstamp {
-  uint64_t ino, size;
-  int64_t mtime_ns;
-};
-
-struct fstamps {
-  struct fstamp *f;
-  int n, cap;
-};
-
-struct cand {
-  char *key;
-  int kind;
-  int root;            /* stable root id */
-  int state;
-  double next_check;   /* monotonic seconds */
-  uint64_t sig;
-  int have_sig;
-  int attempts;
-  int dirty;
-  int checking;        /* a check is running on libuv's pool */
-  int touched;         /* an event arrived while it ran */
-  double started;
-  struct ck_ident id;
-  char *why;           /* last reason (incomplete, error) */
-  struct fstamps seen; /* its files at the last check */
-  struct fstamp outdir; /* BLOCKED: its output directory then (mode, owner in mtime_ns) */
-  int guarded;          /* held back by the disk guard (logged once) */
-  int force;            /* ckpt ctl retry or reconvert: CK_FORCE_* for the next decision */
-  int skip;             /* ckpt ctl skip of a running job: skipped when it ends */
-  int paused;           /* waiting for its tree's `ckpt ctl resume` */
-  unsigned gen;        /* the rescan that last reported one of its files */
-};
-
-struct sroot {
-  int id;
-  struct ck_watch_conf *conf;
-  int pending;                  /* its path is missing: watched when it appears */
-  int paused;                   /* ckpt ctl pause: no job starts in it */
-  double last_success;          /* wall clock */
-  unsigned long long disk_guard; /* jobs deferred or stopped for min_free */
-};
-
-struct finished {
-  char *src;
-  int ok;
-  char *error;
-  unsigned long long bytes;
-  double seconds;
-};
-
-struct ck_sched {
-  uv_loop_t *loop;
-  struct ck_conf *conf;
-  struct sroot *roots;
-  int nroots;
-  int next_root_id;
-  struct ck_record *rec;
-  struct ck_pool *pool;
-  struct ck_watch *watch;
-  struct ck_hmap *cands;
-  uv_timer_t tick;     /* one-shot, armed for the earliest check due */
-  double tick_due;     /* monotonic time it is armed for, or 0 */
-  uv_timer_t rescan;
-  uv_timer_t status_timer;
-  uv_timer_t stop_timer;
-  int stopping;        /* intake stopped (PHASE_STOPPING or later) */
-  int phase;           /* PHASE_RUNNING, _STOPPING (jobs still ending), _STOPPED */
-  int stop_signal;     /* what running workers were last sent at shutdown */
-  void (*stop_done)(void *);
-  void *stop_ctx;
-  uint64_t next_job_id;
-  double started_wall;
-  unsigned long long done_total, failed_total, bytes_total;
-  unsigned long long checks_total; /* completeness checks (stats, index parses) and probes run */
-  unsigned gen;        /* rescans so far */
-  double rescan_started; /* monotonic */
-  int flags;            /* CK_SCHED_ONCE, CK_SCHED_DRY_RUN */
-  uv_timer_t idle_timer; /* --once: ends the run when nothing is left to do */
-  struct ck_once once;  /* --once: what the run did */
-  void (*once_done)(void *ctx); /* called when a --once run has nothing left to do */
-  void *once_ctx;
-  struct ck_metrics metrics;
-  struct finished recent[RECENT];
-  int nrecent;
-};
-
-static const char *dir_name(int d)
+const char *sched_dir_name(int d)
 {
   return d == CK_DIR_SAVER_TO_H5 ? "saver-to-h5" : d == CK_DIR_H5_TO_SAVER ? "h5-to-saver" : "both";
 }
 
-static double mono(void)
+double sched_mono(void)
 {
   struct timespec ts;
 
@@ -148,7 +57,7 @@ static double mono(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static double wall(void)
+double sched_wall(void)
 {
   struct timespec ts;
 
@@ -156,7 +65,7 @@ static double wall(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static struct sroot *root_by_id(struct ck_sched *s, int id)
+struct sroot *sched_root(struct ck_sched *s, int id)
 {
   for (int i = 0; i < s->nroots; i++)
     if (s->roots[i].id == id)
@@ -164,18 +73,8 @@ static struct sroot *root_by_id(struct ck_sched *s, int id)
   return NULL;
 }
 
-static void on_status_timer(uv_timer_t *t);
-static void plan(struct ck_sched *s, const char *verb, const char *src, const char *dst, const char *why);
-static int dir_stamp(const char *key, struct fstamp *out);
 static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int direction, int ok,
                      const char *error, const char *reason, unsigned long long bytes, double seconds);
-
-/* The status file is rewritten at most every 250 ms. */
-static void mark_status(struct ck_sched *s)
-{
-  if (!uv_is_active((uv_handle_t *)&s->status_timer) || uv_timer_get_due_in(&s->status_timer) > 250)
-    uv_timer_start(&s->status_timer, on_status_timer, 250, 0);
-}
 
 /* ---- naming: decide.c ---- */
 
@@ -206,7 +105,7 @@ static void on_tick(uv_timer_t *t);
  * they are due, not on a polling tick, and an idle daemon has no timer running. */
 static void want_tick_at(struct ck_sched *s, double when)
 {
-  double now = mono();
+  double now = sched_mono();
 
   if (s->stopping || (s->tick_due > 0 && s->tick_due <= when))
     return;
@@ -223,21 +122,21 @@ static double settle_of(const struct ck_sched *s, const struct cand *c)
   return s->conf->settle_seconds;
 }
 
-static void settle(struct ck_sched *s, struct cand *c, double delay)
+void sched_settle(struct ck_sched *s, struct cand *c, double delay)
 {
   if ((s->flags & CK_SCHED_ONCE) && delay > 0) { /* --once: still changing is not complete now */
-    plan(s, "wait", c->key, NULL, "written to within settle_seconds: not complete now");
+    sched_plan(s, "wait", c->key, NULL, "written to within settle_seconds: not complete now");
     s->once.not_complete++;
     c->state = CK_ST_WAITING;
     return;
   }
   c->state = CK_ST_SETTLING;
-  c->next_check = mono() + delay;
+  c->next_check = sched_mono() + delay;
   want_tick_at(s, c->next_check);
 }
 
 /* --dry-run and --once say what they do, one line per source on stdout. */
-static void plan(struct ck_sched *s, const char *verb, const char *src, const char *dst, const char *why)
+void sched_plan(struct ck_sched *s, const char *verb, const char *src, const char *dst, const char *why)
 {
   if (!(s->flags & CK_SCHED_ONCE))
     return;
@@ -333,7 +232,7 @@ static int stable(const struct cand *c)
 void ck_sched_on_file(void *ctx, int root, const char *path, const struct stat *st, int initial)
 {
   struct ck_sched *s = ctx;
-  struct sroot *r = root_by_id(s, root);
+  struct sroot *r = sched_root(s, root);
   struct cand *c;
   char *key;
   int kind;
@@ -381,10 +280,10 @@ void ck_sched_on_file(void *ctx, int root, const char *path, const struct stat *
     c->touched = 1;
     return;
   }
-  if (c->state == CK_ST_RETRY && c->next_check > mono())
+  if (c->state == CK_ST_RETRY && c->next_check > sched_mono())
     return; /* its backoff decides */
   if (c->state != CK_ST_SETTLING || c->next_check == 0)
-    settle(s, c, 0);
+    sched_settle(s, c, 0);
 }
 
 /* ---- checking a candidate ---- */
@@ -472,10 +371,10 @@ static int check_h5(const char *key, struct gather *g, char **why)
 
 static void queue_job(struct ck_sched *s, struct cand *c, char *dst);
 
-static void record(struct ck_sched *s, struct cand *c, int status, const char *out, const char *err, long long ms)
+void sched_record(struct ck_sched *s, struct cand *c, int status, const char *out, const char *err, long long ms)
 {
   struct ck_rec e = { c->key, status, c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER, c->id, ms,
-                      wall(), (char *)out, (char *)err };
+                      sched_wall(), (char *)out, (char *)err };
   int rc = ck_record_put(s->rec, &e);
 
   if (rc != 0) {
@@ -543,11 +442,11 @@ static void decide(struct ck_sched *s, struct cand *c)
                                rec && rec->output && dst && strcmp(rec->output, dst) == 0,
                                ck_record_by_output(s->rec, c->key) != NULL, probe && access(probe, F_OK) == 0,
                                CK_MARK_NONE, c->force };
-  struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
+  struct ck_log_fields f = { c->key, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
 
   free(probe);
   if (dst == NULL) {
-    settle(s, c, 5);
+    sched_settle(s, c, 5);
     return;
   }
   if (in.dst_exists)
@@ -556,7 +455,7 @@ static void decide(struct ck_sched *s, struct cand *c)
   need = ck_next_source(&in);
   for (size_t i = 0; i < sizeof(settled) / sizeof(settled[0]); i++)
     if (settled[i].need == need) { /* nothing to do, nothing to log */
-      plan(s, settled[i].verb, c->key, need == CK_NEED_NONE_DONE ? dst : NULL, settled[i].why);
+      sched_plan(s, settled[i].verb, c->key, need == CK_NEED_NONE_DONE ? dst : NULL, settled[i].why);
       c->state = settled[i].state;
       free(dst);
       return;
@@ -564,14 +463,14 @@ static void decide(struct ck_sched *s, struct cand *c)
   switch (need) {
   case CK_NEED_NONE_THEIRS:
     ck_log(CK_LOG_DEBUG, "skip", &f, "the other format is already there and is not ckptd's; not converting");
-    plan(s, "skip", c->key, dst, "the other format is already there and is not ckptd's");
+    sched_plan(s, "skip", c->key, dst, "the other format is already there and is not ckptd's");
     c->state = CK_ST_SKIPPED;
     break;
   case CK_NEED_ADOPT:
     ck_log(CK_LOG_INFO, "adopt", &f, "ckptd's output of this source as it is now is already there; recorded as done");
-    plan(s, "adopt", c->key, dst, "ckptd's output of it as it is now is there: recorded as done");
-    record(s, c, CK_REC_QUEUED, dst, NULL, 0);
-    record(s, c, CK_REC_DONE, dst, NULL, 0);
+    sched_plan(s, "adopt", c->key, dst, "ckptd's output of it as it is now is there: recorded as done");
+    sched_record(s, c, CK_REC_QUEUED, dst, NULL, 0);
+    sched_record(s, c, CK_REC_DONE, dst, NULL, 0);
     c->state = CK_ST_DONE;
     break;
   case CK_NEED_RECONVERT:
@@ -620,12 +519,12 @@ static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why, int reas
     if (!(s->flags & CK_SCHED_DRY_RUN))
       forget_output(c, rec->output, &f);
   }
-  plan(s, "fail", c->key, NULL, why);
+  sched_plan(s, "fail", c->key, NULL, why);
   s->once.failed++;
   if (c->force || !(rec && rec->status == CK_REC_FAILED && same_ident(&rec->id, &c->id))) {
     c->force = CK_FORCE_NONE; /* a ckpt ctl retry is answered in the log, failed or not */
     ck_log(CK_LOG_ERROR, "job_failed", &f, "not a valid checkpoint; will retry when it changes");
-    record(s, c, CK_REC_FAILED, NULL, why, 0);
+    sched_record(s, c, CK_REC_FAILED, NULL, why, 0);
     s->failed_total++;
     s->metrics.failures[reason]++;
     run_hook(s, c, NULL, c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER, 0, why,
@@ -634,7 +533,7 @@ static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why, int reas
   free(c->why);
   c->why = why;
   c->state = CK_ST_FAILED;
-  mark_status(s);
+  sched_mark_status(s);
 }
 
 static void not_yet(struct cand *c, char *why)
@@ -656,12 +555,12 @@ static void probe(struct ck_sched *s, struct cand *c)
 
   if (j == NULL || (j->src = strdup(c->key)) == NULL) {
     free(j);
-    settle(s, c, 1);
+    sched_settle(s, c, 1);
     return;
   }
   j->kind = CK_WJOB_PROBE;
   j->direction = CK_DIR_H5_TO_SAVER;
-  j->require_success = root_by_id(s, c->root) ? root_by_id(s, c->root)->conf->require_success : 0;
+  j->require_success = sched_root(s, c->root) ? sched_root(s, c->root)->conf->require_success : 0;
   j->owner = c;
   s->checks_total++;
   c->checking = 1;
@@ -682,14 +581,14 @@ static void probe_done(struct ck_sched *s, struct ck_job *j)
   c->checking = 0;
   switch (n.act) {
   case CK_ACT_IDLE: c->state = CK_ST_WAITING; break;
-  case CK_ACT_SETTLE: settle(s, c, n.delay); break;
+  case CK_ACT_SETTLE: sched_settle(s, c, n.delay); break;
   case CK_ACT_FAIL:
     fail_corrupt(s, c, strdup(j->err), j->crashed ? CK_REASON_CRASHED : CK_REASON_CORRUPT);
     break;
   case CK_ACT_WAIT: not_yet(c, strdup(j->err)); break;
   case CK_ACT_SKIP:
     ck_log(CK_LOG_DEBUG, "skip", &f, "ckptd's converted copy of the bundle of its name: never converted back");
-    plan(s, "skip", c->key, NULL, "ckptd's converted copy of the bundle of its name: never converted back");
+    sched_plan(s, "skip", c->key, NULL, "ckptd's converted copy of the bundle of its name: never converted back");
     c->state = CK_ST_SKIPPED;
     break;
   default: decide(s, c); break;
@@ -700,7 +599,7 @@ static void probe_done(struct ck_sched *s, struct ck_job *j)
 
 static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t sig, double newest, char *why)
 {
-  struct ck_check_seen in = { c->kind, res, wall() - newest, settle_of(s, c), c->have_sig, c->sig, sig };
+  struct ck_check_seen in = { c->kind, res, sched_wall() - newest, settle_of(s, c), c->have_sig, c->sig, sig };
   struct ck_next n = ck_next_after_check(&in);
 
   if (n.act == CK_ACT_WAIT) {
@@ -715,7 +614,7 @@ static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t si
   }
   free(why);
   if (n.act == CK_ACT_SETTLE)
-    settle(s, c, n.delay);
+    sched_settle(s, c, n.delay);
   else if (n.act == CK_ACT_PROBE)
     probe(s, c); /* decide() once a worker has opened it */
   else
@@ -733,7 +632,7 @@ static void check_done(uv_work_t *w, int status)
     free(q->why);
   } else if (c->touched) { /* files changed while we looked: look again */
     free(q->why);
-    settle(s, c, 0);
+    sched_settle(s, c, 0);
   } else {
     c->id = q->g.id;
     stamps_merge(&c->seen, &q->g.seen);
@@ -749,7 +648,7 @@ static void check(struct ck_sched *s, struct cand *c)
 {
   struct check_req *q;
 
-  if (root_by_id(s, c->root) == NULL) { /* its tree is no longer watched */
+  if (sched_root(s, c->root) == NULL) { /* its tree is no longer watched */
     c->state = CK_ST_SKIPPED;
     return;
   }
@@ -772,7 +671,7 @@ static void check(struct ck_sched *s, struct cand *c)
     c->checking = 0;
     free(q->key);
     free(q);
-    settle(s, c, 1);
+    sched_settle(s, c, 1);
   }
 }
 
@@ -787,7 +686,7 @@ static int room_for(struct ck_sched *s, struct cand *c, const struct ck_watch_co
   char *dir = ck_dirname(dst);
   struct statvfs vfs;
   uint64_t fs_free, fs_size;
-  struct sroot *r = root_by_id(s, c->root);
+  struct sroot *r = sched_root(s, c->root);
 
   *min_free = 0;
   if (dir == NULL || statvfs(dir, &vfs) != 0) {
@@ -803,7 +702,7 @@ static int room_for(struct ck_sched *s, struct cand *c, const struct ck_watch_co
     return 1;
   }
   if (!c->guarded) {
-    struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), (long long)c->id.size, -1, dst,
+    struct ck_log_fields f = { c->key, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2), (long long)c->id.size, -1, dst,
                                NULL, "no_space" };
     ck_log(CK_LOG_WARN, "disk_guard", &f,
            "not starting: %llu bytes free, the output needs about %llu and min_free keeps %llu; checking again "
@@ -817,21 +716,21 @@ static int room_for(struct ck_sched *s, struct cand *c, const struct ck_watch_co
 
 static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
 {
-  const struct ck_watch_conf *w = root_by_id(s, c->root)->conf;
+  const struct ck_watch_conf *w = sched_root(s, c->root)->conf;
   struct ck_job *j;
-  struct ck_log_fields f = { c->key, dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
+  struct ck_log_fields f = { c->key, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
   uint64_t min_free;
 
-  if (root_by_id(s, c->root)->paused) { /* ckpt ctl pause: it waits for resume */
+  if (sched_root(s, c->root)->paused) { /* ckpt ctl pause: it waits for resume */
     c->paused = 1;
     c->state = CK_ST_WAITING;
     free(dst);
-    mark_status(s);
+    sched_mark_status(s);
     return;
   }
   if (!room_for(s, c, w, dst, &min_free)) {
     if (s->flags & CK_SCHED_ONCE) { /* --once: held back is not done now */
-      plan(s, "hold", c->key, dst, "the disk guard: not enough free space above min_free");
+      sched_plan(s, "hold", c->key, dst, "the disk guard: not enough free space above min_free");
       s->once.held++;
       c->state = CK_ST_WAITING;
       free(dst);
@@ -839,13 +738,13 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
     }
     free(dst);
     c->state = CK_ST_RETRY;
-    c->next_check = mono() + 10;
+    c->next_check = sched_mono() + 10;
     want_tick_at(s, c->next_check);
-    mark_status(s);
+    sched_mark_status(s);
     return;
   }
   if (s->flags & CK_SCHED_DRY_RUN) {
-    plan(s, "convert", c->key, dst, dir_name(c->kind == KIND_SAVER ? 1 : 2));
+    sched_plan(s, "convert", c->key, dst, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2));
     s->once.converted++;
     c->state = CK_ST_SKIPPED;
     free(dst);
@@ -853,7 +752,7 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   }
   if ((j = calloc(1, sizeof(*j))) == NULL) {
     free(dst);
-    settle(s, c, 5);
+    sched_settle(s, c, 5);
     return;
   }
   j->min_free = min_free;
@@ -893,12 +792,12 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   j->opts.nrules = (size_t)w->nrules;
   c->state = CK_ST_QUEUED;
   c->dirty = 0;
-  c->started = mono();
-  record(s, c, CK_REC_QUEUED, dst, NULL, 0);
+  c->started = sched_mono();
+  sched_record(s, c, CK_REC_QUEUED, dst, NULL, 0);
   ck_log(CK_LOG_DEBUG, "job_queued", &f, "queued");
   ck_pool_submit(s->pool, j);
   c->state = CK_ST_RUNNING; /* from here on the pool owns the job; events only mark it dirty */
-  mark_status(s);
+  sched_mark_status(s);
 }
 
 static void remember_finished(struct ck_sched *s, const struct ck_job *j, int ok)
@@ -925,9 +824,9 @@ static void maybe_stopped(struct ck_sched *s);
 static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int direction, int ok,
                      const char *error, const char *reason, unsigned long long bytes, double seconds)
 {
-  const struct sroot *r = root_by_id(s, c->root);
+  const struct sroot *r = sched_root(s, c->root);
   const char *cmd = r ? (ok ? r->conf->on_done : r->conf->on_failed) : NULL;
-  struct ck_hook_env e = { ok ? "done" : "failed", c->key, dst, dir_name(direction == CK_DIR_SAVER_TO_H5 ? 1 : 2),
+  struct ck_hook_env e = { ok ? "done" : "failed", c->key, dst, sched_dir_name(direction == CK_DIR_SAVER_TO_H5 ? 1 : 2),
                            r ? r->conf->name : "", error, reason, bytes, seconds };
 
   if (cmd && !(s->flags & CK_SCHED_DRY_RUN))
@@ -938,7 +837,7 @@ static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, 
 static void count_job(struct ck_sched *s, const struct cand *c, const struct ck_job *j, int state)
 {
   struct ck_metrics *m = &s->metrics;
-  struct sroot *r = root_by_id(s, c->root);
+  struct sroot *r = sched_root(s, c->root);
   int d = j->direction == CK_DIR_H5_TO_SAVER;
   int o = state == CK_ST_DONE      ? CK_OUTCOME_DONE
           : state == CK_ST_BLOCKED ? CK_OUTCOME_BLOCKED
@@ -951,7 +850,7 @@ static void count_job(struct ck_sched *s, const struct cand *c, const struct ck_
     m->bytes[d] += j->st.bytes;
     ck_metrics_observe(m, d, j->st.seconds);
     if (r)
-      r->last_success = wall();
+      r->last_success = sched_wall();
   } else if (o != CK_OUTCOME_ABORTED) {
     m->failures[ck_decide_reason(j->rc, j->crashed)]++;
   }
@@ -964,7 +863,7 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
   struct ck_sched *s = ctx;
   struct cand *c = j->owner;
   long long ms = (long long)(j->st.seconds * 1000);
-  struct ck_log_fields f = { j->src, dir_name(j->direction), (long long)j->st.bytes, ms, j->dst,
+  struct ck_log_fields f = { j->src, sched_dir_name(j->direction), (long long)j->st.bytes, ms, j->dst,
                              j->rc ? j->err : NULL, NULL };
   struct ck_after_job after;
 
@@ -975,24 +874,24 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
   }
   if (c->skip && j->rc == -ECANCELED && !s->stopping) { /* ckpt ctl skip stopped it */
     c->skip = 0;
-    record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", ms);
+    sched_record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", ms);
     ck_log(CK_LOG_INFO, "skip", &f, "stopped and skipped by ckpt ctl; converted again only if it changes");
     c->state = CK_ST_SKIPPED;
     c->dirty = 0;
     ck_job_free(j);
-    mark_status(s);
+    sched_mark_status(s);
     return;
   }
   c->skip = 0;
   after = ck_next_after_job(&(struct ck_job_seen){ j->rc, ck_decide_transient(j->rc), ck_decide_blocked(j->rc),
                                                    s->stopping, c->attempts, c->dirty, settle_of(s, c) });
   if (after.record != CK_SEEN_NONE)
-    record(s, c, after.record, after.record == CK_REC_DONE ? j->dst : NULL, j->rc ? j->err : NULL, ms);
+    sched_record(s, c, after.record, after.record == CK_REC_DONE ? j->dst : NULL, j->rc ? j->err : NULL, ms);
   c->state = after.state;
   c->attempts = after.attempts;
   count_job(s, c, j, after.state);
   if (s->flags & CK_SCHED_ONCE) { /* --once: no later retry; say how it went */
-    plan(s, after.state == CK_ST_DONE ? "converted" : after.state == CK_ST_BLOCKED ? "blocked" : "failed", j->src,
+    sched_plan(s, after.state == CK_ST_DONE ? "converted" : after.state == CK_ST_BLOCKED ? "blocked" : "failed", j->src,
          j->dst, j->rc ? j->err : NULL);
     if (after.state == CK_ST_DONE)
       s->once.converted++;
@@ -1014,7 +913,7 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
     ck_log(CK_LOG_WARN, "job_blocked", &f,
            "cannot convert here as things are; retried when the source, the directory's permissions or the "
            "configuration change");
-    if (dir_stamp(c->key, &c->outdir) != 0)
+    if (sched_dir_stamp(c->key, &c->outdir) != 0)
       memset(&c->outdir, 0, sizeof(c->outdir));
     remember_finished(s, j, 0);
   } else if (after.state == CK_ST_RETRY) {
@@ -1023,7 +922,7 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
       c->state = CK_ST_WAITING;
     } else {
       ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, after.delay);
-      c->next_check = mono() + after.delay;
+      c->next_check = sched_mono() + after.delay;
       want_tick_at(s, c->next_check);
     }
   } else {
@@ -1035,10 +934,10 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
     run_hook(s, c, j->dst, j->direction, after.state == CK_ST_DONE, j->rc ? j->err : NULL, f.reason,
              j->st.bytes, j->st.seconds);
   if (after.state != CK_ST_RETRY && after.delay >= 0)
-    settle(s, c, after.delay);
+    sched_settle(s, c, after.delay);
   c->dirty = 0;
   ck_job_free(j);
-  mark_status(s);
+  sched_mark_status(s);
   maybe_stopped(s);
 }
 
@@ -1092,7 +991,7 @@ static void collect_due(void *ctx, const char *key, void *value)
 static void on_tick(uv_timer_t *timer)
 {
   struct ck_sched *s = timer->data;
-  struct tick_ctx t = { s, mono(), { NULL, 0, 0 }, 0, 0 };
+  struct tick_ctx t = { s, sched_mono(), { NULL, 0, 0 }, 0, 0 };
 
   s->tick_due = 0;
   ck_hmap_each(s->cands, collect_due, &t);
@@ -1114,7 +1013,7 @@ struct sweep_ctx {
 
 /* What can unblock a job in a directory: its mode and owner, and whether its file
  * system is mounted read-only (entries coming and going do not count). */
-static int dir_stamp(const char *key, struct fstamp *out)
+int sched_dir_stamp(const char *key, struct fstamp *out)
 {
   char *dir = ck_dirname(key);
   struct stat st;
@@ -1135,7 +1034,7 @@ static void collect_gone(void *ctx, const char *key, void *value)
   struct fstamp now;
 
   (void)key;
-  if (c->gen == w->s->gen && c->state == CK_ST_BLOCKED && dir_stamp(c->key, &now) == 0 &&
+  if (c->gen == w->s->gen && c->state == CK_ST_BLOCKED && sched_dir_stamp(c->key, &now) == 0 &&
       memcmp(&now, &c->outdir, sizeof(now)) != 0)
     candvec_push(&w->unblock, c); /* its directory's permissions changed: try again */
   if (c->gen == w->s->gen || c->checking || c->state == CK_ST_QUEUED || c->state == CK_ST_RUNNING)
@@ -1183,7 +1082,7 @@ static int remove_bundle(const char *prefix, double when)
  * file that ckptd maintains. */
 static void mirror_delete(struct ck_sched *s, const struct cand *c)
 {
-  const struct sroot *r = root_by_id(s, c->root);
+  const struct sroot *r = sched_root(s, c->root);
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
   char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s.index", c->key) : strdup(c->key);
   struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, NULL, NULL };
@@ -1220,12 +1119,12 @@ static void rescan_done(void *ctx)
   if (s->stopping)
     return;
   s->metrics.rescans++;
-  s->metrics.rescan_seconds = mono() - s->rescan_started;
+  s->metrics.rescan_seconds = sched_mono() - s->rescan_started;
   ck_hmap_each(s->cands, collect_gone, &w);
   for (size_t i = 0; i < w.unblock.n; i++) {
     struct ck_log_fields f = { w.unblock.v[i]->key, NULL, -1, -1, NULL, NULL, NULL };
     ck_log(CK_LOG_INFO, "unblock", &f, "the output directory's permissions changed: trying again");
-    settle(s, w.unblock.v[i], 0);
+    sched_settle(s, w.unblock.v[i], 0);
   }
   free(w.unblock.v);
   for (size_t i = 0; i < w.gone.n; i++) {
@@ -1234,7 +1133,7 @@ static void rescan_done(void *ctx)
     free_cand(NULL, NULL, w.gone.v[i]);
   }
   free(w.gone.v);
-  mark_status(s);
+  sched_mark_status(s);
 }
 
 static void add_pending_roots(struct ck_sched *s);
@@ -1247,121 +1146,8 @@ static void on_rescan(uv_timer_t *timer)
     return; /* a slow filesystem: the walk in flight is this rescan */
   add_pending_roots(s);
   s->gen++; /* before anything the walk reports */
-  s->rescan_started = mono();
+  s->rescan_started = sched_mono();
   ck_watch_rescan(s->watch, rescan_done, s);
-}
-
-/* ---- status file ---- */
-
-struct counts {
-  int queued, running, waiting, blocked, failed, done;
-};
-
-static void count_cand(void *ctx, const char *key, void *value)
-{
-  struct counts *n = ctx;
-  const struct cand *c = value;
-
-  (void)key;
-  if (c->state == CK_ST_RUNNING)
-    n->running++;
-  else if (c->state == CK_ST_WAITING || c->state == CK_ST_SETTLING || c->state == CK_ST_RETRY || c->state == CK_ST_CHECKING)
-    n->waiting++;
-  else if (c->state == CK_ST_BLOCKED)
-    n->blocked++;
-}
-
-struct jobs_ctx {
-  struct ck_status_job *v;
-  size_t n, cap;
-};
-
-static void running_one(void *ctx, const struct ck_job *j, double seconds)
-{
-  struct jobs_ctx *r = ctx;
-
-  if (r->n == r->cap)
-    return;
-  r->v[r->n++] = (struct ck_status_job){ j->src, dir_name(j->direction == CK_DIR_SAVER_TO_H5 ? 1 : 2), j->pid,
-                                         wall() - seconds, seconds, j->done_bytes, j->total_bytes };
-}
-
-/* A snapshot for status.c: the status file and the Prometheus textfile. */
-static void write_status(struct ck_sched *s)
-{
-  if (s->flags & CK_SCHED_DRY_RUN)
-    return; /* a live daemon's status file is not ours to replace */
-  static const char *reasons[CK_REASONS];
-  struct counts n = { 0 };
-  struct ck_status_root *roots = calloc((size_t)s->nroots + 1, sizeof(*roots));
-  struct ck_status_recent recent[RECENT];
-  struct jobs_ctx jobs = { NULL, 0, 0 };
-  int rdone, rfailed, rpending, running = 0;
-  struct ck_status st;
-
-  ck_hmap_each(s->cands, count_cand, &n);
-  running = s->pool ? ck_pool_running(s->pool) : 0;
-  if (roots == NULL || (jobs.v = calloc((size_t)running + 1, sizeof(*jobs.v))) == NULL) {
-    free(roots);
-    return; /* the next change writes it again */
-  }
-  jobs.cap = (size_t)running;
-  if (s->pool)
-    ck_pool_each_running(s->pool, running_one, &jobs);
-  for (int i = 0; i < CK_REASONS; i++)
-    reasons[i] = ck_decide_reason_name(i);
-  s->metrics.reason_names = reasons;
-  s->metrics.nreasons = CK_REASONS;
-  ck_record_counts(s->rec, &rdone, &rfailed, &rpending);
-  for (int i = 0; i < s->nroots; i++) {
-    struct statvfs vfs;
-    int known = statvfs(s->roots[i].conf->path, &vfs) == 0;
-    roots[i] = (struct ck_status_root){ s->roots[i].conf->name, s->roots[i].conf->path,
-                                        dir_name(s->roots[i].conf->direction), s->roots[i].last_success,
-                                        known ? (long long)(vfs.f_bavail * vfs.f_frsize) : -1,
-                                        known ? (long long)(vfs.f_blocks * vfs.f_frsize) : -1,
-                                        s->roots[i].disk_guard };
-  }
-  for (int i = 0; i < s->nrecent; i++) { /* newest first */
-    const struct finished *r = &s->recent[s->nrecent - 1 - i];
-    recent[i] = (struct ck_status_recent){ r->src, r->ok, r->bytes, r->seconds, r->error ? r->error : "" };
-  }
-  st = (struct ck_status){
-    .version = PACKAGE_VERSION, .pid = (long)getpid(), .config = s->conf->source,
-    .state = s->phase == PHASE_STOPPED ? "stopped" : s->phase == PHASE_STOPPING ? "stopping" : "running",
-    .started_at = s->started_wall, .updated_at = wall(), .roots = roots, .nroots = (size_t)s->nroots,
-    .watched_directories = s->watch ? ck_watch_dirs(s->watch) : 0, .running = s->pool ? ck_pool_running(s->pool) : 0,
-    .queued = s->pool ? ck_pool_queued(s->pool) : 0, .waiting = n.waiting, .blocked = n.blocked, .done = rdone,
-    .failed = rfailed, .metrics = &s->metrics,
-    .done_since_start = s->done_total, .failed_since_start = s->failed_total, .bytes_since_start = s->bytes_total,
-    .checks_since_start = s->checks_total, .jobs = jobs.v, .njobs = jobs.n, .recent = recent,
-    .nrecent = (size_t)s->nrecent,
-  };
-  ck_status_save(s->conf->status_file, ck_status_json, &st);
-  if (s->conf->prometheus_file)
-    ck_status_save(s->conf->prometheus_file, ck_status_prometheus, &st);
-  free(roots);
-  free(jobs.v);
-}
-
-/* Written 250 ms after a change, and every 2 s while jobs run (their progress). */
-static void on_status_timer(uv_timer_t *t)
-{
-  struct ck_sched *s = t->data;
-
-  write_status(s);
-  if (s->phase != PHASE_STOPPED && s->pool && ck_pool_running(s->pool) > 0)
-    uv_timer_start(&s->status_timer, on_status_timer, 2000, 0);
-}
-
-void ck_sched_status_line(struct ck_sched *s, char *buf, size_t len)
-{
-  struct counts n = { 0 };
-
-  ck_hmap_each(s->cands, count_cand, &n);
-  snprintf(buf, len, "watching %d tree(s), %zu dirs; running %d, queued %d, waiting %d; done %llu, failed %llu",
-           s->nroots, s->watch ? ck_watch_dirs(s->watch) : 0, s->pool ? ck_pool_running(s->pool) : 0,
-           s->pool ? ck_pool_queued(s->pool) : 0, n.waiting, s->done_total, s->failed_total);
 }
 
 /* ---- roots and lifecycle ---- */
@@ -1395,95 +1181,6 @@ static void add_pending_roots(struct ck_sched *s)
   }
 }
 
-/* ---- control: ckpt ctl's requests, acted on at once ---- */
-
-static void resume_one(void *ctx, const char *key, void *value)
-{
-  struct ck_sched *s = ((void **)ctx)[0];
-  const struct sroot *r = ((void **)ctx)[1];
-  struct cand *c = value;
-
-  (void)key;
-  if (c->root == r->id && c->paused) {
-    c->paused = 0;
-    settle(s, c, 0);
-  }
-}
-
-static void control_tree(struct ck_sched *s, int verb, const char *name, char *reply, size_t len)
-{
-  struct sroot *r = NULL;
-  struct ck_log_fields f = { name, NULL, -1, -1, NULL, NULL, NULL };
-
-  for (int i = 0; i < s->nroots && !r; i++)
-    if (strcmp(s->roots[i].conf->name, name) == 0)
-      r = &s->roots[i];
-  if (r == NULL) {
-    snprintf(reply, len, "error no tree [watch %s] in %s", name, s->conf->source);
-    return;
-  }
-  r->paused = verb == CK_CTL_PAUSE;
-  ck_log(CK_LOG_INFO, r->paused ? "pause" : "resume", &f, "[watch %s] %s by ckpt ctl", name,
-         r->paused ? "paused: no new job starts there; running ones finish" : "resumed");
-  if (!r->paused) {
-    void *ctx[2] = { s, r };
-    ck_hmap_each(s->cands, resume_one, ctx);
-  }
-  snprintf(reply, len, "ok [watch %s] %s", name, r->paused ? "paused (running jobs finish)" : "resumed");
-  mark_status(s);
-}
-
-void ck_sched_control(void *ctx, int verb, const char *arg, char *reply, size_t len)
-{
-  struct ck_sched *s = ctx;
-  char *key = NULL;
-  struct cand *c;
-  struct ck_log_fields f = { arg, NULL, -1, -1, NULL, NULL, NULL };
-
-  if (s->stopping) {
-    snprintf(reply, len, "error ckptd is stopping");
-    return;
-  }
-  if (verb == CK_CTL_PAUSE || verb == CK_CTL_RESUME) {
-    control_tree(s, verb, arg, reply, len);
-    return;
-  }
-  /* a source: PREFIX, PREFIX.index, PREFIX.data-*, or an .h5 */
-  c = ck_decide_classify(arg, &key) != CK_KIND_NONE ? ck_hmap_get(s->cands, key) : ck_hmap_get(s->cands, arg);
-  free(key);
-  if (c == NULL) {
-    snprintf(reply, len, "error %s: not a checkpoint ckptd has seen in its trees (give its absolute path)", arg);
-    return;
-  }
-  if (verb == CK_CTL_SKIP) {
-    c->skip = 1; /* before: a queued job comes back at once */
-    if ((c->state == CK_ST_RUNNING || c->state == CK_ST_QUEUED) && ck_pool_cancel_src(s->pool, c->key, SIGTERM) > 0) {
-      snprintf(reply, len, "ok %s: stopping its conversion; then skipped until it changes", c->key);
-    } else {
-      c->skip = 0;
-      record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", 0);
-      c->state = CK_ST_SKIPPED;
-      snprintf(reply, len, "ok %s: skipped until it changes", c->key);
-    }
-    ck_log(CK_LOG_INFO, "skip", &f, "skipped by ckpt ctl");
-    mark_status(s);
-    return;
-  }
-  if (c->state == CK_ST_RUNNING || c->state == CK_ST_QUEUED || c->checking) {
-    snprintf(reply, len, "error %s: being %s now", c->key, c->checking ? "checked" : "converted");
-    return;
-  }
-  c->force = verb == CK_CTL_RECONVERT ? CK_FORCE_RECONVERT : CK_FORCE_RETRY;
-  c->attempts = 0;
-  c->paused = 0;
-  c->guarded = 0;
-  ck_log(CK_LOG_INFO, verb == CK_CTL_RECONVERT ? "reconvert" : "retry", &f, "%s by ckpt ctl: checking it now",
-         ck_ctl_verb_name(verb));
-  settle(s, c, 0);
-  snprintf(reply, len, "ok %s: %s now (its decision is in the log)", c->key,
-           verb == CK_CTL_RECONVERT ? "checking it and converting it again" : "checking it again");
-}
-
 struct ck_sched *ck_sched_new(uv_loop_t *loop, struct ck_conf *conf, struct ck_record *rec, int flags)
 {
   struct ck_sched *s = calloc(1, sizeof(*s));
@@ -1496,7 +1193,7 @@ struct ck_sched *ck_sched_new(uv_loop_t *loop, struct ck_conf *conf, struct ck_r
   s->conf = conf;
   s->rec = rec;
   s->flags = flags & CK_SCHED_DRY_RUN ? flags | CK_SCHED_ONCE : flags;
-  s->started_wall = wall();
+  s->started_wall = sched_wall();
   uv_timer_init(loop, &s->tick);
   uv_timer_init(loop, &s->rescan);
   uv_timer_init(loop, &s->status_timer);
@@ -1542,7 +1239,7 @@ void ck_sched_run(struct ck_sched *s, struct ck_pool *pool, struct ck_watch *wat
   }
   uv_timer_start(&s->rescan, on_rescan, (uint64_t)(s->conf->rescan_seconds * 1000),
                  (uint64_t)(s->conf->rescan_seconds * 1000));
-  write_status(s);
+  sched_write_status(s);
 }
 
 void ck_sched_when_idle(struct ck_sched *s, void (*fn)(void *ctx), void *ctx)
@@ -1567,7 +1264,7 @@ static void unblock_one(void *ctx, const char *key, void *value)
 
   (void)key;
   if (c->state == CK_ST_BLOCKED)
-    settle(ctx, c, 0);
+    sched_settle(ctx, c, 0);
 }
 
 void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
@@ -1611,7 +1308,7 @@ void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
   /* running jobs keep copies of their settings; the old configuration can go */
   ck_conf_free(old);
   free(old);
-  mark_status(s);
+  sched_mark_status(s);
 }
 
 /* Running jobs get stop_timeout to finish, then SIGTERM (a worker removes its
@@ -1640,7 +1337,7 @@ static void maybe_stopped(struct ck_sched *s)
   s->phase = PHASE_STOPPED;
   uv_timer_stop(&s->stop_timer);
   uv_timer_stop(&s->status_timer);
-  write_status(s);
+  sched_write_status(s);
   s->stop_done(s->stop_ctx);
 }
 
