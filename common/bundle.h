@@ -133,6 +133,7 @@ struct ck_bundle_writer_opts {
   size_t expected_entries;  /* a hint: the entry table is sized once (no regrowth copies) */
   const char *mark_name;    /* if set, the index gets ckptd's mark (ck_mark_set) naming the */
   const char *mark_id;      /* source and its identity, before it is published; kept by the caller */
+  int keep_foreign;         /* never replace a final file without ckptd's mark (ck_publish_rename) */
   int mode, chgrp;          /* ck_set_owner() of every file before it is published */
   unsigned gid;
 };

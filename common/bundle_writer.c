@@ -593,6 +593,9 @@ static int publish(struct ck_bundle_writer *w, const char *index_tmp, struct ck_
     rc = ck_err_set(err, -ENOMEM, "out of memory");
     goto out;
   }
+  if (w->o.mark_name && w->o.mark_id) /* best effort: file systems without user xattrs keep none */
+    for (int i = -1; i < w->nshards; i++) /* -1: the index; data files too, so each is known as ours */
+      ck_mark_set(i < 0 ? index_tmp : w->shards[i].tmp, w->o.mark_name, w->o.mark_id);
   for (int i = -1; i < w->nshards && (w->o.mode || w->o.chgrp); i++) /* -1: the index */
     if ((rc = ck_set_owner(i < 0 ? index_tmp : w->shards[i].tmp, w->o.mode, w->o.chgrp, w->o.gid)) != 0) {
       ck_err_set(err, rc, "%s: cannot set the outputs' mode or group: %s", w->prefix, strerror(-rc));
@@ -600,19 +603,17 @@ static int publish(struct ck_bundle_writer *w, const char *index_tmp, struct ck_
     }
   for (; done < w->nshards; done++) {
     finals[done] = ck_asprintf("%s.data-%05d-of-%05d", w->prefix, done, w->nshards);
-    if (finals[done] == NULL || rename(w->shards[done].tmp, finals[done]) != 0) {
-      rc = finals[done] ? -errno : -ENOMEM;
-      ck_err_set(err, rc, "%s: rename: %s", finals[done] ? finals[done] : "data file", strerror(-rc));
+    if (finals[done] == NULL ||
+        (rc = ck_publish_rename(w->shards[done].tmp, finals[done], w->o.keep_foreign)) != 0) {
+      rc = finals[done] ? rc : -ENOMEM;
+      ck_err_set(err, rc, "%s: %s", finals[done] ? finals[done] : "data file", ck_publish_error(rc));
       goto out;
     }
     free(w->shards[done].tmp);
     w->shards[done].tmp = NULL;
   }
-  if (w->o.mark_name && w->o.mark_id) /* best effort: file systems without user xattrs keep none */
-    ck_mark_set(index_tmp, w->o.mark_name, w->o.mark_id);
-  if (rename(index_tmp, index_final) != 0) {
-    rc = -errno;
-    ck_err_set(err, rc, "%s: rename: %s", index_final, strerror(errno));
+  if ((rc = ck_publish_rename(index_tmp, index_final, w->o.keep_foreign)) != 0) {
+    ck_err_set(err, rc, "%s: %s", index_final, ck_publish_error(rc));
     goto out;
   }
   if ((rc = ck_fsync_dir(w->dir)) != 0)

@@ -28,6 +28,7 @@ struct ck_convert_opts {
   size_t nrules;
   int verify;                /* re-read the output and compare every checksum */
   int no_checkpoint_file;    /* HDF5 -> TF: leave the directory's `checkpoint` file alone */
+  int keep_foreign;          /* never replace an output that ckptd did not write (the daemon) */
   int output_mode;           /* outputs get this mode before they are published; 0: as created */
   int output_chgrp;          /* 1: outputs get group output_gid before they are published */
   unsigned output_gid;

@@ -92,7 +92,7 @@ static int verify_output(const char *prefix, struct ck_h5r *r, uint8_t *buf, siz
 
 /* Rename (or, with to == NULL, remove) the bundle at prefix: data files first, the
  * index last, as TensorFlow publishes, then fsync the directory. */
-static int move_bundle(const char *prefix, const char *to, struct ck_err *err)
+static int move_bundle(const char *prefix, const char *to, int keep_foreign, struct ck_err *err)
 {
   struct ck_bundle *b;
   char from_path[4200], to_path[4200];
@@ -113,8 +113,8 @@ static int move_bundle(const char *prefix, const char *to, struct ck_err *err)
       unlink(from_path);
       continue;
     }
-    if (rename(from_path, to_path) != 0)
-      rc = ck_err_set(err, -errno, "%s: rename: %s", to_path, strerror(errno));
+    if ((rc = ck_publish_rename(from_path, to_path, keep_foreign)) != 0)
+      ck_err_set(err, rc, "%s: %s", to_path, ck_publish_error(rc));
   }
   ck_bundle_close(b);
   if (rc == 0 && to != NULL) {
@@ -189,6 +189,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   }
   ck_srcid_format(&id, source_id, sizeof(source_id));
   wo.mark_name = src_base;
+  wo.keep_foreign = o->keep_foreign;
   wo.mode = o->output_mode;
   wo.chgrp = o->output_chgrp;
   wo.gid = o->output_gid;
@@ -236,9 +237,9 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   if (wprefix) {
     if ((rc = verify_output(wprefix, r, buf, bufsize, o->threads, err)) == 0 &&
         (rc = ck_srcid_check(&id, err)) == 0)
-      rc = move_bundle(wprefix, dst_prefix, err);
+      rc = move_bundle(wprefix, dst_prefix, o->keep_foreign, err);
     if (rc != 0) {
-      move_bundle(wprefix, NULL, NULL); /* what did not verify is never published */
+      move_bundle(wprefix, NULL, 0, NULL); /* what did not verify is never published */
       goto out;
     }
   }

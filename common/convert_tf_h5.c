@@ -503,8 +503,8 @@ static int publish(const char *tmp, const char *dst, struct ck_srcid *id, const 
   ck_mark_set(tmp, source_name, source_id); /* best effort: without user xattrs, the record knows */
   if ((rc = ck_set_owner(tmp, o->output_mode, o->output_chgrp, o->output_gid)) != 0)
     return ck_err_set(err, rc, "%s: cannot set its mode or group: %s", dst, strerror(-rc));
-  if (rename(tmp, dst) != 0)
-    return ck_err_set(err, -errno, "%s: rename: %s", dst, strerror(errno));
+  if ((rc = ck_publish_rename(tmp, dst, o->keep_foreign)) != 0)
+    return ck_err_set(err, rc, "%s: %s", dst, ck_publish_error(rc));
   dir = ck_dirname(dst);
   rc = dir ? ck_fsync_dir(dir) : -ENOMEM;
   free(dir);

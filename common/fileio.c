@@ -251,13 +251,48 @@ int ck_mark_get(const char *path, char *buf, size_t len)
   return strlen(buf) == (size_t)n ? 0 : -EINVAL; /* no NUL inside */
 }
 
+int ck_publish_rename(const char *tmp, const char *dst, int keep_foreign)
+{
+  struct stat st;
+  char mark[600];
+
+  if (keep_foreign) {
+    if (lstat(dst, &st) != 0) {
+      if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
+        return 0;
+      if (errno != EINVAL && errno != ENOSYS)
+        return -errno; /* EEXIST: it appeared just now */
+    } else if (ck_mark_get(dst, mark, sizeof(mark)) != 0) {
+      return -EEXIST;
+    }
+  }
+  return rename(tmp, dst) == 0 ? 0 : -errno;
+}
+
+const char *ck_publish_error(int rc)
+{
+  static _Thread_local char buf[200];
+
+  if (rc == -EEXIST)
+    return "appeared during the conversion and is not ckptd's: not replacing it";
+  snprintf(buf, sizeof(buf), "rename: %s", strerror(-rc));
+  return buf;
+}
+
 int ck_set_owner(const char *path, int mode, int chgrp, unsigned gid)
 {
-  if (chgrp && lchown(path, (uid_t)-1, (gid_t)gid) != 0)
+  int fd, rc = 0;
+
+  if (!mode && !chgrp)
+    return 0;
+  /* through a descriptor of the file itself: a link swapped in for it is never followed */
+  if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
     return -errno;
-  if (mode && chmod(path, (mode_t)mode) != 0) /* after chown, which may clear set-id bits */
-    return -errno;
-  return 0;
+  if ((chgrp && fchown(fd, (uid_t)-1, (gid_t)gid) != 0) ||
+      (mode && fchmod(fd, (mode_t)mode) != 0)) /* after chown, which may clear set-id bits */
+    rc = -errno;
+  close(fd);
+  return rc;
 }
 
 int ck_create_excl(const char *path)

@@ -74,6 +74,16 @@ void ck_source_id_format(uint64_t size, int64_t mtime_ns, char *buf, size_t len)
 int ck_mark_set(const char *path, const char *name, const char *source_id);
 int ck_mark_get(const char *path, char *buf, size_t len);
 
+/* Publish tmp as dst (rename). With keep_foreign, never replace a dst that is not
+ * ckptd's (it has no ckptd mark: a trainer wrote it while the conversion ran):
+ * -EEXIST instead; an absent dst is taken with RENAME_NOREPLACE where the file system
+ * has it, so one appearing at the last moment is not replaced either. 0 or -errno. */
+int ck_publish_rename(const char *tmp, const char *dst, int keep_foreign);
+
+/* Its failure in words: "appeared during the conversion and is not ckptd's: not
+ * replacing it" for -EEXIST, else "rename: " and the errno text. */
+const char *ck_publish_error(int rc);
+
 /* Give a file about to be published its mode (0: leave it) and, if chgrp, group gid.
  * 0 or -errno. */
 int ck_set_owner(const char *path, int mode, int chgrp, unsigned gid);

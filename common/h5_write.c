@@ -74,11 +74,12 @@ int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_
     /* libhdf5 keeps the errno in its stack's text: ask the file system the same
      * question, so the code says why (EACCES, EROFS: a blocked job; ENOSPC: retry) */
     int fd = ck_create_excl(path), rc;
-    if (fd < 0) {
+    if (fd < 0 && fd != -EEXIST) { /* (EEXIST: libhdf5 made it before failing; its stack says why) */
       rc = ck_err_set(err, fd, "%s: cannot create HDF5 file: %s", path, strerror(-fd));
     } else {
-      close(fd);
-      unlink(path);
+      if (fd >= 0)
+        close(fd);
+      unlink(path); /* our temporary's name: nobody else's file */
       rc = ck_h5_err(err, -EIO, "%s: cannot create HDF5 file", path);
     }
     H5Pclose(w->gcpl);

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -17,15 +19,17 @@
 struct ck_control {
   uv_pipe_t server;
   char *path;
+  ino_t ino; /* of the socket we bound: only that one is removed at close */
   ck_control_fn fn;
   void *ctx;
 };
 
 struct client {
   uv_pipe_t pipe;
+  ck_control_fn fn; /* copies: the server may be closed and freed while a client is open */
+  void *ctx;
   uv_timer_t timer; /* the 5 s limit */
   uv_write_t write;
-  struct ck_control *c;
   char buf[CK_CTL_LINE_MAX + 1];
   size_t n;
   char reply[CK_CTL_LINE_MAX + 64];
@@ -69,7 +73,7 @@ static void answer(struct client *cl)
     snprintf(cl->reply, sizeof(cl->reply),
              "error expected one line: retry PATH, skip PATH, reconvert PATH, pause TREE or resume TREE");
   else
-    cl->c->fn(cl->c->ctx, verb, arg, cl->reply, sizeof(cl->reply) - 1);
+    cl->fn(cl->ctx, verb, arg, cl->reply, sizeof(cl->reply) - 1);
   cl->reply[strcspn(cl->reply, "\n")] = '\0';
   strcat(cl->reply, "\n");
   b = uv_buf_init(cl->reply, (unsigned)strlen(cl->reply));
@@ -123,7 +127,8 @@ static void on_connection(uv_stream_t *server, int status)
 
   if (status != 0 || (cl = calloc(1, sizeof(*cl))) == NULL)
     return;
-  cl->c = c;
+  cl->fn = c->fn;
+  cl->ctx = c->ctx;
   uv_pipe_init(server->loop, &cl->pipe, 0);
   uv_timer_init(server->loop, &cl->timer);
   cl->pipe.data = cl->timer.data = cl;
@@ -134,6 +139,23 @@ static void on_connection(uv_stream_t *server, int status)
     return;
   }
   uv_timer_start(&cl->timer, on_timeout, 5000, 0);
+}
+
+/* 1 if a process accepts connections on the socket at path. */
+static int socket_alive(const char *path)
+{
+  struct sockaddr_un a = { .sun_family = AF_UNIX };
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), alive;
+
+  if (fd < 0 || strlen(path) >= sizeof(a.sun_path)) {
+    if (fd >= 0)
+      close(fd);
+    return 0;
+  }
+  memcpy(a.sun_path, path, strlen(path) + 1);
+  alive = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  close(fd);
+  return alive;
 }
 
 static void server_closed(uv_handle_t *h)
@@ -163,7 +185,11 @@ int ck_control_start(uv_loop_t *loop, const char *path, const char *group, ck_co
       rc = ck_err_set(err, -EEXIST, "%s: exists and is not a socket: not replacing it", path);
       goto fail;
     }
-    unlink(path); /* a socket left by an instance that died (the state_dir lock says none runs) */
+    if (socket_alive(path)) {
+      rc = ck_err_set(err, -EADDRINUSE, "%s: another ckptd listens there: set control_socket", path);
+      goto fail;
+    }
+    unlink(path); /* a socket left by an instance that died */
   }
   c->fn = fn;
   c->ctx = ctx;
@@ -176,6 +202,8 @@ int ck_control_start(uv_loop_t *loop, const char *path, const char *group, ck_co
     uv_close((uv_handle_t *)&c->server, server_closed); /* frees c once the loop has closed it */
     return rc;
   }
+  if (lstat(path, &st) == 0)
+    c->ino = st.st_ino;
   if (chmod(path, 0660) != 0 || (g && chown(path, (uid_t)-1, g->gr_gid) != 0)) {
     rc = ck_err_set(err, -errno, "%s: cannot set mode 0660%s%s: %s", path, g ? " and group " : "", g ? group : "",
                     strerror(errno));
@@ -194,7 +222,9 @@ void ck_control_close(struct ck_control *c)
 {
   if (c == NULL)
     return;
-  if (c->path)
+  struct stat st;
+
+  if (c->path && lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == c->ino)
     unlink(c->path);
   free(c->path);
   c->path = NULL;

@@ -161,7 +161,7 @@ int ck_decide_pick(const struct ck_pickable *v, int n)
   int best = -1;
 
   for (int i = 0; i < n; i++)
-    if ((v[i].tree_limit == 0 || v[i].tree_running < v[i].tree_limit) &&
+    if (!v[i].paused && (v[i].tree_limit == 0 || v[i].tree_running < v[i].tree_limit) &&
         (best < 0 || v[i].priority > v[best].priority))
       best = i;
   return best;

@@ -79,12 +79,13 @@ uint64_t ck_decide_min_free(uint64_t bytes, double percent, uint64_t fs_size);
 int ck_decide_room(uint64_t fs_free, uint64_t need, uint64_t min_free);
 
 /* Which queued job starts next when a worker is free: the highest priority whose
- * tree is under its own `workers` limit (0: none), the oldest among equals. v[i] is
+ * tree is not paused and under its own `workers` limit (0: none), the oldest among equals. v[i] is
  * the i-th queued job, oldest first. Returns its index, or -1 if none may start. */
 struct ck_pickable {
   int priority;
   int tree_running; /* jobs of its tree running now */
   int tree_limit;   /* its tree's workers, 0: only the global limit */
+  int paused;       /* its tree is paused (ckpt ctl pause): it waits */
 };
 int ck_decide_pick(const struct ck_pickable *v, int n);
 

@@ -44,6 +44,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
     ck_log(CK_LOG_WARN, "hook", &f, "hook died by signal %d", sig);
   else
     ck_log(status == 0 ? CK_LOG_INFO : CK_LOG_WARN, "hook", &f, "hook exited with status %lld", (long long)status);
+  kill(-p->pid, SIGKILL); /* what it left running in the background goes with it */
   uv_close((uv_handle_t *)&k->timer, closed);
   uv_close((uv_handle_t *)p, closed);
 }

@@ -3,7 +3,9 @@
  * (CKPTD_EVENT, CKPTD_SOURCE, CKPTD_OUTPUT, CKPTD_DIRECTION, CKPTD_TREE, CKPTD_BYTES,
  * CKPTD_SECONDS, CKPTD_ERROR, CKPTD_REASON). A hook runs in its own process group,
  * is killed (the whole group) after its timeout, and its exit status is logged
- * (event=hook). Its output is discarded: the log stays one line per event. */
+ * (event=hook); when the shell exits, what it left running in its group is killed
+ * too. A hook still running at shutdown delays the exit by at most its timeout.
+ * Its output is discarded: the log stays one line per event. */
 #ifndef CK_HOOK_H
 #define CK_HOOK_H
 

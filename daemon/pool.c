@@ -59,6 +59,8 @@ struct ck_pool {
   struct ck_job *live;   /* running jobs, through ->next */
   ck_job_done_fn fn;
   void *ctx;
+  int paused[64]; /* trees whose queued jobs wait (ckpt ctl pause) */
+  int npaused;
 };
 
 static const char *dir_name(int d)
@@ -355,7 +357,9 @@ static struct ck_job *take(struct ck_pool *p, struct queue *q)
     return pop(q);
   n = 0;
   for (j = q->head; j; j = j->next, n++) {
-    v[n] = (struct ck_pickable){ j->priority, 0, j->tree_limit };
+    v[n] = (struct ck_pickable){ j->priority, 0, j->tree_limit, 0 };
+    for (int k = 0; k < p->npaused; k++)
+      v[n].paused |= p->paused[k] == j->tree;
     for (const struct ck_job *l = p->live; l; l = l->next)
       v[n].tree_running += l->kind == CK_WJOB_CONVERT && l->tree == j->tree;
   }
@@ -482,6 +486,20 @@ void ck_pool_cancel_running(struct ck_pool *p, int sig)
       j->proc->cancelled = 1;
       uv_process_kill(&j->proc->process, sig);
     }
+}
+
+void ck_pool_pause_tree(struct ck_pool *p, int tree, int paused)
+{
+  int k = 0;
+
+  while (k < p->npaused && p->paused[k] != tree)
+    k++;
+  if (paused && k == p->npaused && p->npaused < (int)(sizeof(p->paused) / sizeof(p->paused[0])))
+    p->paused[p->npaused++] = tree;
+  else if (!paused && k < p->npaused)
+    p->paused[k] = p->paused[--p->npaused];
+  if (!paused)
+    start_next(p); /* its queued jobs may go now */
 }
 
 int ck_pool_cancel_src(struct ck_pool *p, const char *src, int sig)

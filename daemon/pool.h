@@ -81,6 +81,9 @@ void ck_pool_drop_queued(struct ck_pool *p);
  * with rc = -ECANCELED. */
 void ck_pool_cancel_running(struct ck_pool *p, int sig);
 
+/* Hold back (or release) the queued conversions of a tree: running ones go on. */
+void ck_pool_pause_tree(struct ck_pool *p, int tree, int paused);
+
 /* The same for the conversion of one source (`ckpt ctl skip`); if it is still queued
  * it comes back at once with -ECANCELED. How many were found. */
 int ck_pool_cancel_src(struct ck_pool *p, const char *src, int sig);

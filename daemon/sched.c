@@ -249,6 +249,12 @@ void ck_sched_on_file(void *ctx, int root, const char *path, const struct stat *
   }
   if ((c = ck_hmap_get(s->cands, key)) != NULL) {
     c->gen = s->gen;
+    if (sched_root(s, c->root) == NULL) { /* its tree was removed and added again (a new id) */
+      c->root = root;
+      if (c->state == CK_ST_SKIPPED)
+        c->state = CK_ST_WAITING;
+      c->seen.n = 0; /* look at it afresh */
+    }
     if (stable(c)) {
       if (stamp_known(&c->seen, st)) {
         free(key); /* an unchanged file of a settled source: a stat was all it cost */
@@ -445,14 +451,20 @@ static void decide(struct ck_sched *s, struct cand *c)
   struct ck_log_fields f = { c->key, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
 
   free(probe);
+  if (sched_root(s, c->root) == NULL) { /* its tree was removed by a reload while it was checked */
+    c->state = CK_ST_SKIPPED;
+    free(dst);
+    return;
+  }
   if (dst == NULL) {
     sched_settle(s, c, 5);
     return;
   }
   if (in.dst_exists)
     in.dst_mark = output_mark(c, dst);
-  c->force = CK_FORCE_NONE; /* an operator's request counts for one decision */
   need = ck_next_source(&in);
+  if (need != CK_NEED_CONVERT && need != CK_NEED_RECONVERT)
+    c->force = CK_FORCE_NONE; /* an operator's request counts until it is answered */
   for (size_t i = 0; i < sizeof(settled) / sizeof(settled[0]); i++)
     if (settled[i].need == need) { /* nothing to do, nothing to log */
       sched_plan(s, settled[i].verb, c->key, need == CK_NEED_NONE_DONE ? dst : NULL, settled[i].why);
@@ -755,6 +767,7 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
     sched_settle(s, c, 5);
     return;
   }
+  c->force = CK_FORCE_NONE; /* answered: the job is submitted */
   j->min_free = min_free;
   j->tree = c->root;
   j->tree_limit = w->workers;

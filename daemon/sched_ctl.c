@@ -39,6 +39,7 @@ static void control_tree(struct ck_sched *s, int verb, const char *name, char *r
     return;
   }
   r->paused = verb == CK_CTL_PAUSE;
+  ck_pool_pause_tree(s->pool, r->id, r->paused); /* its jobs already queued wait too */
   ck_log(CK_LOG_INFO, r->paused ? "pause" : "resume", &f, "[watch %s] %s by ckpt ctl", name,
          r->paused ? "paused: no new job starts there; running ones finish" : "resumed");
   if (!r->paused) {
@@ -71,13 +72,17 @@ void ck_sched_control(void *ctx, int verb, const char *arg, char *reply, size_t 
     snprintf(reply, len, "error %s: not a checkpoint ckptd has seen in its trees (give its absolute path)", arg);
     return;
   }
+  if (verb == CK_CTL_SKIP && c->checking) {
+    snprintf(reply, len, "error %s: being checked now; ask again in a moment", c->key);
+    return;
+  }
   if (verb == CK_CTL_SKIP) {
+    sched_record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", 0); /* kept across a restart at once */
     c->skip = 1; /* before: a queued job comes back at once */
     if ((c->state == CK_ST_RUNNING || c->state == CK_ST_QUEUED) && ck_pool_cancel_src(s->pool, c->key, SIGTERM) > 0) {
       snprintf(reply, len, "ok %s: stopping its conversion; then skipped until it changes", c->key);
     } else {
       c->skip = 0;
-      sched_record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", 0);
       c->state = CK_ST_SKIPPED;
       snprintf(reply, len, "ok %s: skipped until it changes", c->key);
     }

@@ -30,7 +30,7 @@ void ck_status_json(FILE *f, const struct ck_status *st)
 {
   fprintf(f, "{\n  \"daemon\": \"ckptd\",\n  \"version\": \"%s\",\n  \"pid\": %ld,\n  \"state\": \"%s\",\n", st->version,
           st->pid, st->state);
-  fprintf(f, "  \"started_at\": %.0f,\n  \"updated_at\": %.0f,\n  \"config\": ", st->started_at, st->updated_at);
+  fprintf(f, "  \"started_at\": %.3f,\n  \"updated_at\": %.3f,\n  \"config\": ", st->started_at, st->updated_at);
   json_str(f, st->config);
   fprintf(f, ",\n  \"roots\": [");
   for (size_t i = 0; i < st->nroots; i++) {

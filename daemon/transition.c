@@ -31,7 +31,9 @@ struct ck_next ck_next_after_probe(const struct ck_probe_seen *in)
     return (struct ck_next){ CK_ACT_SETTLE, in->settle };
   if (in->crashed || (!in->failed && in->verdict == CK_PROBE_CORRUPT))
     return (struct ck_next){ CK_ACT_FAIL, 0 };
-  if (in->failed || in->verdict == CK_PROBE_WAIT) /* e.g. it vanished: the next event brings it back */
+  if (in->failed) /* the worker could not look (no process, EIO, the file vanished): look again */
+    return (struct ck_next){ CK_ACT_SETTLE, in->settle > 5 ? in->settle : 5 };
+  if (in->verdict == CK_PROBE_WAIT)
     return (struct ck_next){ CK_ACT_WAIT, 0 };
   if (in->ours) /* the .h5 of a bundle retention deleted must never become a rollback */
     return (struct ck_next){ CK_ACT_SKIP, 0 };

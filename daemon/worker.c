@@ -140,6 +140,7 @@ static int convert(struct ck_wjob *j)
   j->opts.progress = on_progress;
   j->opts.progress_ctx = &g;
   j->opts.no_checkpoint_file = 1; /* the policy below decides, not the converter */
+  j->opts.keep_foreign = 1;       /* a trainer's file that appeared meanwhile is never replaced */
   if (j->direction == CK_DIR_SAVER_TO_H5)
     rc = ck_convert_tf_to_h5(j->src, j->dst, &j->opts, &st, &err);
   else

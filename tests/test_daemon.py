@@ -646,15 +646,59 @@ with open(os.path.join(HK, "bad.ckpt-1.index"), "wb") as f:
     f.write(idx)  # the corrupt index of case 5
 ok(wait_for(lambda: os.path.exists(os.path.join(HO, "failed.txt")), 15) and open(os.path.join(HO, "failed.txt")).read().startswith("corrupt|"),
    "on_failed runs for a failed checkpoint, with its reason and error: %s" % (open(os.path.join(HO, "failed.txt")).read().strip()[:100] if os.path.exists(os.path.join(HO, "failed.txt")) else None))
+# priority: with both workers busy, queued jobs of a higher-priority tree start before older
+# ones of a lower-priority tree
+PL, PH = os.path.join(T, "plow"), os.path.join(T, "phigh")
+os.makedirs(PL)
+os.makedirs(PH)
+with open(CONF, "w") as f:
+    f.write(GOOD_CONF + f"""
+[watch plow]
+path = {PL}
+direction = saver-to-h5
+settle_seconds = 0.2
+[watch phigh]
+path = {PH}
+direction = saver-to-h5
+settle_seconds = 0.2
+priority = 5
+""")
+nr = len(events("reload"))
+proc.send_signal(signal.SIGHUP)
+wait_for(lambda: len(events("reload")) > nr, 5)
+for name in ("big1", "big2"):
+    synth(os.path.join(S, "pr", name + ".ckpt-1"), "--size", "2G", "--tensors", "4", "--spread", "2")
+for name in ("lo1", "lo2", "hi1", "hi2"):
+    synth(os.path.join(S, "pr", name + ".ckpt-1"), "--size", "64K", "--tensors", "2")
+for name in ("big1", "big2"):
+    drop(os.path.join(S, "pr", name + ".ckpt-1"), PL)
+busy = wait_for(lambda: len([l for l in events("job_start") if "/plow/big" in l]) == 2, 20)
+for name in ("lo1", "lo2"):
+    drop(os.path.join(S, "pr", name + ".ckpt-1"), PL)
+wait_for(lambda: all(events("job_queued", os.path.join(PL, n + ".ckpt-1")) for n in ("lo1", "lo2")), 10)
+for name in ("hi1", "hi2"):
+    drop(os.path.join(S, "pr", name + ".ckpt-1"), PH)
+wait_for(lambda: all(events("job_queued", os.path.join(PH, n + ".ckpt-1")) for n in ("hi1", "hi2")), 10)
+contended = busy and not any(events("job_done", os.path.join(PL, "big%d.ckpt-1" % k)) for k in (1, 2))
+ok(wait_for(lambda: all(events("job_done", os.path.join(d, n + ".ckpt-1")) for d, n in
+                        ((PL, "lo1"), (PL, "lo2"), (PH, "hi1"), (PH, "hi2"))), 90), "all of them convert")
+order = [re.search(r'/(lo\d|hi\d)\.ckpt-1"', l).group(1) for l in events("job_start") if re.search(r'/(plow|phigh)/(lo|hi)\d\.ckpt-1"', l)]
+queued = [re.search(r'/(lo\d|hi\d)\.ckpt-1"', l).group(1) for l in events("job_queued") if re.search(r'/(plow|phigh)/(lo|hi)\d\.ckpt-1"', l)]
+ok(contended and sorted(order[:2]) == ["hi1", "hi2"],
+   "the higher-priority tree's jobs start first, though queued later (both workers busy while all four queued: %s): queued %s, started %s" % (contended, queued, order))
+wait_for(lambda: all(events("job_done", os.path.join(PL, "big%d.ckpt-1" % k)) for k in (1, 2)), 120)
+shutil.rmtree(PL)
+shutil.rmtree(PH)
+
 with open(CONF, "w") as f:
     f.write(GOOD_CONF)
 nr = len(events("reload"))
 proc.send_signal(signal.SIGHUP)
 wait_for(lambda: len(events("reload")) > nr, 5)
 
-# 9a. progress: during a 1.5 GB conversion the status file is rewritten at least every 2 s with
+# 9a. progress: during a 2.5 GB conversion the status file is rewritten at least every 2 s with
 # the job's bytes done (growing), total, rate, ETA, worker pid and start time; ckpt status shows it
-synth(os.path.join(S, "prog", "p.ckpt-1"), "--size", "1536M", "--tensors", "6", "--spread", "2")
+synth(os.path.join(S, "prog", "p.ckpt-1"), "--size", "2560M", "--tensors", "6", "--spread", "2")
 pd = os.path.join(A, "prog")
 os.makedirs(pd)
 drop(os.path.join(S, "prog", "p.ckpt-1"), pd)
@@ -676,11 +720,12 @@ done_values = sorted(set(x[1] for x in samples))
 ok(len(done_values) >= 2 and done_values[-1] > done_values[0],
    "progress grows in the status file during the job (%d rewrites seen, bytes done %s, job took %.1f s)"
    % (len(set(x[0] for x in samples)), [d >> 20 for d in done_values][:8], took))
-ok(samples and all(x[2] >= (1500 << 20) and x[3] > 0 and x[6] > 0 for x in samples) and
+ok(samples and all(x[2] >= (2500 << 20) and x[3] > 0 and x[6] > 0 for x in samples if x[1] > 0) and
    any(x[4] > 0 and x[5] >= 0 for x in samples),
    "each carries the total, the worker's pid, its start time, a rate and an ETA: %s" % (samples[-1:],))
-gaps = [b - a for a, b in zip(sorted(set(x[0] for x in samples)), sorted(set(x[0] for x in samples))[1:])]
-ok(gaps and max(gaps) <= 3, "rewritten at least every 2 s while it runs (largest gap %s s; the file holds whole seconds)" % (max(gaps) if gaps else None))
+stamps = sorted(set(x[0] for x in samples))
+gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+ok(len(stamps) >= 2 and max(gaps) <= 2.5, "rewritten at least every 2 s while it runs (%d rewrites seen, largest gap %s s)" % (len(stamps), round(max(gaps), 3) if gaps else None))
 ok(pp in shown and "%" in shown and "saver-to-h5" in shown, "ckpt status shows the job in its table:\n# " + shown.replace("\n", "\n# "))
 r = subprocess.run([CKPT, "status", "--json", os.path.join(T, "state", "status.json")], capture_output=True, text=True)
 ok(r.returncode == 0 and json.loads(r.stdout)["daemon"] == "ckptd", "ckpt status --json prints the status file")
@@ -701,7 +746,7 @@ def prom():
                     raise ValueError("bad line: %r" % line)
                 series[m.group(1) + (m.group(2) or "")] = float(m.group(3))
     return series, helps, types
-ok(wait_for(lambda: prom()[0].get('ckptd_converted_bytes_total{direction="saver-to-h5"}', 0) >= 1400 << 20, 5) and
+ok(wait_for(lambda: prom()[0].get('ckptd_last_success_timestamp_seconds{tree="a"}', 0) >= t_start - 1, 5) and
    prom()[0].get('ckptd_jobs_total{direction="saver-to-h5",outcome="done"}', 0) >= 1, "metrics: jobs by direction and outcome, bytes")
 series, helps, types = prom()
 base = lambda k: re.sub(r'(_bucket|_sum|_count)$', '', k.split("{")[0])

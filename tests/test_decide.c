@@ -179,13 +179,15 @@ static void pick(void)
     struct ck_pickable v[4];
     int n, want;
   } t[] = {
-    { "nothing queued", { { 0, 0, 0 } }, 0, -1 },
-    { "FIFO among equals", { { 0, 0, 0 }, { 0, 0, 0 }, { 0, 0, 0 } }, 3, 0 },
-    { "the highest priority first", { { 0, 0, 0 }, { 5, 0, 0 }, { 5, 0, 0 }, { 1, 0, 0 } }, 4, 1 },
-    { "negative priorities last", { { -1, 0, 0 }, { 0, 0, 0 } }, 2, 1 },
-    { "a tree at its workers limit waits", { { 9, 1, 1 }, { 0, 0, 0 } }, 2, 1 },
-    { "under its limit it goes", { { 9, 1, 2 }, { 0, 0, 0 } }, 2, 0 },
-    { "every tree full: none", { { 0, 2, 2 }, { 3, 1, 1 } }, 2, -1 },
+    { "nothing queued", { { 0, 0, 0, 0 } }, 0, -1 },
+    { "FIFO among equals", { { 0, 0, 0, 0 }, { 0, 0, 0, 0 }, { 0, 0, 0, 0 } }, 3, 0 },
+    { "the highest priority first", { { 0, 0, 0, 0 }, { 5, 0, 0, 0 }, { 5, 0, 0, 0 }, { 1, 0, 0, 0 } }, 4, 1 },
+    { "negative priorities last", { { -1, 0, 0, 0 }, { 0, 0, 0, 0 } }, 2, 1 },
+    { "a tree at its workers limit waits", { { 9, 1, 1, 0 }, { 0, 0, 0, 0 } }, 2, 1 },
+    { "under its limit it goes", { { 9, 1, 2, 0 }, { 0, 0, 0, 0 } }, 2, 0 },
+    { "every tree full: none", { { 0, 2, 2, 0 }, { 3, 1, 1, 0 } }, 2, -1 },
+    { "a paused tree's job waits, whatever its priority", { { 9, 0, 0, 1 }, { 0, 0, 0, 0 } }, 2, 1 },
+    { "only paused trees queued: none", { { 0, 0, 0, 1 } }, 1, -1 },
   };
 
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)

@@ -3,6 +3,7 @@
  * another instance's, not a link). */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,34 @@ int main(void)
   ok(exists(dir, name) && exists(dir, "keep.h5"), "another pid's temporary and other files stay");
   ok(exists(dir, ".d.h5.ckptd-tmp.00000000-4242.0"), "another instance's temporary with the same pid stays");
   ok(lstat(path, &(struct stat){ 0 }) == 0, "a symbolic link with a temporary's name is never removed");
+  { /* publishing never replaces a file ckptd did not write */
+    char a[4200], b[4200], got[64];
+    FILE *f;
+    snprintf(a, sizeof(a), "%s/.out.h5.tmp", dir);
+    snprintf(b, sizeof(b), "%s/out.h5", dir);
+    touch(dir, ".out.h5.tmp");
+    ok(ck_publish_rename(a, b, 1) == 0 && exists(dir, "out.h5") && !exists(dir, ".out.h5.tmp"), "an absent output is published");
+    unlink(b);
+    f = fopen(b, "w");
+    fputs("trainer", f);
+    fclose(f);
+    touch(dir, ".out.h5.tmp");
+    ok(ck_publish_rename(a, b, 1) == -EEXIST && exists(dir, ".out.h5.tmp"), "a trainer's file of that name is not replaced");
+    f = fopen(b, "r");
+    ok(f && fgets(got, sizeof(got), f) && strcmp(got, "trainer") == 0, "and keeps its bytes");
+    if (f)
+      fclose(f);
+    if (ck_mark_set(b, "src", "1:2") == 0) {
+      ok(ck_publish_rename(a, b, 1) == 0 && !exists(dir, ".out.h5.tmp"), "ckptd's own (marked) output is replaced");
+    } else {
+      ok(1, "# SKIP no user xattrs on this file system: the marked case cannot be made");
+      unlink(a);
+    }
+    touch(dir, ".out.h5.tmp");
+    ok(ck_publish_rename(a, b, 0) == 0, "without keep_foreign (the one-shot tools) it replaces");
+    ok(strstr(ck_publish_error(-EEXIST), "not ckptd's") != NULL && strstr(ck_publish_error(-EACCES), "rename: ") != NULL,
+       "the failure in words");
+  }
   tu_rmtree(dir);
   free(dir);
   return tap_done();
