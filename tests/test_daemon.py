@@ -47,6 +47,21 @@ n = 0
 proc = None
 
 
+def cleanup():
+    """Whatever happens (a failed assertion's exception too): no daemon, mount or GBs left behind."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+    for d in ("full", "blocked", "guard"):
+        subprocess.run(["umount", "-l", os.path.join(T, d)], capture_output=True)
+        subprocess.run(["umount", "-l", os.path.join(T, "a", d)], capture_output=True)
+    if not os.environ.get("CKPTD_KEEP_TEST_DIR"):
+        shutil.rmtree(T, ignore_errors=True)
+
+
+import atexit
+atexit.register(cleanup)
+
+
 def ok(cond, what):
     global n
     n += 1
@@ -657,11 +672,13 @@ with open(CONF, "w") as f:
 path = {PL}
 direction = saver-to-h5
 settle_seconds = 0.2
+min_free = 0
 [watch phigh]
 path = {PH}
 direction = saver-to-h5
 settle_seconds = 0.2
 priority = 5
+min_free = 0
 """)
 nr = len(events("reload"))
 proc.send_signal(signal.SIGHUP)
