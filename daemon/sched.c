@@ -114,12 +114,11 @@ static void want_tick_at(struct ck_sched *s, double when)
 }
 
 /* A source's quiet time: its tree's settle_seconds, else [ckptd]'s. */
-static double settle_of(const struct ck_sched *s, const struct cand *c)
+static double settle_of(struct ck_sched *s, const struct cand *c)
 {
-  for (int i = 0; i < s->nroots; i++)
-    if (s->roots[i].id == c->root && s->roots[i].conf->settle_seconds >= 0)
-      return s->roots[i].conf->settle_seconds;
-  return s->conf->settle_seconds;
+  const struct sroot *r = sched_root(s, c->root);
+
+  return r && r->conf->settle_seconds >= 0 ? r->conf->settle_seconds : s->conf->settle_seconds;
 }
 
 void sched_settle(struct ck_sched *s, struct cand *c, double delay)

@@ -118,6 +118,15 @@ def wait_for(cond, timeout):
     return cond()
 
 
+def reload(text):
+    """Replace the running ckptd's configuration with text and wait until it has reloaded."""
+    with open(CONF, "w") as f:
+        f.write(text)
+    before = len(events("reload"))
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(events("reload")) > before, 5)
+
+
 def synth(prefix, *args):
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     subprocess.run([CKPT, "synth", prefix] + list(args), check=True)
@@ -402,11 +411,7 @@ ok(wait_for(lambda: os.path.exists(os.path.join(deep, "deep.ckpt-1.h5")), 15), "
 
 # 6b. directories moved in or renamed, as Orbax and staging scripts do; exact temporary names only.
 # Rescans are made rare here, so only inotify events can find these in time.
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF.replace("rescan_seconds = 2", "rescan_seconds = 600"))
-nreload = len(events("reload"))
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nreload, 5)
+reload(GOOD_CONF.replace("rescan_seconds = 2", "rescan_seconds = 600"))
 orb = os.path.join(A, "orb")
 otmp = os.path.join(orb, "ckpt_5.orbax-checkpoint-tmp-1699999999")
 synth(os.path.join(otmp, "model.ckpt-5"), "--size", "1M", "--tensors", "3")
@@ -425,10 +430,7 @@ ok(wait_for(lambda: os.path.exists(os.path.join(A, "run42", "model.ckpt-9.h5")),
 synth(os.path.join(A, "temps", "model_temperature.ckpt-5"), "--size", "1M", "--tensors", "3")
 ok(wait_for(lambda: os.path.exists(os.path.join(A, "temps", "model_temperature.ckpt-5.h5")), 10),
    "a name with '_temp' inside (model_temperature.ckpt-5) is converted")
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF)
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nreload + 1, 5)
+reload(GOOD_CONF)
 
 # 7. a tree without events (rescans only)
 synth(os.path.join(R, "x", "nfs.ckpt-1"), "--size", "1M", "--tensors", "3")
@@ -528,11 +530,7 @@ with open(lc, "w") as f:
     f.write("[ckptd]\nworkers = 2\n")
 r = subprocess.run([CKPTD, "--config", lc, "--check-config"], capture_output=True, text=True, timeout=10)
 ok(r.returncode == 2 and "no [watch NAME] section" in r.stderr, "a configuration without [watch] is an error: %s" % r.stderr.strip())
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF)
-nr = len(events("reload"))
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nr, 5)
+reload(GOOD_CONF)
 
 # 9=. --once converts what is complete now and exits (three pending checkpoints, one still being
 # written); --dry-run beside the live daemon prints what it would do and touches nothing
@@ -618,8 +616,7 @@ HO = os.path.join(T, "hooks-out")
 os.makedirs(HK)
 os.makedirs(HO)
 group = grp.getgrgid(os.getgid()).gr_name
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF + f"""
+reload(GOOD_CONF + f"""
 [watch hooks]
 path = {HK}
 direction = saver-to-h5
@@ -632,9 +629,6 @@ output_group = {group}
 on_done = env | grep ^CKPTD_ > "{HO}/$(basename "$CKPTD_SOURCE").env"; case "$CKPTD_SOURCE" in *slow*) sleep 30;; esac
 on_failed = echo "$CKPTD_REASON|$CKPTD_ERROR" > "{HO}/failed.txt"
 """)
-nr = len(events("reload"))
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nr, 5)
 for k in (1, 2, 3):
     synth(os.path.join(S, "hk", "h.ckpt-%d" % k), "--size", "40M", "--tensors", "4")
 synth(os.path.join(S, "hk", "slow.ckpt-9"), "--size", "64K", "--tensors", "2")
@@ -666,8 +660,7 @@ ok(wait_for(lambda: os.path.exists(os.path.join(HO, "failed.txt")), 15) and open
 PL, PH = os.path.join(T, "plow"), os.path.join(T, "phigh")
 os.makedirs(PL)
 os.makedirs(PH)
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF + f"""
+reload(GOOD_CONF + f"""
 [watch plow]
 path = {PL}
 direction = saver-to-h5
@@ -680,15 +673,13 @@ settle_seconds = 0.2
 priority = 5
 min_free = 0
 """)
-nr = len(events("reload"))
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nr, 5)
 for name in ("big1", "big2"):
     synth(os.path.join(S, "pr", name + ".ckpt-1"), "--size", "2G", "--tensors", "4", "--spread", "2")
 for name in ("lo1", "lo2", "hi1", "hi2"):
     synth(os.path.join(S, "pr", name + ".ckpt-1"), "--size", "64K", "--tensors", "2")
-for name in ("big1", "big2"):
-    drop(os.path.join(S, "pr", name + ".ckpt-1"), PL)
+for suffix in (".data-00000-of-00001", ".index"):  # both data files first: the two become complete together
+    for name in ("big1", "big2"):
+        shutil.copy(os.path.join(S, "pr", name + ".ckpt-1" + suffix), PL)
 busy = wait_for(lambda: len([l for l in events("job_start") if "/plow/big" in l]) == 2, 20)
 for name in ("lo1", "lo2"):
     drop(os.path.join(S, "pr", name + ".ckpt-1"), PL)
@@ -707,11 +698,7 @@ wait_for(lambda: all(events("job_done", os.path.join(PL, "big%d.ckpt-1" % k)) fo
 shutil.rmtree(PL)
 shutil.rmtree(PH)
 
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF)
-nr = len(events("reload"))
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nr, 5)
+reload(GOOD_CONF)
 
 # 9a. progress: during a 2.5 GB conversion the status file is rewritten at least every 2 s with
 # the job's bytes done (growing), total, rate, ETA, worker pid and start time; ckpt status shows it
@@ -816,11 +803,7 @@ if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150m", "tmpfs", GD], capt
         print("ok %d - # SKIP %s: cannot mount a small tmpfs here (not root?)" % (n, what))
 else:
     def guard_conf(min_free):
-        with open(CONF, "w") as f:
-            f.write(GOOD_CONF + f"\n[watch guard]\npath = {GD}\ndirection = both\nmin_free = {min_free}\n")
-        nr = len(events("reload"))
-        proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: len(events("reload")) > nr, 5)
+        reload(GOOD_CONF + f"\n[watch guard]\npath = {GD}\ndirection = both\nmin_free = {min_free}\n")
     guard_conf("130M")
     synth(os.path.join(S, "gd", "g.ckpt-1"), "--size", "30M", "--tensors", "3")
     drop(os.path.join(S, "gd", "g.ckpt-1"), GD)
@@ -847,21 +830,13 @@ with h5py.File(sys.argv[1], "w") as f:
        "a running job stops when free space falls under min_free, and retries later: %s %s" % ((events("job_retry", pz) or [""])[0][-170:], r.stderr[-200:]))
     ok(not glob.glob(os.path.join(GD, "z.ckpt-2.index")) and not glob.glob(os.path.join(GD, ".*ckptd-tmp*")) and
        "reason=no_space" in (events("job_retry", pz) or [""])[0], "nothing published, no temporary left, reason no_space")
-    with open(CONF, "w") as f:
-        f.write(GOOD_CONF)
-    nr = len(events("reload"))
-    proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: len(events("reload")) > nr, 5)
+    reload(GOOD_CONF)
     subprocess.run(["umount", "-l", GD])
 
 # 9b. mirror_deletes: retention deletes converted sources, their unchanged outputs follow
 M = os.path.join(T, "m")
 os.makedirs(M)
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF + f"\n[watch m]\npath = {M}\ndirection = both\nmirror_deletes = yes\n")
-nreload = len(events("reload"))
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nreload, 5)
+reload(GOOD_CONF + f"\n[watch m]\npath = {M}\ndirection = both\nmirror_deletes = yes\n")
 synth(os.path.join(M, "t", "model.ckpt-1"), "--size", "1M", "--tensors", "3")
 synth(os.path.join(M, "t", "model.ckpt-2"), "--size", "1M", "--tensors", "3")
 for name in ("x", "y"):
@@ -889,10 +864,7 @@ text, latest, listed = ckpt_state(mh)
 ok(listed == ["y"] and latest == "y", "and leaves the checkpoint file ckptd maintains (%s)" % listed)
 ok(wait_for(lambda: any("left alone" in l for l in events("mirror_delete", os.path.join(mt, "model.ckpt-2"))), 10) and
    os.path.exists(os.path.join(mt, "model.ckpt-2.h5")), "an output modified since it was written is left alone")
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF)
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nreload + 1, 5)
+reload(GOOD_CONF)
 
 # 10. SIGTERM exits cleanly; after a restart nothing done is redone
 proc.send_signal(signal.SIGTERM)
@@ -948,11 +920,7 @@ ok(not os.path.exists(mine) and os.path.exists(theirs),
 os.unlink(theirs)
 
 # 11b. SIGTERM during a conversion that outlasts stop_timeout: aborted cleanly, resumed at the next start
-with open(CONF, "w") as f:
-    f.write(GOOD_CONF.replace("stop_timeout = 10", "stop_timeout = 0.5"))
-nreload = len(events("reload"))
-proc.send_signal(signal.SIGHUP)
-wait_for(lambda: len(events("reload")) > nreload, 5)
+reload(GOOD_CONF.replace("stop_timeout = 10", "stop_timeout = 0.5"))
 big2 = os.path.join(A, "big2")
 os.makedirs(big2)
 shutil.copy(os.path.join(S, "big", "big.ckpt-1.data-00000-of-00001"), os.path.join(big2, "big.ckpt-2.data-00000-of-00001"))
