@@ -18,7 +18,7 @@
 #include "fileio.h"
 #include "ordered_code.h"
 #include "tensor_crc.h"
-#include "../../common/h5_internal.h"
+#include "../../common/h5/h5_internal.h"
 #include "../../daemon/conf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
