@@ -27,6 +27,7 @@ struct ck_convert_opts {
   const struct ck_shard_rule *rules; /* HDF5 -> TF: overrides max_shard_bytes */
   size_t nrules;
   int verify;                /* re-read the output and compare every checksum */
+  int strict;                /* any format: a tensor the target cannot hold is an error, not skipped */
   int no_checkpoint_file;    /* HDF5 -> TF: leave the directory's `checkpoint` file alone */
   int keep_foreign;          /* never replace an output that ckptd did not write (the daemon) */
   int output_mode;           /* outputs get this mode before they are published; 0: as created */
