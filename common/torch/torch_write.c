@@ -453,11 +453,31 @@ static int index_names(struct tsink *k, struct pctx *c, struct ck_err *err)
   return nref_sort(c->values, c->nvalues, "values", err);
 }
 
+/* Tests only (ck_zipw_set_test_hole): a first entry of zeros left as a hole. */
+static int test_hole(struct tsink *k, struct ck_err *err)
+{
+  uint64_t len = ck_zipw_test_hole();
+  char *name = ck_asprintf("%s/.data/test_hole", k->archive);
+  int rc;
+
+  if (name == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  if ((rc = ck_zipw_entry_begin(k->zw, name, strlen(name), len, err)) == 0 &&
+      (rc = ck_zipw_entry_skip(k->zw, len, err)) == 0)
+    rc = ck_zipw_entry_end(k->zw, err);
+  free(name);
+  return rc;
+}
+
 static int write_records(struct tsink *k, struct ck_pkl *p, struct ck_err *err)
 {
   char *name = ck_asprintf("%s/data.pkl", k->archive);
   int rc;
 
+  if (name == NULL || (ck_zipw_test_hole() && (rc = test_hole(k, err)) != 0)) {
+    free(name);
+    return name ? rc : ck_err_set(err, -ENOMEM, "out of memory");
+  }
   if (name == NULL)
     return ck_err_set(err, -ENOMEM, "out of memory");
   rc = ck_zipw_add(k->zw, name, p->p, p->len, err);

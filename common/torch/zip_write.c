@@ -12,6 +12,7 @@
 #include <libdeflate.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fileio.h"
 #include "zip_write.h"
@@ -28,6 +29,7 @@
 #define U16_MARK 0xFFFFu
 
 static uint64_t zip64_limit = U32_MARK;
+static uint64_t test_hole; /* tests: see ck_zipw_set_test_hole */
 
 struct zentry {
   char *name;
@@ -51,6 +53,16 @@ struct ck_zipw {
 void ck_zipw_set_zip64_limit(uint64_t limit)
 {
   zip64_limit = limit ? limit : U32_MARK;
+}
+
+void ck_zipw_set_test_hole(uint64_t len)
+{
+  test_hole = len;
+}
+
+uint64_t ck_zipw_test_hole(void)
+{
+  return test_hole;
 }
 
 static uint8_t *put16(uint8_t *p, uint32_t v)
@@ -210,6 +222,28 @@ int ck_zipw_entry_append(struct ck_zipw *z, const void *data, size_t len, struct
   z->crc = libdeflate_crc32(z->crc, data, len);
   z->done += len;
   return emit(z, data, len, err);
+}
+
+int ck_zipw_entry_skip(struct ck_zipw *z, uint64_t len, struct ck_err *err)
+{
+  static const uint8_t zeros[1 << 16];
+  int rc;
+
+  if (!z->open || len > z->e[z->n - 1].size - z->done)
+    return ck_err_set(err, CK_EINVAL, "zip: a hole outside an entry or beyond its size");
+  if ((rc = ck_obuf_flush(&z->ob)) != 0 || lseek(z->ob.fd, (off_t)len, SEEK_CUR) < 0) {
+    rc = rc ? rc : -errno;
+    z->failed = 1;
+    return ck_err_set(err, rc, "write: %s", strerror(-rc));
+  }
+  for (uint64_t left = len; left > 0;) {
+    size_t n = left < sizeof(zeros) ? (size_t)left : sizeof(zeros);
+    z->crc = libdeflate_crc32(z->crc, zeros, n);
+    left -= n;
+  }
+  z->done += len;
+  z->pos += len;
+  return 0;
 }
 
 int ck_zipw_entry_end(struct ck_zipw *z, struct ck_err *err)

@@ -35,8 +35,19 @@ uint64_t ck_zipw_size(const struct ck_zipw *z);
 /* Free (accepts NULL); does not close fd. */
 void ck_zipw_free(struct ck_zipw *z);
 
-/* Tests only: sizes and offsets >= limit take zip64 fields (default 0xFFFFFFFF), so that
- * zip64 is exercised without writing 4 GiB. Process-wide; 0 restores the default. */
+/* Append len zero bytes to the current entry without writing them: a hole in the file
+ * (sparse where the file system allows). */
+int ck_zipw_entry_skip(struct ck_zipw *z, uint64_t len, struct ck_err *err);
+
+/* Tests only, process-wide, 0 restores the default. Exercising zip64 without writing 4 GiB:
+ * set_zip64_limit: sizes and offsets >= limit take zip64 fields (default 0xFFFFFFFF); the
+ * layout is valid zip64 (Python's zipfile reads it) but miniz (torch.load) checks a 32-bit
+ * 0xFFFFFFFF offset against the archive's size and refuses such a small archive.
+ * set_test_hole: the torch sink begins its archives with an entry ".data/test_hole" of
+ * that many zero bytes left as a hole (ck_zipw_entry_skip): with 5 GiB, torch.load reads
+ * a zip64 size and zip64 offsets, as torch writes them past 4 GiB. */
 void ck_zipw_set_zip64_limit(uint64_t limit);
+void ck_zipw_set_test_hole(uint64_t len);
+uint64_t ck_zipw_test_hole(void);
 
 #endif
