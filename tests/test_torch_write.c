@@ -541,6 +541,10 @@ static void test_failures(const char *dir)
   k = open_begun(dst, f, sel, n, &o, &err);
   ok(k == NULL && tu_count_dir(sub) == 0, "bytes that do not fit the shape: refused (%s)", err.msg);
   f->t[sel[1]].nbytes++;
+  f->base.values[3].s[0] = (char)0xff; /* "extra.1" */
+  k = open_begun(dst, f, sel, n, &o, &err);
+  ok(k == NULL && strstr(err.msg, "not UTF-8") && tu_count_dir(sub) == 0, "a str value that is not UTF-8: refused (%s)", err.msg);
+  f->base.values[3].s[0] = 's';
 
   tu_write_file(dst, "foreign", 7);
   rc = drive(dst, f, sel, n, 1, &err);

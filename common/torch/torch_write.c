@@ -429,6 +429,38 @@ static int check_tensor(const struct ck_tinfo *t, uint64_t *nbytes, struct ck_er
   return 0;
 }
 
+/* Python's unpickler decodes BINUNICODE as strict UTF-8 (surrogates aside). */
+static int utf8_ok(const char *s, size_t n)
+{
+  const uint8_t *p = (const uint8_t *)s, *end = p + n;
+
+  while (p < end) {
+    int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+    if (len == 0 || end - p < len)
+      return 0;
+    for (int i = 1; i < len; i++)
+      if ((p[i] & 0xC0) != 0x80)
+        return 0;
+    p += len;
+  }
+  return 1;
+}
+
+/* Strings the pickle will hold: flat names (a tree's keys come from its JSON) and str values. */
+static int check_strings(const struct pctx *c, struct ck_err *err)
+{
+  for (size_t j = 0; j < c->ntensors && !c->src->spec; j++)
+    if (!utf8_ok(c->tensors[j].name, c->tensors[j].nlen))
+      return ck_err_set(err, CK_EINVAL, "a tensor name is not UTF-8: %.*s", (int)c->tensors[j].nlen,
+                        c->tensors[j].name);
+  for (size_t i = 0; i < c->nvalues; i++) {
+    const struct ck_value *v = &c->src->values[i];
+    if ((!c->src->spec && !utf8_ok(v->name, strlen(v->name))) || (v->kind == CK_VAL_STR && !utf8_ok(v->s, v->slen)))
+      return ck_err_set(err, CK_EINVAL, "%s: a value's name or text is not UTF-8", v->name);
+  }
+  return 0;
+}
+
 static int index_names(struct tsink *k, struct pctx *c, struct ck_err *err)
 {
   int rc;
@@ -448,7 +480,7 @@ static int index_names(struct tsink *k, struct pctx *c, struct ck_err *err)
   }
   for (size_t i = 0; i < c->nvalues; i++)
     c->values[i] = (struct nref){ c->src->values[i].name, strlen(c->src->values[i].name), i };
-  if ((rc = nref_sort(c->tensors, c->ntensors, "tensors", err)) != 0)
+  if ((rc = check_strings(c, err)) != 0 || (rc = nref_sort(c->tensors, c->ntensors, "tensors", err)) != 0)
     return rc;
   return nref_sort(c->values, c->nvalues, "values", err);
 }
@@ -471,21 +503,16 @@ static int test_hole(struct tsink *k, struct ck_err *err)
 
 static int write_records(struct tsink *k, struct ck_pkl *p, struct ck_err *err)
 {
-  char *name = ck_asprintf("%s/data.pkl", k->archive);
-  int rc;
+  static const char *const names[] = { "data.pkl", "byteorder" };
+  int rc = 0;
 
-  if (name == NULL || (ck_zipw_test_hole() && (rc = test_hole(k, err)) != 0)) {
-    free(name);
-    return name ? rc : ck_err_set(err, -ENOMEM, "out of memory");
-  }
-  if (name == NULL)
-    return ck_err_set(err, -ENOMEM, "out of memory");
-  rc = ck_zipw_add(k->zw, name, p->p, p->len, err);
-  free(name);
-  if (rc == 0 && (name = ck_asprintf("%s/byteorder", k->archive)) == NULL)
-    return ck_err_set(err, -ENOMEM, "out of memory");
-  if (rc == 0) {
-    rc = ck_zipw_add(k->zw, name, "little", 6, err);
+  if (ck_zipw_test_hole() && (rc = test_hole(k, err)) != 0)
+    return rc;
+  for (int i = 0; i < 2 && rc == 0; i++) {
+    char *name = ck_asprintf("%s/%s", k->archive, names[i]);
+    if (name == NULL)
+      return ck_err_set(err, -ENOMEM, "out of memory");
+    rc = i == 0 ? ck_zipw_add(k->zw, name, p->p, p->len, err) : ck_zipw_add(k->zw, name, "little", 6, err);
     free(name);
   }
   return rc;
