@@ -38,6 +38,7 @@ struct mem_tensor {
 struct mem_source {
   struct ck_source base;
   struct mem_tensor *t;
+  int64_t skew; /* stream() gives tensor 1 this many bytes more (or fewer) than info() says */
 };
 
 static void mem_info(struct ck_source *s, size_t i, struct ck_tinfo *out)
@@ -58,11 +59,12 @@ static int mem_stream(struct ck_source *s, size_t i, void *buf, size_t bufsize,
                       int (*fn)(void *ctx, const void *data, size_t len), void *ctx, struct ck_err *err)
 {
   const struct mem_tensor *t = &((struct mem_source *)s)->t[i];
+  uint64_t len = t->nbytes + (uint64_t)(i == 1 ? ((struct mem_source *)s)->skew : 0);
   int rc = 0;
 
   (void)err;
-  for (uint64_t at = 0; at < t->nbytes && rc == 0; at += bufsize) {
-    size_t n = t->nbytes - at < bufsize ? (size_t)(t->nbytes - at) : bufsize;
+  for (uint64_t at = 0; at < len && rc == 0; at += bufsize) {
+    size_t n = len - at < bufsize ? (size_t)(len - at) : bufsize;
     memcpy(buf, t->data + at, n);
     rc = fn(ctx, buf, n);
   }
@@ -329,10 +331,10 @@ static void sink_refusals(const char *dir)
 }
 
 /* A source whose tensor `bad` misbehaves as `how` says; the sink must fail and leave nothing. */
-static void sink_failure(const char *dir, const char *what, int dtype, int64_t extra_bytes, int expect)
+static void sink_failure(const char *dir, const char *what, int dtype, int64_t extra_bytes, int64_t skew, int expect)
 {
   struct mem_tensor t[2] = { { "ok", CK_DT_FLOAT, 1, { 3 }, 0, 0, NULL }, { "bad", dtype, 1, { 2 }, 0, 0, NULL } };
-  struct mem_source ms = { .base = { .ops = &mem_ops, .count = 2 }, .t = t };
+  struct mem_source ms = { .base = { .ops = &mem_ops, .count = 2 }, .t = t, .skew = skew };
   size_t sel[2] = { 0, 1 };
   struct ck_err err = { 0 };
   char path[4200];
@@ -343,7 +345,8 @@ static void sink_failure(const char *dir, const char *what, int dtype, int64_t e
   fill(&t[1]);
   t[1].dtype = dtype;
   t[1].nbytes += (uint64_t)extra_bytes;
-  t[1].data = realloc(t[1].data, t[1].nbytes + 1);
+  t[1].data = realloc(t[1].data, t[1].nbytes + (skew > 0 ? (uint64_t)skew : 0) + 1);
+  memset(t[1].data, 0, t[1].nbytes + (skew > 0 ? (uint64_t)skew : 0));
   snprintf(path, sizeof(path), "%s/fail.safetensors", dir);
   rc = run_sink(path, &ms.base, sel, 2, NULL, &err);
   ok(rc == expect && access(path, F_OK) != 0 && tu_count_dir(dir) == 0, "sink: %s: code %d (%s), nothing left", what,
@@ -489,6 +492,27 @@ static void hostile_headers(const char *dir)
   unlink(path);
 }
 
+/* A file ckptd did not write: every metadata key is a string value, __spec__ aside. */
+static void foreign_metadata(const char *dir)
+{
+  static const struct hostile h = { "foreign", "{\"__metadata__\":{\"format\":\"pt\",\"lr\":\"0.1\",\"__spec__\":\"[1]\"}}",
+                                    -1, 0, -1, 0, 0, NULL };
+  struct ck_source *s = NULL;
+  char path[4200];
+  int rc;
+
+  snprintf(path, sizeof(path), "%s/foreign-meta.safetensors", dir);
+  write_hostile(path, &h);
+  rc = ck_st_source_open(path, 1 << 20, &s, NULL);
+  ok(rc == 0 && s->count == 0 && s->nvalues == 2 && s->values[0].kind == CK_VAL_STR &&
+     strcmp(s->values[0].name, "format") == 0 && strcmp(s->values[0].s, "pt") == 0 &&
+     s->values[1].kind == CK_VAL_STR && strcmp(s->values[1].s, "0.1") == 0 && s->spec && strcmp(s->spec, "[1]") == 0,
+     "a foreign file's metadata: string values (format too) and the spec");
+  if (s)
+    s->ops->close(s);
+  unlink(path);
+}
+
 /* The budget caps tokens: a header of many small tensors needs more than a tiny budget gives. */
 static void budget_cap(const char *dir)
 {
@@ -579,11 +603,14 @@ int main(int argc, char **argv)
   snprintf(path, sizeof(path), "%s/rt.safetensors", dir);
   unlink(path);
   sink_refusals(dir);
-  sink_failure(dir, "a string tensor", CK_DT_STRING, 0, CK_EINVAL);
-  sink_failure(dir, "a complex tensor", CK_DT_COMPLEX64, 0, CK_EINVAL);
-  sink_failure(dir, "more bytes than the shape holds", CK_DT_FLOAT, 4, CK_EINVAL);
+  sink_failure(dir, "a string tensor", CK_DT_STRING, 0, 0, CK_EINVAL);
+  sink_failure(dir, "a complex tensor", CK_DT_COMPLEX64, 0, 0, CK_EINVAL);
+  sink_failure(dir, "a size its dtype and shape do not give", CK_DT_FLOAT, 4, 0, CK_EINVAL);
+  sink_failure(dir, "a tensor streams more bytes than announced", CK_DT_FLOAT, 0, 3, CK_EINVAL);
+  sink_failure(dir, "a tensor streams fewer bytes than announced", CK_DT_FLOAT, 0, -3, CK_EINVAL);
   sink_keep_foreign(dir);
   hostile_headers(dir);
+  foreign_metadata(dir);
   budget_cap(dir);
   for (size_t i = 0; i < NDEMO; i++)
     free(demo_tensors[i].data);
