@@ -27,52 +27,6 @@ struct st_source {
   struct ck_st_header h;
 };
 
-/* ---- the common fields (pipeline.c's ck_source_* are not on main yet: these stay
- * private to this file, allocate and free the same way, and go once they land) ---- */
-
-static int add_value(struct ck_source *s, const char *name, int kind, int64_t i, double f, const char *str,
-                     size_t slen)
-{
-  struct ck_value *nv = realloc(s->values, (s->nvalues + 1) * sizeof(*nv)), *v;
-
-  if (nv == NULL)
-    return -ENOMEM;
-  s->values = nv;
-  v = &nv[s->nvalues];
-  memset(v, 0, sizeof(*v));
-  v->kind = kind;
-  v->i = i;
-  v->f = f;
-  if ((v->name = strdup(name)) == NULL)
-    return -ENOMEM;
-  if (kind == CK_VAL_STR) {
-    if ((v->s = malloc(slen + 1)) == NULL) {
-      free(v->name);
-      return -ENOMEM;
-    }
-    memcpy(v->s, str, slen);
-    v->s[slen] = 0;
-    v->slen = slen;
-  }
-  s->nvalues++;
-  return 0;
-}
-
-static void free_common(struct ck_source *s)
-{
-  for (size_t i = 0; i < s->nvalues; i++) {
-    free(s->values[i].name);
-    free(s->values[i].s);
-  }
-  for (size_t i = 0; i < s->nskipped; i++)
-    free(s->skipped[i]);
-  free(s->values);
-  free(s->skipped);
-  free(s->spec);
-  free(s->path);
-  free(s->source_name);
-}
-
 /* ---- ops ---- */
 
 static void st_info(struct ck_source *s, size_t i, struct ck_tinfo *out)
@@ -119,7 +73,7 @@ static void st_close(struct ck_source *s)
   if (ss->fd >= 0)
     close(ss->fd);
   ck_st_header_free(&ss->h);
-  free_common(s);
+  ck_source_free_common(s);
   free(ss);
 }
 
@@ -136,19 +90,19 @@ static int typed_value(struct ck_source *s, const struct ck_st_meta *m, const ch
 
   errno = 0;
   if (strcmp(kind, "str") == 0)
-    return add_value(s, m->key, CK_VAL_STR, 0, 0, m->val, m->vlen);
+    return ck_source_add_value(s, m->key, CK_VAL_STR, 0, 0, m->val, m->vlen);
   if (strcmp(kind, "none") == 0)
-    return strcmp(m->val, "null") == 0 ? add_value(s, m->key, CK_VAL_NONE, 0, 0, NULL, 0) : CK_EFORMAT;
+    return strcmp(m->val, "null") == 0 ? ck_source_add_value(s, m->key, CK_VAL_NONE, 0, 0, NULL, 0) : CK_EFORMAT;
   if (strcmp(kind, "bool") == 0 && (strcmp(m->val, "true") == 0 || strcmp(m->val, "false") == 0))
-    return add_value(s, m->key, CK_VAL_BOOL, m->val[0] == 't', 0, NULL, 0);
+    return ck_source_add_value(s, m->key, CK_VAL_BOOL, m->val[0] == 't', 0, NULL, 0);
   if (strcmp(kind, "int") == 0 && m->vlen > 0 && m->vlen == strlen(m->val)) {
     i = strtoll(m->val, &end, 10);
-    return errno == 0 && *end == 0 ? add_value(s, m->key, CK_VAL_INT, i, 0, NULL, 0) : CK_EFORMAT;
+    return errno == 0 && *end == 0 ? ck_source_add_value(s, m->key, CK_VAL_INT, i, 0, NULL, 0) : CK_EFORMAT;
   }
   if (strcmp(kind, "float") == 0 && m->vlen > 0 && m->vlen == strlen(m->val)) {
     f = strcmp(m->val, "NaN") == 0 ? NAN : strcmp(m->val, "Infinity") == 0 ? INFINITY
       : strcmp(m->val, "-Infinity") == 0 ? -INFINITY : strtod(m->val, &end);
-    return end == NULL || *end == 0 ? add_value(s, m->key, CK_VAL_FLOAT, 0, f, NULL, 0) : CK_EFORMAT;
+    return end == NULL || *end == 0 ? ck_source_add_value(s, m->key, CK_VAL_FLOAT, 0, f, NULL, 0) : CK_EFORMAT;
   }
   return CK_EFORMAT;
 }
@@ -196,7 +150,7 @@ static int one_value(struct ck_source *s, const struct ck_st_meta *m, const char
   }
   if (strcmp(m->key, CK_ST_VALUES_KEY) == 0 || (ours && kind == NULL && strcmp(m->key, "format") == 0))
     return 0;
-  rc = kind ? typed_value(s, m, kind) : add_value(s, m->key, CK_VAL_STR, 0, 0, m->val, m->vlen);
+  rc = kind ? typed_value(s, m, kind) : ck_source_add_value(s, m->key, CK_VAL_STR, 0, 0, m->val, m->vlen);
   if (rc == CK_EFORMAT)
     return ck_err_set(err, rc, "%s: __metadata__ \"%.200s\": \"%.60s\" is not a value of kind %s", s->path, m->key,
                       m->val, kind);
@@ -228,12 +182,13 @@ out:
 
 /* ---- open ---- */
 
-static int set_id(struct st_source *ss, const struct stat *st)
+static int set_id(struct st_source *ss, struct ck_err *err)
 {
-  int64_t mtime = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+  const char *files[] = { ss->base.path, NULL };
 
-  ck_source_id_format((uint64_t)st->st_size, mtime, ss->base.source_id, sizeof(ss->base.source_id));
-  return (ss->base.source_name = ck_basename(ss->base.path)) == NULL ? -ENOMEM : 0;
+  if ((ss->base.source_name = ck_basename(ss->base.path)) == NULL)
+    return ck_err_set(err, -ENOMEM, "out of memory");
+  return ck_source_set_id(&ss->base, files, err);
 }
 
 int ck_st_source_open(const char *path, size_t budget, struct ck_source **out, struct ck_err *err)
@@ -253,10 +208,8 @@ int ck_st_source_open(const char *path, size_t budget, struct ck_source **out, s
     rc = ck_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
     goto out;
   }
-  if ((rc = set_id(ss, &st)) != 0) {
-    ck_err_set(err, rc, "out of memory");
+  if ((rc = set_id(ss, err)) != 0)
     goto out;
-  }
   if ((rc = ck_st_header_read(ss->fd, (uint64_t)st.st_size, budget, path, &ss->h, err)) != 0 ||
       (rc = load_values(ss, err)) != 0)
     goto out;
