@@ -108,8 +108,6 @@ int ck_format_detect(const char *path, int *fmt, struct ck_err *err)
       *fmt = CK_FMT_H5;
     else if (n >= 4 && h[0] == 'P' && h[1] == 'K' && (h[2] == 3 || h[2] == 5))
       *fmt = CK_FMT_TORCH;
-    else if (n >= 2 && h[0] == 0x80 && h[1] >= 2 && h[1] <= 5)
-      *fmt = CK_FMT_TORCH; /* a bare pickle: the legacy torch.save format, refused by the torch reader */
     else if (n >= 9 && h[8] == '{') {
       uint64_t hl = 0;
       for (int i = 7; i >= 0; i--)
@@ -117,6 +115,9 @@ int ck_format_detect(const char *path, int *fmt, struct ck_err *err)
       if (hl >= 2 && hl <= (uint64_t)size - 8)
         *fmt = CK_FMT_SAFETENSORS;
     }
+    if (*fmt == 0 && n >= 3 && h[0] == 0x80 && h[1] >= 2 && h[1] <= 5 && h[2] == 0x8a)
+      *fmt = CK_FMT_TORCH; /* a pickle opening with torch's magic number: the legacy format, which
+                            * the torch reader refuses by name */
     if (*fmt)
       return 0;
   }

@@ -35,6 +35,7 @@ static int run(void *arg)
   }
   if (!j->c->quiet) {
     ck_cli_summary(j->src, j->dst, &st);
+    fflush(stdout);
     if (st.warning[0])
       fprintf(stderr, "ckpt convert: %s\n", st.warning);
   }
