@@ -22,6 +22,7 @@
 #include "dtype.h"
 #include "fileio.h"
 #include "json.h"
+#include "convert_internal.h"
 #include "pipeline.h"
 #include "st.h"
 
@@ -312,24 +313,14 @@ static int flush_close(struct st_sink *k, struct ck_err *err)
 
 static int publish(struct st_sink *k, struct ck_err *err)
 {
-  const struct ck_convert_opts *c = k->conv;
-  char *dir = NULL;
-  int rc;
+  static const struct ck_convert_opts none = { 0 };
+  int rc = ck_publish_file(k->tmp, k->base.path, k->mark_id ? k->mark_name : NULL, k->mark_id,
+                           k->conv ? k->conv : &none, err);
 
-  if (k->mark_name && k->mark_id) /* best effort: file systems without user xattrs keep none */
-    ck_mark_set(k->tmp, k->mark_name, k->mark_id);
-  if (c && (c->output_mode || c->output_chgrp) &&
-      (rc = ck_set_owner(k->tmp, c->output_mode, c->output_chgrp, c->output_gid)) != 0)
-    return ck_err_set(err, rc, "%s: cannot set the output's mode or group: %s", k->base.path, strerror(-rc));
-  if ((rc = ck_publish_rename(k->tmp, k->base.path, c ? c->keep_foreign : 0)) != 0)
-    return ck_err_set(err, rc, "%s: %s", k->base.path, ck_publish_error(rc));
-  free(k->tmp);
-  k->tmp = NULL; /* published: nothing to remove any more */
-  if ((dir = ck_dirname(k->base.path)) == NULL)
-    return ck_err_set(err, -ENOMEM, "out of memory");
-  if ((rc = ck_fsync_dir(dir)) != 0)
-    ck_err_set(err, rc, "%s: fsync: %s", dir, strerror(-rc));
-  free(dir);
+  if (rc == 0 || access(k->tmp, F_OK) != 0) {
+    free(k->tmp);
+    k->tmp = NULL; /* published: nothing to remove any more */
+  }
   return rc;
 }
 
