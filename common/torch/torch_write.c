@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "convert_internal.h"
 #include "dtype.h"
 #include "fileio.h"
 #include "pickle_write.h"
@@ -648,25 +649,19 @@ static int seal(struct tsink *k, struct ck_err *err)
   return 0;
 }
 
+/* The one publish path of single-file outputs (mark, mode and group, rename honouring
+ * keep_foreign, directory fsync). */
 static int publish(struct tsink *k, struct ck_err *err)
 {
-  const struct ck_convert_opts *cv = k->o.conv;
-  int rc;
+  static const struct ck_convert_opts none = { 0 };
+  int rc = ck_publish_file(k->tmp, k->base.path, k->o.mark_id ? k->o.mark_name : NULL, k->o.mark_id,
+                           k->o.conv ? k->o.conv : &none, err);
 
-  if (k->o.mark_name && k->o.mark_id) /* best effort: no user xattrs, no mark */
-    ck_mark_set(k->tmp, k->o.mark_name, k->o.mark_id);
-  if (cv && (cv->output_mode || cv->output_chgrp) &&
-      (rc = ck_set_owner(k->tmp, cv->output_mode, cv->output_chgrp, cv->output_gid)) != 0)
-    return ck_err_set(err, rc, "cannot set the output's mode or group: %s", strerror(-rc));
-  if ((rc = ck_publish_rename(k->tmp, k->base.path, cv ? cv->keep_foreign : 0)) != 0)
-    return ck_err_set(err, rc, "%s", ck_publish_error(rc));
-  free(k->tmp);
-  k->tmp = NULL;
-  if ((rc = ck_fsync_dir(k->dir)) != 0) {
-    unlink(k->base.path); /* as the bundle writer: a failed finish leaves nothing */
-    return ck_err_set(err, rc, "%s: fsync: %s", k->dir, strerror(-rc));
+  if (rc == 0 || access(k->tmp, F_OK) != 0) {
+    free(k->tmp);
+    k->tmp = NULL; /* published: nothing to remove any more */
   }
-  return 0;
+  return rc;
 }
 
 static int finish(struct ck_sink *base, struct ck_err *err)
@@ -675,11 +670,12 @@ static int finish(struct ck_sink *base, struct ck_err *err)
   int rc;
 
   if (k->in_tensor || k->next != k->n)
-    rc = ck_err_set(err, CK_EINVAL, "%zu of %zu tensors written", k->next, k->n);
-  else if ((rc = seal(k, err)) == 0)
-    rc = publish(k, err);
-  if (rc != 0) {
+    rc = ck_err_set(err, CK_EINVAL, "%s: %zu of %zu tensors written", k->base.path, k->next, k->n);
+  else if ((rc = seal(k, err)) != 0)
     ck_err_prefix(err, "%s", k->base.path);
+  else
+    rc = publish(k, err); /* its messages name the output */
+  if (rc != 0) {
     sink_abort(base);
     return rc;
   }
