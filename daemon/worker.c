@@ -180,15 +180,17 @@ static int convert(struct ck_wjob *j)
  * is a source like any other. */
 static int converted_copy(const char *path, const struct ck_h5r *r)
 {
+  static const char *const exts[] = { ".hdf5", ".h5", ".mdl" };
   const char *base = strrchr(path, '/'), *from = ck_h5r_source_name(r);
   size_t n;
 
   base = base ? base + 1 : path;
   n = strlen(base);
-  n -= n > 5 && strcmp(base + n - 5, ".hdf5") == 0                                        ? 5
-       : n > 4 && strcmp(base + n - 4, ".mdl") == 0                                        ? 4
-       : n > 3 && strcmp(base + n - 3, ".h5") == 0                                         ? 3
-                                                                                           : 0;
+  for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+    if (n > strlen(exts[i]) && strcmp(base + n - strlen(exts[i]), exts[i]) == 0) {
+      n -= strlen(exts[i]);
+      break;
+    }
   return ck_h5r_is_ckptd(r) && from[0] && strlen(from) == n && strncmp(base, from, n) == 0;
 }
 
