@@ -290,7 +290,10 @@ void ck_sched_on_file(void *ctx, int root, const char *path, const struct stat *
     return;
   }
   if (c->checking) {
-    c->touched = 1;
+    /* a rescan re-reporting a file as the check saw it is no change: touching it would
+     * discard a probe that waited longer than rescan_seconds, again at every rescan */
+    if (!stamp_known(&c->seen, st))
+      c->touched = 1;
     return;
   }
   if (c->state == CK_ST_RETRY && c->next_check > sched_mono())
