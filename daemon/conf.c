@@ -139,6 +139,74 @@ static int main_key(struct parse *p, const char *name, const char *value)
   return 1;
 }
 
+/* Add from -> to to a tree's directions: at most one target per source format. */
+static int add_direction(struct parse *p, struct ck_watch_conf *w, int from, int to)
+{
+  if (w->target[from] != 0 && w->target[from] != to) {
+    failf(p, "direction: %s and %s: at most one target per source format", ck_decide_dir_name(from, w->target[from]),
+          ck_decide_dir_name(from, to));
+    return -1;
+  }
+  w->target[from] = to;
+  return 0;
+}
+
+/* Its words for humans: "both" for saver-to-h5 and h5-to-saver alone, else the list. */
+static void name_directions(struct ck_watch_conf *w)
+{
+  size_t n = 0;
+
+  w->direction[0] = '\0';
+  if (w->target[CK_KIND_SAVER] == CK_KIND_H5 && w->target[CK_KIND_H5] == CK_KIND_SAVER &&
+      !w->target[CK_KIND_TORCH] && !w->target[CK_KIND_SAFETENSORS]) {
+    snprintf(w->direction, sizeof(w->direction), "both");
+    return;
+  }
+  for (int k = CK_KIND_SAVER; k < CK_KINDS; k++)
+    if (w->target[k] && n < sizeof(w->direction))
+      n += (size_t)snprintf(w->direction + n, sizeof(w->direction) - n, "%s%s", n ? "," : "",
+                            ck_decide_dir_name(k, w->target[k]));
+}
+
+/* direction = WORD[, WORD...]: FROM-to-TO, or both (saver-to-h5, h5-to-saver). 0 or -1
+ * (failf called). */
+static int parse_direction(struct parse *p, struct ck_watch_conf *w, const char *value)
+{
+  char *copy = strdup(value), *save = NULL, *word;
+  int rc = 0, words = 0, from, to;
+
+  if (copy == NULL) {
+    failf(p, "out of memory");
+    return -1;
+  }
+  memset(w->target, 0, sizeof(w->target));
+  for (word = strtok_r(copy, ",", &save); word && rc == 0; word = strtok_r(NULL, ",", &save)) {
+    char *end = word + strlen(word);
+    while (*word == ' ' || *word == '\t')
+      word++;
+    while (end > word && (end[-1] == ' ' || end[-1] == '\t'))
+      *--end = '\0';
+    words++;
+    if (!strcmp(word, "both")) {
+      rc = add_direction(p, w, CK_KIND_SAVER, CK_KIND_H5) | add_direction(p, w, CK_KIND_H5, CK_KIND_SAVER);
+    } else if ((rc = ck_decide_dir_parse(word, &from, &to)) == -2) {
+      failf(p, "direction: '%s': the same format on both sides", word);
+    } else if (rc != 0) {
+      failf(p, "direction: '%s' is not FROM-to-TO (FROM, TO: saver, h5, torch, safetensors) or both", word);
+    } else {
+      rc = add_direction(p, w, from, to);
+    }
+  }
+  if (rc == 0 && words == 0) {
+    failf(p, "direction: empty (FROM-to-TO, several separated by commas, or both)");
+    rc = -1;
+  }
+  free(copy);
+  if (rc == 0)
+    name_directions(w);
+  return rc ? -1 : 0;
+}
+
 static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name, const char *value)
 {
   char *copy;
@@ -150,14 +218,8 @@ static int watch_key(struct parse *p, struct ck_watch_conf *w, const char *name,
     free(w->path);
     w->path = realpath(value, real) ? strdup(real) : strdup(value);
   } else if (!strcmp(name, "direction")) {
-    if (!strcmp(value, "saver-to-h5"))
-      w->direction = CK_DIR_SAVER_TO_H5;
-    else if (!strcmp(value, "h5-to-saver"))
-      w->direction = CK_DIR_H5_TO_SAVER;
-    else if (!strcmp(value, "both"))
-      w->direction = CK_DIR_BOTH;
-    else
-      return failf(p, "direction: '%s' is not saver-to-h5, h5-to-saver or both", value);
+    if (parse_direction(p, w, value) != 0)
+      return 0;
   } else if (!strcmp(name, "update_checkpoint_file")) {
     if ((w->update_checkpoint_file = ck_ckptfile_parse_policy(value)) < 0)
       return failf(p, "update_checkpoint_file: '%s' is not auto, always or never", value);
@@ -252,7 +314,9 @@ static struct ck_watch_conf *new_watch(struct ck_conf *c, const char *name)
   w = &nw[c->nwatches++];
   memset(w, 0, sizeof(*w));
   w->name = strdup(name);
-  w->direction = CK_DIR_BOTH;
+  w->target[CK_KIND_SAVER] = CK_KIND_H5;
+  w->target[CK_KIND_H5] = CK_KIND_SAVER;
+  name_directions(w);
   w->recursive = 1;
   w->events = 1;
   w->update_checkpoint_file = CK_CKPTFILE_AUTO;
@@ -548,15 +612,18 @@ void ck_conf_free(struct ck_conf *c)
 
 void ck_conf_print(const struct ck_conf *c)
 {
-  static const char *dirs[] = { "", "saver-to-h5", "h5-to-saver", "both" };
-
   printf("config: %s\nworkers: %d\nmemory_budget: %llu\nstate_dir: %s\nstatus_file: %s\n"
          "settle_seconds: %g\nrescan_seconds: %g\nstop_timeout: %g\nworker_memory_limit: %llu\n"
          "worker_cpu_limit: %llu\n",
          c->source, c->workers, (unsigned long long)c->memory_budget, c->state_dir, c->status_file,
          c->settle_seconds, c->rescan_seconds, c->stop_timeout, (unsigned long long)c->worker_memory_limit,
          (unsigned long long)c->worker_cpu_limit);
-  for (int i = 0; i < c->nwatches; i++)
-    printf("watch %s: %s (%s%s%s)\n", c->watches[i].name, c->watches[i].path, dirs[c->watches[i].direction],
-           c->watches[i].recursive ? ", recursive" : "", c->watches[i].events ? "" : ", rescans only");
+  for (int i = 0; i < c->nwatches; i++) {
+    const struct ck_watch_conf *w = &c->watches[i];
+    printf("watch %s: %s (", w->name, w->path);
+    for (int k = CK_KIND_SAVER, n = 0; k < CK_KINDS; k++)
+      if (w->target[k])
+        printf("%s%s", n++ ? ", " : "", ck_decide_dir_name(k, w->target[k]));
+    printf("%s%s)\n", w->recursive ? ", recursive" : "", w->events ? "" : ", rescans only");
+  }
 }

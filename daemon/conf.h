@@ -9,8 +9,8 @@
 #include "error.h"
 
 #include "convert.h"
+#include "decide.h"
 
-enum { CK_DIR_SAVER_TO_H5 = 1, CK_DIR_H5_TO_SAVER = 2, CK_DIR_BOTH = 3 };
 enum { CK_LOG_ERROR = 0, CK_LOG_WARN = 1, CK_LOG_INFO = 2, CK_LOG_DEBUG = 3 };
 
 #define CK_MAX_GLOBS 16
@@ -20,7 +20,9 @@ enum { CK_LOG_ERROR = 0, CK_LOG_WARN = 1, CK_LOG_INFO = 2, CK_LOG_DEBUG = 3 };
 struct ck_watch_conf {
   char *name;
   char *path;             /* absolute, no trailing slash */
-  int direction;
+  int target[CK_KINDS];   /* direction: the format a source of each kind becomes (CK_KIND_*), 0: none;
+                           * at most one target per source format */
+  char direction[160];    /* its words, for humans: "both", "saver-to-safetensors,safetensors-to-h5" */
   int recursive;
   int events;             /* 0: rely on rescans only (network filesystems, tests) */
   char *include[CK_MAX_GLOBS];
@@ -77,7 +79,7 @@ int ck_conf_load(const char *path, struct ck_conf *out, struct ck_err *err);
 /* Parse INI text (name used in messages). */
 int ck_conf_parse_string(const char *text, const char *name, struct ck_conf *out, struct ck_err *err);
 
-/* The built-in default: watch ./var/model_dir in both directions. */
+/* The built-in default: watch ./var/model_dir in both directions (saver-to-h5, h5-to-saver). */
 int ck_conf_default(struct ck_conf *out, struct ck_err *err);
 
 /* Free the contents. */

@@ -52,6 +52,16 @@ int ck_decide_temp_dir(const char *base)
          strstr(base, ".orbax-checkpoint-tmp-") != NULL || ends_with(base, ".tmp");
 }
 
+/* Single-file checkpoints by extension. */
+static const struct {
+  const char *ext;
+  int kind;
+} file_exts[] = {
+  { ".h5", CK_KIND_H5 }, { ".hdf5", CK_KIND_H5 }, { ".mdl", CK_KIND_H5 },
+  { ".pt", CK_KIND_TORCH }, { ".pth", CK_KIND_TORCH }, { ".bin", CK_KIND_TORCH },
+  { ".safetensors", CK_KIND_SAFETENSORS },
+};
+
 int ck_decide_classify(const char *path, char **key)
 {
   const char *base = strrchr(path, '/'), *data;
@@ -71,18 +81,109 @@ int ck_decide_classify(const char *path, char **key)
     *key = strndup(path, (size_t)(data - path));
     return *key ? CK_KIND_SAVER : CK_KIND_NONE;
   }
-  if ((ends_with(base, ".h5") && strlen(base) > 3) || (ends_with(base, ".hdf5") && strlen(base) > 5)) {
-    *key = strdup(path);
-    return *key ? CK_KIND_H5 : CK_KIND_NONE;
-  }
+  for (size_t i = 0; i < sizeof(file_exts) / sizeof(file_exts[0]); i++)
+    if (ends_with(base, file_exts[i].ext) && strlen(base) > strlen(file_exts[i].ext)) {
+      *key = strdup(path);
+      return *key ? file_exts[i].kind : CK_KIND_NONE;
+    }
   return CK_KIND_NONE;
 }
 
-char *ck_decide_output(const char *key, int kind)
+/* The length of the recognised extension key ends with (0: none). */
+static size_t file_ext_len(const char *key)
 {
-  if (kind == CK_KIND_SAVER)
-    return ck_asprintf("%s.h5", key);
-  return strndup(key, strlen(key) - (ends_with(key, ".hdf5") ? 5 : 3));
+  for (size_t i = 0; i < sizeof(file_exts) / sizeof(file_exts[0]); i++)
+    if (ends_with(key, file_exts[i].ext))
+      return strlen(file_exts[i].ext);
+  return 0;
+}
+
+char *ck_decide_output(const char *key, int from, int to)
+{
+  static const char *ext[CK_KINDS] = { NULL, "", ".h5", ".pt", ".safetensors" };
+  size_t cut;
+
+  if (from == to || from <= CK_KIND_NONE || from >= CK_KINDS || to <= CK_KIND_NONE || to >= CK_KINDS)
+    return NULL;
+  if (from == CK_KIND_SAVER)
+    return ck_asprintf("%s%s", key, ext[to]);
+  if ((cut = file_ext_len(key)) == 0)
+    return NULL;
+  return ck_asprintf("%.*s%s", (int)(strlen(key) - cut), key, ext[to]);
+}
+
+char *ck_decide_output_file(const char *dst, int to)
+{
+  return to == CK_KIND_SAVER ? ck_asprintf("%s.index", dst) : strdup(dst);
+}
+
+int ck_decide_converted_copy(const char *key, int kind, const char *mark_name)
+{
+  const char *slash = strrchr(key, '/');
+  char *src, *skey = NULL, *out = NULL;
+  int from, yes;
+
+  if (mark_name[0] == '\0' || strchr(mark_name, '/') != NULL)
+    return 0;
+  src = ck_asprintf("%.*s%s", slash ? (int)(slash + 1 - key) : 0, key, mark_name);
+  if (src == NULL)
+    return 0;
+  from = ck_decide_classify(src, &skey);
+  if (from == CK_KIND_NONE || from == CK_KIND_SAVER) /* a bundle is marked by its prefix's name */
+    from = CK_KIND_SAVER;
+  out = ck_decide_output(src, from, kind);
+  yes = out != NULL && strcmp(out, key) == 0;
+  free(out);
+  free(skey);
+  free(src);
+  return yes;
+}
+
+static const char *const dir_names[CK_KINDS][CK_KINDS] = {
+  [CK_KIND_SAVER] = { [CK_KIND_H5] = "saver-to-h5", [CK_KIND_TORCH] = "saver-to-torch",
+                      [CK_KIND_SAFETENSORS] = "saver-to-safetensors" },
+  [CK_KIND_H5] = { [CK_KIND_SAVER] = "h5-to-saver", [CK_KIND_TORCH] = "h5-to-torch",
+                   [CK_KIND_SAFETENSORS] = "h5-to-safetensors" },
+  [CK_KIND_TORCH] = { [CK_KIND_SAVER] = "torch-to-saver", [CK_KIND_H5] = "torch-to-h5",
+                      [CK_KIND_SAFETENSORS] = "torch-to-safetensors" },
+  [CK_KIND_SAFETENSORS] = { [CK_KIND_SAVER] = "safetensors-to-saver", [CK_KIND_H5] = "safetensors-to-h5",
+                            [CK_KIND_TORCH] = "safetensors-to-torch" },
+};
+
+const char *ck_decide_dir_name(int from, int to)
+{
+  return from > CK_KIND_NONE && from < CK_KINDS && to > CK_KIND_NONE && to < CK_KINDS ? dir_names[from][to] : NULL;
+}
+
+/* A format's name, n bytes at s: CK_KIND_*, or CK_KIND_NONE. */
+static int format_named(const char *s, size_t n)
+{
+  static const char *names[CK_KINDS] = { NULL, "saver", "h5", "torch", "safetensors" };
+
+  for (int k = CK_KIND_SAVER; k < CK_KINDS; k++)
+    if (strlen(names[k]) == n && strncmp(s, names[k], n) == 0)
+      return k;
+  return CK_KIND_NONE;
+}
+
+int ck_decide_dir_parse(const char *word, int *from, int *to)
+{
+  const char *sep = strstr(word, "-to-");
+
+  *from = sep ? format_named(word, (size_t)(sep - word)) : CK_KIND_NONE;
+  *to = sep ? format_named(sep + 4, strlen(sep + 4)) : CK_KIND_NONE;
+  if (*from == CK_KIND_NONE || *to == CK_KIND_NONE)
+    return -1;
+  return *from == *to ? -2 : 0;
+}
+
+int ck_decide_dir_code(int from, int to)
+{
+  if (from == CK_KIND_SAVER && to == CK_KIND_H5)
+    return 1;
+  if (from == CK_KIND_H5 && to == CK_KIND_SAVER)
+    return 2;
+  return from * 10 + to;
 }
 
 double ck_decide_backoff(int attempts)

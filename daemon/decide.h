@@ -7,7 +7,8 @@
 
 #include <stdint.h>
 
-enum { CK_KIND_NONE = 0, CK_KIND_SAVER = 1, CK_KIND_H5 = 2 };
+/* A candidate's kind is its source format: the values are pipeline.h's CK_FMT_*. */
+enum { CK_KIND_NONE = 0, CK_KIND_SAVER = 1, CK_KIND_H5 = 2, CK_KIND_TORCH = 3, CK_KIND_SAFETENSORS = 4, CK_KINDS = 5 };
 
 /* 1 if a file name (no directory) is a producer's temporary: TensorFlow's
  * `*.tempstate<digits>` and `*.tmp<hex>` (atomic writes), `*.tmp`, `*.part`, Orbax's
@@ -21,13 +22,38 @@ int ck_decide_temp_file(const char *base);
 int ck_decide_temp_dir(const char *base);
 
 /* What a file is: CK_KIND_SAVER (PREFIX.index or PREFIX.data-NNNNN-of-NNNNN; *key
- * the prefix), CK_KIND_H5 (*.h5, *.hdf5; *key the path) or CK_KIND_NONE. *key is
- * newly allocated (NULL for NONE). */
+ * the prefix), CK_KIND_H5 (*.h5, *.hdf5, *.mdl: Cerebras' PyTorch stack writes HDF5 as
+ * .mdl; whether it is HDF5 is the probe's question), CK_KIND_TORCH (*.pt, *.pth, *.bin),
+ * CK_KIND_SAFETENSORS (*.safetensors) -- *key the path -- or CK_KIND_NONE. *key is newly
+ * allocated (NULL for NONE). */
 int ck_decide_classify(const char *path, char **key);
 
-/* The output beside a source: PREFIX.h5 for a bundle, NAME (a prefix) for NAME.h5.
- * Newly allocated. */
-char *ck_decide_output(const char *key, int kind);
+/* The output beside a source of kind `from` converted to format `to` (CK_KIND_*):
+ * a bundle PREFIX becomes PREFIX.h5, PREFIX.pt or PREFIX.safetensors; a file NAME.ext
+ * becomes the prefix NAME (to a bundle) or NAME with its extension replaced (.h5, .pt,
+ * .safetensors). Newly allocated; NULL for from == to or an unknown kind. */
+char *ck_decide_output(const char *key, int from, int to);
+
+/* The file whose presence and mark stand for an output: a bundle's PREFIX.index, else
+ * the output itself. Newly allocated. */
+char *ck_decide_output_file(const char *dst, int to);
+
+/* 1 if the source key (kind) is ckptd's converted copy of the source called
+ * `mark_name` beside it (the name ckptd's mark on it records): converting mark_name's
+ * directory entry to kind would produce key. Such a file is never a source. */
+int ck_decide_converted_copy(const char *key, int kind, const char *mark_name);
+
+/* A direction, FROM-to-TO: "saver-to-h5", "torch-to-safetensors". Static strings;
+ * NULL unless from and to are distinct formats. */
+const char *ck_decide_dir_name(int from, int to);
+
+/* Parse "FROM-to-TO" (FROM, TO: saver, h5, torch, safetensors). 0, -1 if a name is
+ * unknown (*from / *to are 0 for it), -2 if FROM == TO. */
+int ck_decide_dir_parse(const char *word, int *from, int *to);
+
+/* The number the durable record stores for a direction: 1 saver-to-h5 and 2
+ * h5-to-saver as before four formats, else FROM * 10 + TO. */
+int ck_decide_dir_code(int from, int to);
 
 /* Seconds before retry number `attempts` (0-based) of a transient failure:
  * 5 s doubling to 10 min. */

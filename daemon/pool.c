@@ -63,9 +63,11 @@ struct ck_pool {
   int npaused;
 };
 
-static const char *dir_name(int d)
+static const char *dir_name(const struct ck_job *j)
 {
-  return d == CK_DIR_SAVER_TO_H5 ? "saver-to-h5" : "h5-to-saver";
+  const char *name = j->kind == CK_WJOB_CONVERT ? ck_decide_dir_name(j->from, j->to) : NULL;
+
+  return name ? name : j->kind == CK_WJOB_PROBE ? "probe" : "?";
 }
 
 void ck_job_free(struct ck_job *job)
@@ -292,7 +294,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 
 static int spawn(struct ck_pool *p, struct ck_job *j)
 {
-  struct ck_wjob w = { .kind = j->kind, .direction = j->direction, .src = j->src, .dst = j->dst, .opts = j->opts,
+  struct ck_wjob w = { .kind = j->kind, .from = j->from, .to = j->to, .src = j->src, .dst = j->dst, .opts = j->opts,
                        .ckpt_policy = j->ckpt_policy, .require_success = j->require_success, .mem_limit = p->lim.mem_bytes, .cpu_limit = p->lim.cpu_seconds,
                        .min_free = j->min_free };
   struct ck_proc *c = calloc(1, sizeof(*c));
@@ -387,7 +389,7 @@ static void start_next(struct ck_pool *p)
     struct queue *q = qs[i];
     struct ck_job *j;
     while (q->running < q->limit && q->head && (j = take(p, q)) != NULL) {
-      struct ck_log_fields f = { j->src, dir_name(j->direction), -1, -1, j->dst, NULL, NULL };
+      struct ck_log_fields f = { j->src, dir_name(j), -1, -1, j->dst, NULL, NULL };
       int rc = spawn(p, j);
       if (rc != 0) {
         j->rc = rc;

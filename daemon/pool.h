@@ -14,7 +14,7 @@
 struct ck_job {
   uint64_t id;
   int kind;                    /* CK_WJOB_CONVERT or CK_WJOB_PROBE */
-  int direction;               /* CK_DIR_SAVER_TO_H5 or CK_DIR_H5_TO_SAVER */
+  int from, to;                /* conversions: source and output format (CK_KIND_*) */
   char *src;
   char *dst;                   /* conversions only */
   struct ck_convert_opts opts;

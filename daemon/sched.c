@@ -36,6 +36,7 @@
 #include "hook.h"
 #include "log.h"
 #include "pool.h"
+#include "probe.h"
 #include "record.h"
 #include "sched.h"
 #include "status.h"
@@ -44,9 +45,11 @@
 
 #include "sched_int.h"
 
-const char *sched_dir_name(int d)
+const char *sched_dir_name(int from, int to)
 {
-  return d == CK_DIR_SAVER_TO_H5 ? "saver-to-h5" : d == CK_DIR_H5_TO_SAVER ? "h5-to-saver" : "both";
+  const char *name = ck_decide_dir_name(from, to);
+
+  return name ? name : "?";
 }
 
 double sched_mono(void)
@@ -73,8 +76,15 @@ struct sroot *sched_root(struct ck_sched *s, int id)
   return NULL;
 }
 
-static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int direction, int ok,
+static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int to, int ok,
                      const char *error, const char *reason, unsigned long long bytes, double seconds);
+
+int sched_target(struct ck_sched *s, const struct cand *c)
+{
+  const struct sroot *r = sched_root(s, c->root);
+
+  return r && c->kind > CK_KIND_NONE && c->kind < CK_KINDS ? r->conf->target[c->kind] : 0;
+}
 
 /* ---- naming: decide.c ---- */
 
@@ -86,9 +96,7 @@ static int wanted(const struct sroot *r, const char *path, int kind)
 
   if (*rel == '/')
     rel++;
-  if (kind == KIND_SAVER && !(w->direction & CK_DIR_SAVER_TO_H5))
-    return 0;
-  if (kind == KIND_H5 && !(w->direction & CK_DIR_H5_TO_SAVER))
+  if (w->target[kind] == 0) /* no direction from this format */
     return 0;
   for (int i = 0; i < w->ninclude && !inc; i++)
     inc = fnmatch(w->include[i], rel, 0) == 0;
@@ -282,7 +290,10 @@ void ck_sched_on_file(void *ctx, int root, const char *path, const struct stat *
     return;
   }
   if (c->checking) {
-    c->touched = 1;
+    /* a rescan re-reporting a file as the check saw it is no change: touching it would
+     * discard a probe that waited longer than rescan_seconds, again at every rescan */
+    if (!stamp_known(&c->seen, st))
+      c->touched = 1;
     return;
   }
   if (c->state == CK_ST_RETRY && c->next_check > sched_mono())
@@ -359,9 +370,11 @@ static int check_saver(const char *key, struct gather *g, char **why)
   return CK_CHECK_READY;
 }
 
-/* Only stats here: opening an HDF5 file is a probe, done in a worker process (a
- * hostile file may crash libhdf5), once the file has settled. */
-static int check_h5(const char *key, struct gather *g, char **why)
+/* A single-file source: stats, then probe.c's few reads (a torch zip's central
+ * directory, a safetensors header, an .mdl's HDF5 signature). Opening an HDF5 file is
+ * a probe done in a worker process (a hostile file may crash libhdf5), once the file
+ * has settled. */
+static int check_file(const char *key, int kind, struct gather *g, char **why)
 {
   struct stat st;
 
@@ -371,15 +384,15 @@ static int check_h5(const char *key, struct gather *g, char **why)
   }
   g->id = (struct ck_ident){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, 0, 0 };
   stat_into(key, g);
-  return CK_CHECK_READY;
+  return ck_probe_file(key, kind, why);
 }
 
 static void queue_job(struct ck_sched *s, struct cand *c, char *dst);
 
 void sched_record(struct ck_sched *s, struct cand *c, int status, const char *out, const char *err, long long ms)
 {
-  struct ck_rec e = { c->key, status, c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER, c->id, ms,
-                      sched_wall(), (char *)out, (char *)err };
+  struct ck_rec e = { c->key, status, ck_decide_dir_code(c->kind, sched_target(s, c)), c->id, ms, sched_wall(),
+                      (char *)out, (char *)err };
   int rc = ck_record_put(s->rec, &e);
 
   if (rc != 0) {
@@ -394,9 +407,9 @@ static int same_ident(const struct ck_ident *a, const struct ck_ident *b)
 }
 
 /* The mark on an existing output (transition.h's CK_MARK_*). */
-static int output_mark(const struct cand *c, const char *dst)
+static int output_mark(const struct cand *c, const char *dst, int to)
 {
-  char *file = c->kind == KIND_SAVER ? strdup(dst) : ck_asprintf("%s.index", dst);
+  char *file = ck_decide_output_file(dst, to);
   char *name = ck_basename(c->key), mark[600], id[64];
   int judged = CK_MARK_NONE;
 
@@ -410,13 +423,13 @@ static int output_mark(const struct cand *c, const char *dst)
 
 /* Take a changed source's output out of the checkpoint file ckptd maintains: it no
  * longer is what that source holds (the conversion puts it back when it is). */
-static void forget_output(const struct cand *c, const char *dst, const struct ck_log_fields *f)
+static void forget_output(const char *dst, int to, const struct ck_log_fields *f)
 {
   char *dir, *base;
   struct ck_err err = { 0 };
   int updated = 0;
 
-  if (c->kind != KIND_H5)
+  if (to != KIND_SAVER)
     return;
   dir = ck_dirname(dst);
   base = ck_basename(dst);
@@ -424,6 +437,24 @@ static void forget_output(const struct cand *c, const char *dst, const struct ck
     ck_log(CK_LOG_WARN, "checkpoint_file", f, "%s", err.msg);
   free(dir);
   free(base);
+}
+
+/* 1 if the source carries ckptd's mark as the converted copy of the source beside it
+ * that its name comes from (a bundle: on its .index): ckptd's own output, whichever
+ * direction wrote it, so no pair of directions ever converts it back, and no output is
+ * chained into another direction's source. The record says so too; the mark holds
+ * when state_dir was lost. */
+static int marked_copy(const struct cand *c)
+{
+  char *file = ck_decide_output_file(c->key, c->kind), mark[600], *sp;
+  int yes = 0;
+
+  if (file && ck_mark_get(file, mark, sizeof(mark)) == 0 && (sp = strrchr(mark, ' ')) != NULL) {
+    *sp = '\0';
+    yes = ck_decide_converted_copy(c->key, c->kind, mark);
+  }
+  free(file);
+  return yes;
 }
 
 /* Decide what a complete source needs, from the record and the files. */
@@ -439,18 +470,18 @@ static void decide(struct ck_sched *s, struct cand *c)
     { CK_NEED_NONE_FAILED, "failed", "failed before, unchanged since", CK_ST_FAILED },
     { CK_NEED_NONE_OURS, "skip", "ckptd wrote it: never converted back", CK_ST_SKIPPED },
   };
-  int need;
+  int need, to = sched_target(s, c);
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
-  char *dst = ck_decide_output(c->key, c->kind);
-  char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s", dst) : ck_asprintf("%s.index", dst);
+  char *dst = to ? ck_decide_output(c->key, c->kind, to) : NULL;
+  char *probe = dst ? ck_decide_output_file(dst, to) : NULL;
   struct ck_source_seen in = { rec ? rec->status : CK_SEEN_NONE, rec && same_ident(&rec->id, &c->id),
                                rec && rec->output && dst && strcmp(rec->output, dst) == 0,
-                               ck_record_by_output(s->rec, c->key) != NULL, probe && access(probe, F_OK) == 0,
-                               CK_MARK_NONE, c->force };
-  struct ck_log_fields f = { c->key, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
+                               ck_record_by_output(s->rec, c->key) != NULL || marked_copy(c),
+                               probe && access(probe, F_OK) == 0, CK_MARK_NONE, c->force };
+  struct ck_log_fields f = { c->key, sched_dir_name(c->kind, to), -1, -1, dst, NULL, NULL };
 
   free(probe);
-  if (sched_root(s, c->root) == NULL) { /* its tree was removed by a reload while it was checked */
+  if (sched_root(s, c->root) == NULL || to == 0) { /* its tree was removed, or its direction, by a reload */
     c->state = CK_ST_SKIPPED;
     free(dst);
     return;
@@ -460,7 +491,7 @@ static void decide(struct ck_sched *s, struct cand *c)
     return;
   }
   if (in.dst_exists)
-    in.dst_mark = output_mark(c, dst);
+    in.dst_mark = output_mark(c, dst, to);
   need = ck_next_source(&in);
   if (need != CK_NEED_CONVERT && need != CK_NEED_RECONVERT)
     c->force = CK_FORCE_NONE; /* an operator's request counts until it is answered */
@@ -473,8 +504,8 @@ static void decide(struct ck_sched *s, struct cand *c)
     }
   switch (need) {
   case CK_NEED_NONE_THEIRS:
-    ck_log(CK_LOG_DEBUG, "skip", &f, "the other format is already there and is not ckptd's; not converting");
-    sched_plan(s, "skip", c->key, dst, "the other format is already there and is not ckptd's");
+    ck_log(CK_LOG_DEBUG, "skip", &f, "the output's name is taken by a file ckptd did not write; not converting");
+    sched_plan(s, "skip", c->key, dst, "the output's name is taken by a file ckptd did not write");
     c->state = CK_ST_SKIPPED;
     break;
   case CK_NEED_ADOPT:
@@ -487,7 +518,7 @@ static void decide(struct ck_sched *s, struct cand *c)
   case CK_NEED_RECONVERT:
     ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted: converting it again");
     if (!(s->flags & CK_SCHED_DRY_RUN))
-      forget_output(c, dst, &f);
+      forget_output(dst, to, &f);
     /* fall through */
   default:
     queue_job(s, c, dst);
@@ -514,7 +545,7 @@ static void check_work(uv_work_t *w)
   struct check_req *q = w->data;
 
   q->g.sig = 0xcbf29ce484222325ull;
-  q->res = q->kind == KIND_SAVER ? check_saver(q->key, &q->g, &q->why) : check_h5(q->key, &q->g, &q->why);
+  q->res = q->kind == KIND_SAVER ? check_saver(q->key, &q->g, &q->why) : check_file(q->key, q->kind, &q->g, &q->why);
 }
 
 /* Not a valid checkpoint: recorded once, retried only when it changes. Takes why.
@@ -528,7 +559,7 @@ static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why, int reas
   if (rec && rec->status == CK_REC_DONE && rec->output && !same_ident(&rec->id, &c->id)) {
     ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted, into something invalid");
     if (!(s->flags & CK_SCHED_DRY_RUN))
-      forget_output(c, rec->output, &f);
+      forget_output(rec->output, sched_target(s, c), &f);
   }
   sched_plan(s, "fail", c->key, NULL, why);
   s->once.failed++;
@@ -538,8 +569,7 @@ static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why, int reas
     sched_record(s, c, CK_REC_FAILED, NULL, why, 0);
     s->failed_total++;
     s->metrics.failures[reason]++;
-    run_hook(s, c, NULL, c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER, 0, why,
-             ck_decide_reason_name(reason), 0, 0);
+    run_hook(s, c, NULL, sched_target(s, c), 0, why, ck_decide_reason_name(reason), 0, 0);
   }
   free(c->why);
   c->why = why;
@@ -570,7 +600,8 @@ static void probe(struct ck_sched *s, struct cand *c)
     return;
   }
   j->kind = CK_WJOB_PROBE;
-  j->direction = CK_DIR_H5_TO_SAVER;
+  j->from = c->kind;
+  j->to = sched_target(s, c);
   j->require_success = sched_root(s, c->root) ? sched_root(s, c->root)->conf->require_success : 0;
   j->owner = c;
   s->checks_total++;
@@ -621,6 +652,16 @@ static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t si
   c->have_sig = 1;
   if (n.act == CK_ACT_FAIL) {
     fail_corrupt(s, c, why, CK_REASON_CORRUPT);
+    return;
+  }
+  if (n.act == CK_ACT_SKIP) { /* not a checkpoint at all: looked at again when it changes */
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why, NULL };
+    if (c->state != CK_ST_SKIPPED)
+      ck_log(CK_LOG_DEBUG, "skip", &f, "not a checkpoint");
+    sched_plan(s, "skip", c->key, NULL, why);
+    free(c->why);
+    c->why = why;
+    c->state = CK_ST_SKIPPED;
     return;
   }
   free(why);
@@ -713,7 +754,7 @@ static int room_for(struct ck_sched *s, struct cand *c, const struct ck_watch_co
     return 1;
   }
   if (!c->guarded) {
-    struct ck_log_fields f = { c->key, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2), (long long)c->id.size, -1, dst,
+    struct ck_log_fields f = { c->key, sched_dir_name(c->kind, sched_target(s, c)), (long long)c->id.size, -1, dst,
                                NULL, "no_space" };
     ck_log(CK_LOG_WARN, "disk_guard", &f,
            "not starting: %llu bytes free, the output needs about %llu and min_free keeps %llu; checking again "
@@ -729,7 +770,8 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
 {
   const struct ck_watch_conf *w = sched_root(s, c->root)->conf;
   struct ck_job *j;
-  struct ck_log_fields f = { c->key, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2), -1, -1, dst, NULL, NULL };
+  int to = sched_target(s, c);
+  struct ck_log_fields f = { c->key, sched_dir_name(c->kind, to), -1, -1, dst, NULL, NULL };
   uint64_t min_free;
 
   if (sched_root(s, c->root)->paused) { /* ckpt ctl pause: it waits for resume */
@@ -755,7 +797,7 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
     return;
   }
   if (s->flags & CK_SCHED_DRY_RUN) {
-    sched_plan(s, "convert", c->key, dst, sched_dir_name(c->kind == KIND_SAVER ? 1 : 2));
+    sched_plan(s, "convert", c->key, dst, sched_dir_name(c->kind, to));
     s->once.converted++;
     c->state = CK_ST_SKIPPED;
     free(dst);
@@ -782,7 +824,8 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   }
   j->id = ++s->next_job_id;
   j->kind = CK_WJOB_CONVERT;
-  j->direction = c->kind == KIND_SAVER ? CK_DIR_SAVER_TO_H5 : CK_DIR_H5_TO_SAVER;
+  j->from = c->kind;
+  j->to = to;
   j->src = strdup(c->key);
   j->dst = dst;
   j->owner = c;
@@ -833,12 +876,12 @@ static void remember_finished(struct ck_sched *s, const struct ck_job *j, int ok
 static void maybe_stopped(struct ck_sched *s);
 
 /* The tree's on_done or on_failed hook, if it has one. */
-static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int direction, int ok,
+static void run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int to, int ok,
                      const char *error, const char *reason, unsigned long long bytes, double seconds)
 {
   const struct sroot *r = sched_root(s, c->root);
   const char *cmd = r ? (ok ? r->conf->on_done : r->conf->on_failed) : NULL;
-  struct ck_hook_env e = { ok ? "done" : "failed", c->key, dst, sched_dir_name(direction == CK_DIR_SAVER_TO_H5 ? 1 : 2),
+  struct ck_hook_env e = { ok ? "done" : "failed", c->key, dst, sched_dir_name(c->kind, to),
                            r ? r->conf->name : "", error, reason, bytes, seconds };
 
   if (cmd && !(s->flags & CK_SCHED_DRY_RUN))
@@ -850,7 +893,7 @@ static void count_job(struct ck_sched *s, const struct cand *c, const struct ck_
 {
   struct ck_metrics *m = &s->metrics;
   struct sroot *r = sched_root(s, c->root);
-  int d = j->direction == CK_DIR_H5_TO_SAVER;
+  int d = ck_metrics_dir(j->from, j->to);
   int o = state == CK_ST_DONE      ? CK_OUTCOME_DONE
           : state == CK_ST_BLOCKED ? CK_OUTCOME_BLOCKED
           : state == CK_ST_RETRY   ? CK_OUTCOME_RETRY
@@ -875,7 +918,7 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
   struct ck_sched *s = ctx;
   struct cand *c = j->owner;
   long long ms = (long long)(j->st.seconds * 1000);
-  struct ck_log_fields f = { j->src, sched_dir_name(j->direction), (long long)j->st.bytes, ms, j->dst,
+  struct ck_log_fields f = { j->src, sched_dir_name(j->from, j->to), (long long)j->st.bytes, ms, j->dst,
                              j->rc ? j->err : NULL, NULL };
   struct ck_after_job after;
 
@@ -943,7 +986,7 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
     remember_finished(s, j, 0);
   }
   if (after.state == CK_ST_DONE || after.state == CK_ST_FAILED || after.state == CK_ST_BLOCKED)
-    run_hook(s, c, j->dst, j->direction, after.state == CK_ST_DONE, j->rc ? j->err : NULL, f.reason,
+    run_hook(s, c, j->dst, j->to, after.state == CK_ST_DONE, j->rc ? j->err : NULL, f.reason,
              j->st.bytes, j->st.seconds);
   if (after.state != CK_ST_RETRY && after.delay >= 0)
     sched_settle(s, c, after.delay);
@@ -1096,14 +1139,16 @@ static void mirror_delete(struct ck_sched *s, const struct cand *c)
 {
   const struct sroot *r = sched_root(s, c->root);
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
-  char *probe = c->kind == KIND_SAVER ? ck_asprintf("%s.index", c->key) : strdup(c->key);
+  char *probe = ck_decide_output_file(c->key, c->kind), *okey = NULL;
   struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, NULL, NULL };
-  int gone = probe && access(probe, F_OK) != 0, removed;
+  int gone = probe && access(probe, F_OK) != 0, removed, to_bundle;
 
   free(probe);
   if (!gone || r == NULL || !r->conf->mirror_deletes || rec == NULL || rec->status != CK_REC_DONE || !rec->output)
     return;
-  if (c->kind == KIND_SAVER)
+  to_bundle = ck_decide_classify(rec->output, &okey) == CK_KIND_NONE; /* an output prefix names no file */
+  free(okey);
+  if (!to_bundle)
     removed = unchanged_since(rec->output, rec->when) && unlink(rec->output) == 0;
   else
     removed = remove_bundle(rec->output, rec->when) == 0;
@@ -1112,7 +1157,7 @@ static void mirror_delete(struct ck_sched *s, const struct cand *c)
     return;
   }
   ck_log(CK_LOG_INFO, "mirror_delete", &f, "source deleted: its output removed too (mirror_deletes)");
-  if (c->kind == KIND_H5) {
+  if (to_bundle) {
     char *dir = ck_dirname(rec->output), *base = ck_basename(rec->output);
     struct ck_err err = { 0 };
     int updated;

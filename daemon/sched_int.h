@@ -17,7 +17,7 @@
 #include "transition.h"
 #include "watch.h"
 
-enum { KIND_SAVER = CK_KIND_SAVER, KIND_H5 = CK_KIND_H5 };
+enum { KIND_SAVER = CK_KIND_SAVER, KIND_H5 = CK_KIND_H5 }; /* a candidate's kind: its format (CK_KIND_*) */
 
 #define RECENT 20
 enum { PHASE_RUNNING, PHASE_STOPPING, PHASE_STOPPED };
@@ -112,7 +112,8 @@ struct ck_sched {
 };
 
 /* Helpers of sched.c the other two use. */
-const char *sched_dir_name(int d);                     /* 1: saver-to-h5, 2: h5-to-saver */
+const char *sched_dir_name(int from, int to);          /* "saver-to-h5", "torch-to-safetensors", "?" */
+int sched_target(struct ck_sched *s, const struct cand *c); /* its tree's target format for it, 0: none */
 double sched_mono(void);                               /* monotonic seconds */
 double sched_wall(void);                               /* wall-clock seconds */
 struct sroot *sched_root(struct ck_sched *s, int id); /* a tree by its id, or NULL */

@@ -50,7 +50,7 @@ static void running_one(void *ctx, const struct ck_job *j, double seconds)
 
   if (r->n == r->cap)
     return;
-  r->v[r->n++] = (struct ck_status_job){ j->src, sched_dir_name(j->direction == CK_DIR_SAVER_TO_H5 ? 1 : 2), j->pid,
+  r->v[r->n++] = (struct ck_status_job){ j->src, sched_dir_name(j->from, j->to), j->pid,
                                          sched_wall() - seconds, seconds, j->done_bytes, j->total_bytes };
 }
 
@@ -85,7 +85,7 @@ void sched_write_status(struct ck_sched *s)
     struct statvfs vfs;
     int known = statvfs(s->roots[i].conf->path, &vfs) == 0;
     roots[i] = (struct ck_status_root){ s->roots[i].conf->name, s->roots[i].conf->path,
-                                        sched_dir_name(s->roots[i].conf->direction), s->roots[i].last_success,
+                                        s->roots[i].conf->direction, s->roots[i].last_success,
                                         known ? (long long)(vfs.f_bavail * vfs.f_frsize) : -1,
                                         known ? (long long)(vfs.f_blocks * vfs.f_frsize) : -1,
                                         s->roots[i].disk_guard };

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "decide.h"
 #include "fileio.h"
 #include "status.h"
 
@@ -68,15 +69,35 @@ void ck_status_json(FILE *f, const struct ck_status *st)
   fprintf(f, "\n  ]\n}\n");
 }
 
-void ck_metrics_observe(struct ck_metrics *m, int direction, double seconds)
+int ck_metrics_dir(int from, int to)
+{
+  return ck_decide_dir_name(from, to) ? from * CK_KINDS + to : 0;
+}
+
+void ck_metrics_observe(struct ck_metrics *m, int d, double seconds)
 {
   static const double le[CK_DURATION_BUCKETS - 1] = { 1, 5, 15, 60, 300, 900, 3600, 14400 };
 
-  direction = direction ? 1 : 0;
+  if (d <= 0 || d >= CK_METRIC_DIRS)
+    return;
   for (int i = 0; i < CK_DURATION_BUCKETS; i++)
     if (i == CK_DURATION_BUCKETS - 1 || seconds <= le[i])
-      m->duration_le[direction][i]++;
-  m->duration_sum[direction] += seconds;
+      m->duration_le[d][i]++;
+  m->duration_sum[d] += seconds;
+}
+
+/* A direction's series are written when it is saver-to-h5 or h5-to-saver (always there,
+ * as before four formats) or has had a job since start. */
+static const char *metric_dir(const struct ck_metrics *m, int d)
+{
+  const char *name = ck_decide_dir_name(d / CK_KINDS, d % CK_KINDS);
+  unsigned long long any = 0;
+
+  if (name == NULL)
+    return NULL;
+  for (int o = 0; o < CK_OUTCOMES; o++)
+    any += m->jobs[d][o];
+  return any || !strcmp(name, "saver-to-h5") || !strcmp(name, "h5-to-saver") ? name : NULL;
 }
 
 double ck_status_rate(const struct ck_status_job *j)
@@ -139,7 +160,6 @@ static void per_tree(FILE *f, const struct ck_status *st, const char *name, cons
 
 void ck_status_prometheus(FILE *f, const struct ck_status *st)
 {
-  static const char *dirs[2] = { "saver-to-h5", "h5-to-saver" };
   static const char *outcomes[CK_OUTCOMES] = { "done", "failed", "blocked", "retry", "aborted" };
   static const char *le[CK_DURATION_BUCKETS] = { "1", "5", "15", "60", "300", "900", "3600", "14400", "+Inf" };
   const struct ck_metrics *m = st->metrics;
@@ -153,19 +173,24 @@ void ck_status_prometheus(FILE *f, const struct ck_status *st)
   gauge(f, "ckptd_watched_directories", "Directories watched with inotify.", (double)st->watched_directories);
   if (m) {
     head(f, "ckptd_jobs_total", "counter", "Conversions ended since start, by direction and outcome.");
-    for (int d = 0; d < 2; d++)
-      for (int o = 0; o < CK_OUTCOMES; o++)
-        fprintf(f, "ckptd_jobs_total{direction=\"%s\",outcome=\"%s\"} %llu\n", dirs[d], outcomes[o], m->jobs[d][o]);
+    for (int d = 0; d < CK_METRIC_DIRS; d++)
+      for (int o = 0; o < CK_OUTCOMES && metric_dir(m, d); o++)
+        fprintf(f, "ckptd_jobs_total{direction=\"%s\",outcome=\"%s\"} %llu\n", metric_dir(m, d), outcomes[o],
+                m->jobs[d][o]);
     head(f, "ckptd_converted_bytes_total", "counter", "Tensor bytes converted since start, by direction.");
-    for (int d = 0; d < 2; d++)
-      fprintf(f, "ckptd_converted_bytes_total{direction=\"%s\"} %llu\n", dirs[d], m->bytes[d]);
+    for (int d = 0; d < CK_METRIC_DIRS; d++)
+      if (metric_dir(m, d))
+        fprintf(f, "ckptd_converted_bytes_total{direction=\"%s\"} %llu\n", metric_dir(m, d), m->bytes[d]);
     head(f, "ckptd_job_duration_seconds", "histogram", "Duration of successful conversions.");
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < CK_METRIC_DIRS; d++) {
+      const char *name = metric_dir(m, d);
+      if (name == NULL)
+        continue;
       for (int i = 0; i < CK_DURATION_BUCKETS; i++)
-        fprintf(f, "ckptd_job_duration_seconds_bucket{direction=\"%s\",le=\"%s\"} %llu\n", dirs[d], le[i],
+        fprintf(f, "ckptd_job_duration_seconds_bucket{direction=\"%s\",le=\"%s\"} %llu\n", name, le[i],
                 m->duration_le[d][i]);
-      fprintf(f, "ckptd_job_duration_seconds_sum{direction=\"%s\"} %.3f\n", dirs[d], m->duration_sum[d]);
-      fprintf(f, "ckptd_job_duration_seconds_count{direction=\"%s\"} %llu\n", dirs[d],
+      fprintf(f, "ckptd_job_duration_seconds_sum{direction=\"%s\"} %.3f\n", name, m->duration_sum[d]);
+      fprintf(f, "ckptd_job_duration_seconds_count{direction=\"%s\"} %llu\n", name,
               m->duration_le[d][CK_DURATION_BUCKETS - 1]);
     }
     head(f, "ckptd_failures_total", "counter", "Failed, blocked or retried jobs since start, by reason.");

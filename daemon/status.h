@@ -32,16 +32,17 @@ struct ck_status_recent {
   const char *error; /* "" when ok */
 };
 
-/* Counters since start, for the Prometheus textfile. Directions: 0 saver-to-h5,
- * 1 h5-to-saver. */
+/* Counters since start, for the Prometheus textfile, by direction: index
+ * ck_metrics_dir(from, to) (formats CK_KIND_*, decide.h). */
+#define CK_METRIC_DIRS 25 /* CK_KINDS * CK_KINDS */
 enum { CK_OUTCOME_DONE, CK_OUTCOME_FAILED, CK_OUTCOME_BLOCKED, CK_OUTCOME_RETRY, CK_OUTCOME_ABORTED, CK_OUTCOMES };
 #define CK_DURATION_BUCKETS 9 /* 1, 5, 15, 60, 300, 900, 3600, 14400 s, +Inf */
 #define CK_MAX_REASONS 16
 struct ck_metrics {
-  unsigned long long jobs[2][CK_OUTCOMES];
-  unsigned long long bytes[2];
-  unsigned long long duration_le[2][CK_DURATION_BUCKETS]; /* cumulative, as Prometheus wants */
-  double duration_sum[2];
+  unsigned long long jobs[CK_METRIC_DIRS][CK_OUTCOMES];
+  unsigned long long bytes[CK_METRIC_DIRS];
+  unsigned long long duration_le[CK_METRIC_DIRS][CK_DURATION_BUCKETS]; /* cumulative, as Prometheus wants */
+  double duration_sum[CK_METRIC_DIRS];
   unsigned long long failures[CK_MAX_REASONS]; /* by ck_decide_reason() */
   const char *const *reason_names;            /* and their labels */
   int nreasons;
@@ -49,8 +50,11 @@ struct ck_metrics {
   double rescan_seconds;                      /* the last one's duration */
 };
 
-/* Add one finished job's duration to the histogram. */
-void ck_metrics_observe(struct ck_metrics *m, int direction, double seconds);
+/* The metrics' index of a direction (0 for anything that is not one). */
+int ck_metrics_dir(int from, int to);
+
+/* Add one finished job's duration to the histogram of direction d (ck_metrics_dir). */
+void ck_metrics_observe(struct ck_metrics *m, int d, double seconds);
 
 /* A job's rate (bytes/s) and time left (s; -1 when unknown). */
 double ck_status_rate(const struct ck_status_job *j);

@@ -20,6 +20,8 @@ struct ck_next ck_next_after_check(const struct ck_check_seen *in)
     return (struct ck_next){ CK_ACT_SETTLE, in->settle };
   if (in->res == CK_CHECK_CORRUPT)
     return (struct ck_next){ CK_ACT_FAIL, 0 };
+  if (in->res == CK_CHECK_NOT)
+    return (struct ck_next){ CK_ACT_SKIP, 0 };
   return (struct ck_next){ in->kind == CK_KIND_H5 ? CK_ACT_PROBE : CK_ACT_DECIDE, 0 };
 }
 

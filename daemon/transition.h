@@ -30,7 +30,7 @@ enum {
   CK_ACT_FAIL,   /* not a valid checkpoint: record it, FAILED until it changes */
   CK_ACT_PROBE,  /* a settled HDF5 file: open it in a worker */
   CK_ACT_DECIDE, /* complete: ck_next_source() says what it needs */
-  CK_ACT_SKIP,   /* ckptd's own output: SKIPPED */
+  CK_ACT_SKIP,   /* ckptd's own output, or not a checkpoint at all: SKIPPED */
 };
 
 struct ck_next {
@@ -38,11 +38,16 @@ struct ck_next {
   double delay; /* CK_ACT_SETTLE: seconds from now */
 };
 
-/* A check (stats, and a bundle's index parse) found: */
-enum { CK_CHECK_READY, CK_CHECK_WAIT, CK_CHECK_CORRUPT };
+/* A check (stats, a bundle's index parse, a single file's probe.c) found: */
+enum {
+  CK_CHECK_READY,
+  CK_CHECK_WAIT,
+  CK_CHECK_CORRUPT,
+  CK_CHECK_NOT, /* not a checkpoint at all (an .mdl that is not HDF5, a .bin that is no zip) */
+};
 
 struct ck_check_seen {
-  int kind;          /* CK_KIND_SAVER or CK_KIND_H5 */
+  int kind;          /* CK_KIND_* */
   int res;           /* CK_CHECK_* */
   double age;        /* seconds since its newest file's mtime */
   double settle;     /* settle_seconds */
@@ -52,7 +57,9 @@ struct ck_check_seen {
 };
 
 /* Settled means quiet for settle_seconds and unchanged since the previous check;
- * a settled bundle is decided, a settled HDF5 file probed first. */
+ * a settled HDF5 file is probed first (in a worker), any other source decided (torch
+ * and safetensors files were probed by the check itself); a settled file that is not a
+ * checkpoint at all is skipped (looked at again when it changes). */
 struct ck_next ck_next_after_check(const struct ck_check_seen *in);
 
 /* A probe (an HDF5 open in a worker) found: */

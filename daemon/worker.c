@@ -28,8 +28,14 @@
 #include "fileio.h"
 #include "h5.h"
 #include "h5_probe.h"
+#include "pipeline.h"
 #include "worker.h"
 #include "wproto.h"
+
+_Static_assert((int)CK_KIND_SAVER == (int)CK_FMT_SAVER && (int)CK_KIND_H5 == (int)CK_FMT_H5 &&
+                   (int)CK_KIND_TORCH == (int)CK_FMT_TORCH && (int)CK_KIND_SAFETENSORS == (int)CK_FMT_SAFETENSORS &&
+                   (int)CK_KINDS == (int)CK_FMT_COUNT,
+               "a candidate's kind is its pipeline format");
 
 static atomic_int cancel_flag; /* lock-free: set from a signal handler, read by converter threads */
 
@@ -141,10 +147,12 @@ static int convert(struct ck_wjob *j)
   j->opts.progress_ctx = &g;
   j->opts.no_checkpoint_file = 1; /* the policy below decides, not the converter */
   j->opts.keep_foreign = 1;       /* a trainer's file that appeared meanwhile is never replaced */
-  if (j->direction == CK_DIR_SAVER_TO_H5)
+  if (j->from == CK_KIND_SAVER && j->to == CK_KIND_H5)
     rc = ck_convert_tf_to_h5(j->src, j->dst, &j->opts, &st, &err);
-  else
+  else if (j->from == CK_KIND_H5 && j->to == CK_KIND_SAVER)
     rc = ck_convert_h5_to_tf(j->src, j->dst, &j->opts, &st, &err);
+  else /* the pipeline: any source to any sink (CK_KIND_* are pipeline.h's CK_FMT_*) */
+    rc = ck_convert(j->src, j->dst, j->to, &j->opts, &st, &err);
   free(dir);
   if (rc != 0 && g.tripped) {
     snprintf(err.msg, sizeof(err.msg),
@@ -156,7 +164,7 @@ static int convert(struct ck_wjob *j)
     return fail(rc, err.msg[0] ? err.msg : ck_strerror(rc));
   if (st.warning[0])
     note(st.warning);
-  if (j->direction == CK_DIR_H5_TO_SAVER)
+  if (j->to == CK_KIND_SAVER)
     list_bundle(j);
   m.tensors = st.tensors;
   m.bytes = st.bytes;
@@ -172,12 +180,17 @@ static int convert(struct ck_wjob *j)
  * is a source like any other. */
 static int converted_copy(const char *path, const struct ck_h5r *r)
 {
+  static const char *const exts[] = { ".hdf5", ".h5", ".mdl" };
   const char *base = strrchr(path, '/'), *from = ck_h5r_source_name(r);
   size_t n;
 
   base = base ? base + 1 : path;
   n = strlen(base);
-  n -= n > 5 && strcmp(base + n - 5, ".hdf5") == 0 ? 5 : n > 3 && strcmp(base + n - 3, ".h5") == 0 ? 3 : 0;
+  for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+    if (n > strlen(exts[i]) && strcmp(base + n - strlen(exts[i]), exts[i]) == 0) {
+      n -= strlen(exts[i]);
+      break;
+    }
   return ck_h5r_is_ckptd(r) && from[0] && strlen(from) == n && strncmp(base, from, n) == 0;
 }
 
@@ -196,6 +209,9 @@ static int probe(const struct ck_wjob *j)
   } else if (j->require_success && ck_h5_probe_success(j->src) == 0) {
     rc = CK_EINCOMPLETE;
     ck_err_set(&err, rc, "%s: no __SUCCESS__ attribute yet (require_success = yes)", j->src);
+  } else if (!ck_h5_is_hdf5(j->src)) { /* .h5 or .mdl: HDF5 by its signature, whatever the name */
+    rc = before.st_size == 0 ? CK_EINCOMPLETE : CK_EFORMAT;
+    ck_err_set(&err, rc, "%s: %s", j->src, before.st_size == 0 ? "empty" : "no HDF5 signature: not an HDF5 file");
   } else {
     rc = ck_h5r_open(j->src, &r, &err);
     m.ours = rc == 0 && converted_copy(j->src, r);

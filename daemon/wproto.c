@@ -10,16 +10,12 @@
 
 #include "ckptfile.h"
 #include "conf.h"
+#include "decide.h"
 #include "fileio.h"
 #include "h5.h"
 #include "wproto.h"
 
 #define MAX_ARGS (40 + 2 * CK_MAX_RULES)
-
-static const char *dir_word(int d)
-{
-  return d == CK_DIR_SAVER_TO_H5 ? "saver-to-h5" : "h5-to-saver";
-}
 
 static const char *compression_word(int kind, int level, char *buf, size_t len)
 {
@@ -69,7 +65,7 @@ char **ck_wjob_argv(const char *exe, const struct ck_wjob *j)
          add(argv, &n, "%s", j->kind == CK_WJOB_PROBE ? "probe" : "convert") | add(argv, &n, "--src") |
          add(argv, &n, "%s", j->src);
   if (j->kind == CK_WJOB_CONVERT) {
-    bad |= add(argv, &n, "--direction") | add(argv, &n, "%s", dir_word(j->direction)) | add(argv, &n, "--dst") |
+    bad |= add(argv, &n, "--direction") | add(argv, &n, "%s", ck_decide_dir_name(j->from, j->to) ? ck_decide_dir_name(j->from, j->to) : "?") | add(argv, &n, "--dst") |
            add(argv, &n, "%s", j->dst) | add(argv, &n, "--buffer-size") | add(argv, &n, "%zu", o->buffer_size) |
            add(argv, &n, "--threads") | add(argv, &n, "%d", o->threads) | add(argv, &n, "--layout") |
            add(argv, &n, "%s", o->layout == CK_H5_NESTED ? "nested" : "flat") | add(argv, &n, "--compression") |
@@ -79,7 +75,7 @@ char **ck_wjob_argv(const char *exe, const struct ck_wjob *j)
       bad |= add(argv, &n, "--rule") | add(argv, &n, "%s=%d", o->rules[i].pattern, o->rules[i].shard);
     if (o->verify)
       bad |= add(argv, &n, "--verify");
-    if (j->direction == CK_DIR_H5_TO_SAVER)
+    if (j->to == CK_KIND_SAVER)
       bad |= add(argv, &n, "--checkpoint-file") | add(argv, &n, "%s", ck_ckptfile_policy_name(j->ckpt_policy));
   }
   if (j->kind == CK_WJOB_PROBE && j->require_success)
@@ -134,8 +130,7 @@ static int parse_opt(struct ck_wjob *j, const char *opt, const char *val, int *u
   else if (strcmp(opt, "--dst") == 0)
     j->dst = val;
   else if (strcmp(opt, "--direction") == 0)
-    j->direction = strcmp(val, "saver-to-h5") == 0 ? CK_DIR_SAVER_TO_H5
-                   : strcmp(val, "h5-to-saver") == 0 ? CK_DIR_H5_TO_SAVER : -1;
+    return ck_decide_dir_parse(val, &j->from, &j->to) == 0 ? 0 : -1;
   else if (strcmp(opt, "--checkpoint-file") == 0)
     return (j->ckpt_policy = ck_ckptfile_parse_policy(val)) < 0 ? -1 : 0;
   else if (strcmp(opt, "--layout") == 0)
@@ -172,7 +167,7 @@ static int parse_opt(struct ck_wjob *j, const char *opt, const char *val, int *u
   }
   else
     return -1;
-  return j->direction < 0 || o->layout < 0 || o->threads < 0 ? -1 : 0;
+  return o->layout < 0 || o->threads < 0 ? -1 : 0;
 }
 
 int ck_wjob_parse(int argc, char **argv, struct ck_wjob *j, char *msg, size_t msglen)
@@ -191,7 +186,7 @@ int ck_wjob_parse(int argc, char **argv, struct ck_wjob *j, char *msg, size_t ms
       return -1;
     }
   }
-  if (j->src == NULL || (j->kind == CK_WJOB_CONVERT && (j->dst == NULL || j->direction == 0))) {
+  if (j->src == NULL || (j->kind == CK_WJOB_CONVERT && (j->dst == NULL || j->from == 0))) {
     snprintf(msg, msglen, "worker: --src%s required", j->kind == CK_WJOB_CONVERT ? ", --dst and --direction" : "");
     return -1;
   }

@@ -26,12 +26,12 @@ enum { CK_WJOB_CONVERT = 1, CK_WJOB_PROBE = 2 };
 /* A worker's task. Strings are borrowed (from argv or the scheduler's job). */
 struct ck_wjob {
   int kind;                 /* CK_WJOB_CONVERT or CK_WJOB_PROBE */
-  int direction;            /* CK_DIR_SAVER_TO_H5 or CK_DIR_H5_TO_SAVER (conf.h) */
+  int from, to;             /* conversions: the source's and the output's format (CK_KIND_*, decide.h) */
   const char *src;
   const char *dst;          /* conversions only */
   struct ck_convert_opts opts;
   struct ck_shard_rule rules[16];
-  int ckpt_policy;          /* h5-to-saver: CK_CKPTFILE_* (ckptfile.h); the worker applies it */
+  int ckpt_policy;          /* to saver: CK_CKPTFILE_* (ckptfile.h); the worker applies it */
   int require_success;      /* probes: a file without a true root __SUCCESS__ is not complete */
   uint64_t mem_limit;       /* address-space limit in bytes, 0: none */
   uint64_t cpu_limit;       /* CPU seconds, 0: none */

@@ -22,6 +22,62 @@ static int bad(const char *text, const char *want)
   return rc;
 }
 
+/* direction: FROM-to-TO lists, both, and what is refused (with FILE:LINE). */
+static void directions(void)
+{
+  enum { S = CK_KIND_SAVER, H = CK_KIND_H5, T = CK_KIND_TORCH, F = CK_KIND_SAFETENSORS };
+  static const struct {
+    const char *value;
+    int target[CK_KINDS];
+    const char *name;
+  } good[] = {
+    { "saver-to-h5", { [S] = H }, "saver-to-h5" },
+    { "h5-to-saver", { [H] = S }, "h5-to-saver" },
+    { "both", { [S] = H, [H] = S }, "both" },
+    { "h5-to-saver, saver-to-h5", { [S] = H, [H] = S }, "both" },
+    { "both, torch-to-safetensors", { [S] = H, [H] = S, [T] = F }, "saver-to-h5,h5-to-saver,torch-to-safetensors" },
+    { "saver-to-safetensors, safetensors-to-h5", { [S] = F, [F] = H }, "saver-to-safetensors,safetensors-to-h5" },
+    { "torch-to-safetensors,safetensors-to-torch", { [T] = F, [F] = T }, "torch-to-safetensors,safetensors-to-torch" },
+    { "saver-to-h5, h5-to-torch", { [S] = H, [H] = T }, "saver-to-h5,h5-to-torch" },
+    { "  torch-to-saver  ", { [T] = S }, "torch-to-saver" },
+    { "torch-to-h5,", { [T] = H }, "torch-to-h5" },
+    { "saver-to-h5, saver-to-h5, both", { [S] = H, [H] = S }, "both" }, /* repeated: the same target */
+  };
+  static const struct {
+    const char *value, *want;
+  } refused[] = {
+    { "sideways", "t.ini:3: direction: 'sideways' is not FROM-to-TO" },
+    { "h5-to-h5", "t.ini:3: direction: 'h5-to-h5': the same format on both sides" },
+    { "tf-to-h5", "t.ini:3: direction: 'tf-to-h5' is not FROM-to-TO (FROM, TO: saver, h5, torch, safetensors)" },
+    { "saver-to-onnx", "t.ini:3: direction: 'saver-to-onnx' is not" },
+    { "saver-to-h5, saver-to-torch", "t.ini:3: direction: saver-to-h5 and saver-to-torch: at most one target per source format" },
+    { "both, h5-to-safetensors", "t.ini:3: direction: h5-to-saver and h5-to-safetensors: at most one target" },
+    { "", "t.ini:3: direction: empty" },
+    { ",", "t.ini:3: direction: empty" },
+  };
+  struct ck_conf c;
+  struct ck_err err = { 0 };
+  char text[256];
+
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    snprintf(text, sizeof(text), "[watch a]\npath = /tmp\ndirection = %s\n", good[i].value);
+    int rc = ck_conf_parse_string(text, "t.ini", &c, &err);
+    ok(rc == 0 && memcmp(c.watches[0].target, good[i].target, sizeof(good[i].target)) == 0 &&
+           !strcmp(c.watches[0].direction, good[i].name),
+       "direction = %s: %s %s", good[i].value, rc == 0 ? c.watches[0].direction : "", rc ? err.msg : "");
+    if (rc == 0)
+      ck_conf_free(&c);
+  }
+  ok(ck_conf_parse_string("[watch a]\npath = /tmp\ndirection = both\ndirection = torch-to-h5\n", "t.ini", &c, &err) == 0 &&
+         c.watches[0].target[T] == H && !c.watches[0].target[S] && !c.watches[0].target[H],
+     "a later direction key replaces the earlier");
+  ck_conf_free(&c);
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    snprintf(text, sizeof(text), "[watch a]\npath = /tmp\ndirection = %s\n", refused[i].value);
+    bad(text, refused[i].want);
+  }
+}
+
 int main(void)
 {
   struct ck_conf c;
@@ -37,18 +93,19 @@ int main(void)
   ok(c.workers == 3 && c.memory_budget == (1ull << 30) && !strcmp(c.state_dir, "/tmp/st") &&
      !strcmp(c.status_file, "/tmp/s.json") && c.log_level == CK_LOG_DEBUG && c.settle_seconds == 2.5 &&
      c.rescan_seconds == 30 && c.stop_timeout == 5, "[ckptd] values");
-  ok(c.nwatches == 2 && !strcmp(c.watches[0].name, "a") && c.watches[0].direction == CK_DIR_SAVER_TO_H5 &&
+  ok(c.nwatches == 2 && !strcmp(c.watches[0].name, "a") && c.watches[0].target[CK_KIND_SAVER] == CK_KIND_H5 && !c.watches[0].target[CK_KIND_H5] &&
      !c.watches[0].recursive && c.watches[0].ninclude == 2 && c.watches[0].nexclude == 1 &&
      c.watches[0].layout == CK_H5_NESTED && c.watches[0].compression == CK_H5_GZIP && c.watches[0].gzip_level == 7 &&
      c.watches[0].verify, "[watch a] values");
-  ok(c.watches[1].direction == CK_DIR_H5_TO_SAVER && c.watches[1].shard_size == (10ull << 30) &&
+  ok(c.watches[1].target[CK_KIND_H5] == CK_KIND_SAVER && !c.watches[1].target[CK_KIND_SAVER] && c.watches[1].shard_size == (10ull << 30) &&
      c.watches[1].nrules == 2 && !strcmp(c.watches[1].rules[1].pattern, "head*") && c.watches[1].rules[1].shard == 2 &&
      !c.watches[1].update_checkpoint_file && !c.watches[1].events && !strcmp(c.watches[1].path, "/usr"),
      "[watch b] values");
   ck_conf_free(&c);
 
   ok(ck_conf_parse_string("[watch x]\npath = /tmp\n", "t.ini", &c, &err) == 0 && c.workers >= 1 &&
-     c.settle_seconds == 5 && c.rescan_seconds == 60 && c.watches[0].direction == CK_DIR_BOTH &&
+     c.settle_seconds == 5 && c.rescan_seconds == 60 && c.watches[0].target[CK_KIND_SAVER] == CK_KIND_H5 &&
+     c.watches[0].target[CK_KIND_H5] == CK_KIND_SAVER && !strcmp(c.watches[0].direction, "both") &&
      c.watches[0].recursive && c.watches[0].events && c.watches[0].update_checkpoint_file &&
      !strcmp(c.status_file, "var/state/status.json"), "defaults");
   ck_conf_free(&c);
@@ -57,6 +114,7 @@ int main(void)
   bad("[ckptd]\n\nmemory_budget = lots\n", "t.ini:3: memory_budget");
   bad("[ckptd]\nfrobnicate = 1\n", "t.ini:2: unknown key 'frobnicate' in [ckptd]");
   bad("[watch a]\npath = /tmp\ndirection = sideways\n", "t.ini:3: direction");
+  directions();
   bad("[watch a]\npath = /tmp\ncompression = zstd\n", "t.ini:3: compression");
   bad("[watch a]\npath = /tmp\nrecursive = maybe\n", "t.ini:3: recursive");
   bad("[watch a]\npath = /tmp\nshard_rule = nope\n", "t.ini:3: shard_rule");

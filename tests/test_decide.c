@@ -63,35 +63,154 @@ static void classify(void)
     const char *path;
     int kind;
     const char *key;
-    const char *output;
   } t[] = {
-    { "/m/run/model.ckpt-100.index", CK_KIND_SAVER, "/m/run/model.ckpt-100", "/m/run/model.ckpt-100.h5" },
-    { "/m/run/model.ckpt-100.data-00003-of-00008", CK_KIND_SAVER, "/m/run/model.ckpt-100", "/m/run/model.ckpt-100.h5" },
-    { "/m/run/model_temperature.ckpt-5.index", CK_KIND_SAVER, "/m/run/model_temperature.ckpt-5",
-      "/m/run/model_temperature.ckpt-5.h5" },
-    { "/m/w.h5", CK_KIND_H5, "/m/w.h5", "/m/w" },
-    { "/m/w.hdf5", CK_KIND_H5, "/m/w.hdf5", "/m/w" },
-    { "/m/run/model.ckpt-100.data-0003-of-00008", CK_KIND_NONE, NULL, NULL },
-    { "/m/run/model.ckpt-100.data-00003-of-0000x", CK_KIND_NONE, NULL, NULL },
-    { "/m/run/.data-00000-of-00001", CK_KIND_NONE, NULL, NULL },
-    { "/m/run/.index", CK_KIND_NONE, NULL, NULL },
-    { "/m/run/checkpoint", CK_KIND_NONE, NULL, NULL },
-    { "/m/run/model.ckpt-100.index.tempstate1", CK_KIND_NONE, NULL, NULL },
-    { "/m/run/events.out.tfevents.1700000000.host", CK_KIND_NONE, NULL, NULL },
-    { "/m/x.h5.tmp", CK_KIND_NONE, NULL, NULL },
+    { "/m/run/model.ckpt-100.index", CK_KIND_SAVER, "/m/run/model.ckpt-100" },
+    { "/m/run/model.ckpt-100.data-00003-of-00008", CK_KIND_SAVER, "/m/run/model.ckpt-100" },
+    { "/m/run/model_temperature.ckpt-5.index", CK_KIND_SAVER, "/m/run/model_temperature.ckpt-5" },
+    { "/m/w.h5", CK_KIND_H5, "/m/w.h5" },
+    { "/m/w.hdf5", CK_KIND_H5, "/m/w.hdf5" },
+    { "/m/cs/checkpoint_100.mdl", CK_KIND_H5, "/m/cs/checkpoint_100.mdl" },      /* Cerebras: HDF5 as .mdl */
+    { "/m/pt/model-300.pt", CK_KIND_TORCH, "/m/pt/model-300.pt" },
+    { "/m/pt/model.pth", CK_KIND_TORCH, "/m/pt/model.pth" },
+    { "/m/hf/pytorch_model.bin", CK_KIND_TORCH, "/m/hf/pytorch_model.bin" },
+    { "/m/hf/model.safetensors", CK_KIND_SAFETENSORS, "/m/hf/model.safetensors" },
+    { "/m/hf/model-00001-of-00002.safetensors", CK_KIND_SAFETENSORS, "/m/hf/model-00001-of-00002.safetensors" },
+    { "/m/run/model.ckpt-100.data-0003-of-00008", CK_KIND_NONE, NULL },
+    { "/m/run/model.ckpt-100.data-00003-of-0000x", CK_KIND_NONE, NULL },
+    { "/m/run/.data-00000-of-00001", CK_KIND_NONE, NULL },
+    { "/m/run/.index", CK_KIND_NONE, NULL },
+    { "/m/run/checkpoint", CK_KIND_NONE, NULL },
+    { "/m/run/model.ckpt-100.index.tempstate1", CK_KIND_NONE, NULL },
+    { "/m/run/events.out.tfevents.1700000000.host", CK_KIND_NONE, NULL },
+    { "/m/x.h5.tmp", CK_KIND_NONE, NULL },
+    { "/m/.model.safetensors", CK_KIND_NONE, NULL },       /* hidden: a writer's temporary */
+    { "/m/model.pt.tmp", CK_KIND_NONE, NULL },
+    { "/m/model.safetensors.part", CK_KIND_NONE, NULL },
+    { "/m/.pt", CK_KIND_NONE, NULL },
+    { "/m/safetensors", CK_KIND_NONE, NULL },
+    { "/m/model.mdl.json", CK_KIND_NONE, NULL },
+    { "/m/model.ptx", CK_KIND_NONE, NULL },
   };
 
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-    char *key = NULL, *out = NULL;
+    char *key = NULL;
     int kind = ck_decide_classify(t[i].path, &key);
-    if (kind != CK_KIND_NONE)
-      out = ck_decide_output(key, kind);
-    ok(kind == t[i].kind && (t[i].key ? key && strcmp(key, t[i].key) == 0 : key == NULL) &&
-           (t[i].output ? out && strcmp(out, t[i].output) == 0 : out == NULL),
-       "classify %s -> kind %d key %s output %s", t[i].path, kind, key ? key : "-", out ? out : "-");
+    ok(kind == t[i].kind && (t[i].key ? key && strcmp(key, t[i].key) == 0 : key == NULL),
+       "classify %s -> kind %d key %s", t[i].path, kind, key ? key : "-");
     free(key);
-    free(out);
   }
+}
+
+/* Output names for every pair; the file standing for the output. */
+static void outputs(void)
+{
+  enum { S = CK_KIND_SAVER, H = CK_KIND_H5, T = CK_KIND_TORCH, F = CK_KIND_SAFETENSORS };
+  static const struct {
+    const char *key;
+    int from, to;
+    const char *output, *file;
+  } t[] = {
+    { "/m/run/model.ckpt-100", S, H, "/m/run/model.ckpt-100.h5", "/m/run/model.ckpt-100.h5" },
+    { "/m/run/model.ckpt-100", S, T, "/m/run/model.ckpt-100.pt", "/m/run/model.ckpt-100.pt" },
+    { "/m/run/model.ckpt-100", S, F, "/m/run/model.ckpt-100.safetensors", "/m/run/model.ckpt-100.safetensors" },
+    { "/m/w.h5", H, S, "/m/w", "/m/w.index" },
+    { "/m/w.hdf5", H, S, "/m/w", "/m/w.index" },
+    { "/m/w.hdf5", H, T, "/m/w.pt", "/m/w.pt" },
+    { "/m/cs/checkpoint_100.mdl", H, S, "/m/cs/checkpoint_100", "/m/cs/checkpoint_100.index" },
+    { "/m/cs/checkpoint_100.mdl", H, F, "/m/cs/checkpoint_100.safetensors", "/m/cs/checkpoint_100.safetensors" },
+    { "/m/cs/checkpoint_100.mdl", H, T, "/m/cs/checkpoint_100.pt", "/m/cs/checkpoint_100.pt" },
+    { "/m/pt/model-300.pt", T, S, "/m/pt/model-300", "/m/pt/model-300.index" },
+    { "/m/pt/model-300.pt", T, H, "/m/pt/model-300.h5", "/m/pt/model-300.h5" },
+    { "/m/pt/model.pth", T, F, "/m/pt/model.safetensors", "/m/pt/model.safetensors" },
+    { "/m/hf/pytorch_model.bin", T, F, "/m/hf/pytorch_model.safetensors", "/m/hf/pytorch_model.safetensors" },
+    { "/m/hf/model.safetensors", F, S, "/m/hf/model", "/m/hf/model.index" },
+    { "/m/hf/model.safetensors", F, H, "/m/hf/model.h5", "/m/hf/model.h5" },
+    { "/m/hf/model.safetensors", F, T, "/m/hf/model.pt", "/m/hf/model.pt" },
+    { "/m/a.b.pt", T, H, "/m/a.b.h5", "/m/a.b.h5" },     /* only the last extension goes */
+    { "/m/w.h5", H, H, NULL, NULL },                     /* not a direction */
+    { "/m/w.h5", H, CK_KIND_NONE, NULL, NULL },
+    { "/m/w.txt", H, S, NULL, NULL },                    /* not a name ckptd classifies */
+  };
+
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    char *out = ck_decide_output(t[i].key, t[i].from, t[i].to);
+    char *file = out ? ck_decide_output_file(out, t[i].to) : NULL;
+    ok((t[i].output ? out && strcmp(out, t[i].output) == 0 : out == NULL) &&
+           (t[i].file ? file && strcmp(file, t[i].file) == 0 : file == NULL),
+       "output %s %s -> %s (%s)", t[i].key, ck_decide_dir_name(t[i].from, t[i].to) ? ck_decide_dir_name(t[i].from, t[i].to) : "-",
+       out ? out : "-", file ? file : "-");
+    free(out);
+    free(file);
+  }
+}
+
+/* ckptd's own outputs, known by the source name their mark records, are never sources:
+ * whatever the pair, an output and its source never ping-pong. */
+static void converted_copies(void)
+{
+  static const struct {
+    const char *key;
+    int kind;
+    const char *mark_name;
+    int yes;
+  } t[] = {
+    { "/m/model.ckpt-100.h5", CK_KIND_H5, "model.ckpt-100", 1 },        /* saver-to-h5 */
+    { "/m/model.ckpt-100.safetensors", CK_KIND_SAFETENSORS, "model.ckpt-100", 1 },
+    { "/m/model.ckpt-100.pt", CK_KIND_TORCH, "model.ckpt-100", 1 },
+    { "/m/w", CK_KIND_SAVER, "w.h5", 1 },                               /* h5-to-saver */
+    { "/m/w", CK_KIND_SAVER, "w.mdl", 1 },
+    { "/m/w", CK_KIND_SAVER, "w.safetensors", 1 },
+    { "/m/a.safetensors", CK_KIND_SAFETENSORS, "a.pt", 1 },             /* torch-to-safetensors ... */
+    { "/m/a.pt", CK_KIND_TORCH, "a.safetensors", 1 },                   /* ... and back */
+    { "/m/a.h5", CK_KIND_H5, "a.bin", 1 },
+    { "/m/a.bin", CK_KIND_TORCH, "a.safetensors", 0 },                  /* ckptd writes .pt, never .bin */
+    { "/m/export.h5", CK_KIND_H5, "model.ckpt-100", 0 },                /* renamed: a source like any other */
+    { "/m/a.safetensors", CK_KIND_SAFETENSORS, "b.pt", 0 },
+    { "/m/a.safetensors", CK_KIND_SAFETENSORS, "a.safetensors", 0 },
+    { "/m/a.safetensors", CK_KIND_SAFETENSORS, "", 0 },
+    { "/m/a.safetensors", CK_KIND_SAFETENSORS, "../m/a.pt", 0 },
+    { "a.safetensors", CK_KIND_SAFETENSORS, "a.pt", 1 },                /* no directory */
+  };
+
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+    ok(ck_decide_converted_copy(t[i].key, t[i].kind, t[i].mark_name) == t[i].yes, "%s marked '%s': %s", t[i].key,
+       t[i].mark_name, t[i].yes ? "ckptd's converted copy" : "a source");
+}
+
+static void directions(void)
+{
+  static const struct {
+    const char *word;
+    int rc, from, to, code;
+  } t[] = {
+    { "saver-to-h5", 0, CK_KIND_SAVER, CK_KIND_H5, 1 },
+    { "h5-to-saver", 0, CK_KIND_H5, CK_KIND_SAVER, 2 },
+    { "torch-to-safetensors", 0, CK_KIND_TORCH, CK_KIND_SAFETENSORS, 34 },
+    { "safetensors-to-torch", 0, CK_KIND_SAFETENSORS, CK_KIND_TORCH, 43 },
+    { "saver-to-safetensors", 0, CK_KIND_SAVER, CK_KIND_SAFETENSORS, 14 },
+    { "h5-to-torch", 0, CK_KIND_H5, CK_KIND_TORCH, 23 },
+    { "torch-to-saver", 0, CK_KIND_TORCH, CK_KIND_SAVER, 31 },
+    { "safetensors-to-h5", 0, CK_KIND_SAFETENSORS, CK_KIND_H5, 42 },
+    { "h5-to-h5", -2, CK_KIND_H5, CK_KIND_H5, 0 },
+    { "tf-to-h5", -1, CK_KIND_NONE, CK_KIND_H5, 0 },
+    { "pt-to-h5", -1, CK_KIND_NONE, CK_KIND_H5, 0 },
+    { "saver-to-", -1, CK_KIND_SAVER, CK_KIND_NONE, 0 },
+    { "both", -1, CK_KIND_NONE, CK_KIND_NONE, 0 },
+    { "saver_to_h5", -1, CK_KIND_NONE, CK_KIND_NONE, 0 },
+    { "Saver-to-H5", -1, CK_KIND_NONE, CK_KIND_NONE, 0 },
+    { "", -1, CK_KIND_NONE, CK_KIND_NONE, 0 },
+  };
+
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    int from = -9, to = -9, rc = ck_decide_dir_parse(t[i].word, &from, &to);
+    const char *name = rc == 0 ? ck_decide_dir_name(from, to) : NULL;
+    ok(rc == t[i].rc && from == t[i].from && to == t[i].to &&
+           (rc != 0 || (name && strcmp(name, t[i].word) == 0 && ck_decide_dir_code(from, to) == t[i].code)),
+       "direction '%s': rc %d, %d -> %d, named %s", t[i].word, rc, from, to, name ? name : "-");
+  }
+  ok(ck_decide_dir_name(CK_KIND_H5, CK_KIND_H5) == NULL && ck_decide_dir_name(0, CK_KIND_H5) == NULL &&
+         ck_decide_dir_name(CK_KIND_SAVER, CK_KINDS) == NULL,
+     "no name for a non-direction");
 }
 
 static void retries(void)
@@ -226,6 +345,9 @@ int main(void)
   temp_files();
   temp_dirs();
   classify();
+  outputs();
+  converted_copies();
+  directions();
   retries();
   reasons();
   disk_guard();

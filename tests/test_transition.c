@@ -39,6 +39,11 @@ static void check_rows(void)
     { "corrupt and changing: settle", { CK_KIND_SAVER, CK_CHECK_CORRUPT, 9, 2, 1, 1, 7 }, CK_ACT_SETTLE, 2 },
     { "corrupt and settled: fail", { CK_KIND_SAVER, CK_CHECK_CORRUPT, 9, 2, 1, 7, 7 }, CK_ACT_FAIL, 0 },
     { "settle 0: at once", { CK_KIND_SAVER, CK_CHECK_READY, 0, 0, 0, 0, 7 }, CK_ACT_DECIDE, 0 },
+    { "quiet, complete safetensors: decide", { CK_KIND_SAFETENSORS, CK_CHECK_READY, 9, 2, 1, 7, 7 }, CK_ACT_DECIDE, 0 },
+    { "quiet, complete torch zip: decide", { CK_KIND_TORCH, CK_CHECK_READY, 9, 2, 1, 7, 7 }, CK_ACT_DECIDE, 0 },
+    { "half-written safetensors: wait", { CK_KIND_SAFETENSORS, CK_CHECK_WAIT, 9, 2, 1, 7, 7 }, CK_ACT_WAIT, 0 },
+    { "quiet .mdl that is not HDF5: skip", { CK_KIND_H5, CK_CHECK_NOT, 9, 2, 1, 7, 7 }, CK_ACT_SKIP, 0 },
+    { "not a checkpoint, but recent: settle first", { CK_KIND_TORCH, CK_CHECK_NOT, 1, 2, 0, 0, 7 }, CK_ACT_SETTLE, 1.01 },
   };
 
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {

@@ -21,10 +21,30 @@ static int argc_of(char **argv)
   return n;
 }
 
+/* Every pair travels as its name; only a bundle output carries the checkpoint-file policy. */
+static void pairs_roundtrip(void)
+{
+  for (int from = CK_KIND_SAVER; from < CK_KINDS; from++)
+    for (int to = CK_KIND_SAVER; to < CK_KINDS; to++) {
+      struct ck_wjob in = { .kind = CK_WJOB_CONVERT, .from = from, .to = to, .src = "/m/a", .dst = "/m/b" }, out;
+      char **argv, msg[300];
+      int has_policy = 0;
+      if (from == to)
+        continue;
+      argv = ck_wjob_argv("ckptd", &in);
+      for (int k = 0; argv && argv[k]; k++)
+        has_policy |= strcmp(argv[k], "--checkpoint-file") == 0;
+      ok(argv && ck_wjob_parse(argc_of(argv) - 2, argv + 2, &out, msg, sizeof(msg)) == 0 && out.from == from &&
+             out.to == to && has_policy == (to == CK_KIND_SAVER),
+         "%s: parses back as itself%s", ck_decide_dir_name(from, to), to == CK_KIND_SAVER ? ", with the policy" : "");
+      ck_wjob_argv_free(argv);
+    }
+}
+
 static void job_roundtrip(void)
 {
   struct ck_shard_rule rules[2] = { { "embedding/*", 1 }, { "a=b*", 2 } };
-  struct ck_wjob in = { .kind = CK_WJOB_CONVERT, .direction = CK_DIR_H5_TO_SAVER, .src = "/m/x y.h5",
+  struct ck_wjob in = { .kind = CK_WJOB_CONVERT, .from = CK_KIND_H5, .to = CK_KIND_SAVER, .src = "/m/x y.h5",
                         .dst = "/m/x y", .mem_limit = 1ull << 32, .cpu_limit = 600, .min_free = 5ull << 30 };
   struct ck_wjob out;
   char **argv, msg[300];
@@ -45,7 +65,7 @@ static void job_roundtrip(void)
   argv = ck_wjob_argv("/usr/bin/ckptd", &in);
   ok(argv && strcmp(argv[0], "/usr/bin/ckptd") == 0 && strcmp(argv[1], "--worker") == 0, "argv starts exe --worker");
   ok(ck_wjob_parse(argc_of(argv) - 2, argv + 2, &out, msg, sizeof(msg)) == 0, "argv parses back (%s)", msg);
-  ok(out.kind == CK_WJOB_CONVERT && out.direction == CK_DIR_H5_TO_SAVER, "kind and direction");
+  ok(out.kind == CK_WJOB_CONVERT && out.from == CK_KIND_H5 && out.to == CK_KIND_SAVER, "kind and direction");
   ok(strcmp(out.src, "/m/x y.h5") == 0 && strcmp(out.dst, "/m/x y") == 0, "paths with spaces survive");
   ok(out.opts.buffer_size == (32u << 20) && out.opts.threads == 1 && out.opts.layout == CK_H5_NESTED,
      "buffer, threads, layout");
@@ -75,6 +95,7 @@ static void job_refusals(void)
     { "frobnicate", "--src", "a", NULL },
     { "convert", "--src", "a", NULL },                                     /* no dst, no direction */
     { "convert", "--src", "a", "--dst", "b", "--direction", "sideways", NULL },
+    { "convert", "--src", "a", "--dst", "b", "--direction", "h5-to-h5", NULL },
     { "probe", NULL },                                                     /* no src */
     { "probe", "--src", "a", "--buffer-size", "12x", NULL },
     { "probe", "--src", "a", "--threads", "-1", NULL },
@@ -163,6 +184,7 @@ static void msg_refusals(void)
 int main(void)
 {
   job_roundtrip();
+  pairs_roundtrip();
   job_refusals();
   msg_roundtrip();
   msg_refusals();
