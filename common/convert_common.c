@@ -171,3 +171,21 @@ int ck_glob_match(const char *pattern, const char *name)
 {
   return fnmatch(pattern, name, 0) == 0;
 }
+
+int ck_publish_file(const char *tmp, const char *dst, const char *mark_name, const char *mark_id,
+                    const struct ck_convert_opts *o, struct ck_err *err)
+{
+  char *dir;
+  int rc;
+
+  if (mark_name)
+    ck_mark_set(tmp, mark_name, mark_id); /* best effort: without user xattrs, the record knows */
+  if ((rc = ck_set_owner(tmp, o->output_mode, o->output_chgrp, o->output_gid)) != 0)
+    return ck_err_set(err, rc, "%s: cannot set its mode or group: %s", dst, strerror(-rc));
+  if ((rc = ck_publish_rename(tmp, dst, o->keep_foreign)) != 0)
+    return ck_err_set(err, rc, "%s: %s", dst, ck_publish_error(rc));
+  dir = ck_dirname(dst);
+  rc = dir ? ck_fsync_dir(dir) : -ENOMEM;
+  free(dir);
+  return rc ? ck_err_set(err, rc, "%s: fsync of the directory failed", dst) : 0;
+}

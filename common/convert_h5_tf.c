@@ -92,7 +92,7 @@ static int verify_output(const char *prefix, struct ck_h5r *r, uint8_t *buf, siz
 
 /* Rename (or, with to == NULL, remove) the bundle at prefix: data files first, the
  * index last, as TensorFlow publishes, then fsync the directory. */
-static int move_bundle(const char *prefix, const char *to, int keep_foreign, struct ck_err *err)
+int ck_bundle_move(const char *prefix, const char *to, int keep_foreign, struct ck_err *err)
 {
   struct ck_bundle *b;
   char from_path[4200], to_path[4200];
@@ -129,7 +129,7 @@ static int move_bundle(const char *prefix, const char *to, int keep_foreign, str
 /* Whether the directory's `checkpoint` file can be updated: a malformed one is left
  * alone, with a warning, and decided before anything is published so that the
  * outcome does not depend on it (the bundle is complete either way). */
-static int state_usable(const char *dir, struct ck_convert_stats *st)
+int ck_state_usable(const char *dir, struct ck_convert_stats *st)
 {
   struct ck_ckptstate cs;
   struct ck_err e = { 0 };
@@ -145,7 +145,7 @@ static int state_usable(const char *dir, struct ck_convert_stats *st)
 
 /* Name the new bundle in the `checkpoint` file. The bundle is published by now, so
  * a failure here is a warning, not a failed conversion. */
-static void update_state(const char *dir, const char *prefix, struct ck_convert_stats *st)
+void ck_state_update(const char *dir, const char *prefix, struct ck_convert_stats *st)
 {
   struct ck_err e = { 0 };
   char *base = ck_basename(prefix);
@@ -178,7 +178,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   bufsize = o->buffer_size ? o->buffer_size : CK_CONVERT_DEFAULT_BUFFER;
   if ((dir = ck_dirname(dst_prefix)) == NULL)
     return ck_err_set(err, -ENOMEM, "out of memory");
-  state = !o->no_checkpoint_file && state_usable(dir, st);
+  state = !o->no_checkpoint_file && ck_state_usable(dir, st);
   if ((rc = ck_h5r_open(src, &r, err)) != 0)
     goto out;
   if ((rc = ck_srcid_add(&id, src, err)) != 0)
@@ -237,14 +237,14 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   if (wprefix) {
     if ((rc = verify_output(wprefix, r, buf, bufsize, o->threads, err)) == 0 &&
         (rc = ck_srcid_check(&id, err)) == 0)
-      rc = move_bundle(wprefix, dst_prefix, o->keep_foreign, err);
+      rc = ck_bundle_move(wprefix, dst_prefix, o->keep_foreign, err);
     if (rc != 0) {
-      move_bundle(wprefix, NULL, 0, NULL); /* what did not verify is never published */
+      ck_bundle_move(wprefix, NULL, 0, NULL); /* what did not verify is never published */
       goto out;
     }
   }
   if (state)
-    update_state(dir, dst_prefix, st);
+    ck_state_update(dir, dst_prefix, st);
 out:
   if (r)
     st->skipped = ck_h5r_skipped_count(r);

@@ -62,4 +62,18 @@ int ck_tensor_crc_h5(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, 
 /* 1 if name matches the glob pattern (fnmatch without FNM_PATHNAME: '*' crosses '/'). */
 int ck_glob_match(const char *pattern, const char *name);
 
+/* Publish a finished single-file output: ckptd's mark (when mark_name), mode and group
+ * from o, ck_publish_rename honouring o->keep_foreign, fsync of the directory. */
+int ck_publish_file(const char *tmp, const char *dst, const char *mark_name, const char *mark_id,
+                    const struct ck_convert_opts *o, struct ck_err *err);
+
+/* Rename the bundle at prefix to `to` (data files first, the index last), or with to ==
+ * NULL remove it; fsync the directory. */
+int ck_bundle_move(const char *prefix, const char *to, int keep_foreign, struct ck_err *err);
+
+/* Whether dir's `checkpoint` file can be updated (a malformed one is left alone, with a
+ * warning in st), and naming a published bundle in it (a failure is a warning). */
+int ck_state_usable(const char *dir, struct ck_convert_stats *st);
+void ck_state_update(const char *dir, const char *prefix, struct ck_convert_stats *st);
+
 #endif

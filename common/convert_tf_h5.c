@@ -495,20 +495,11 @@ static int seal(struct tf_h5 *c, const char *tmp, struct ck_err *err)
 static int publish(const char *tmp, const char *dst, struct ck_srcid *id, const char *source_name,
                    const char *source_id, const struct ck_convert_opts *o, struct ck_err *err)
 {
-  char *dir;
   int rc;
 
   if ((rc = ck_srcid_check(id, err)) != 0)
     return rc;
-  ck_mark_set(tmp, source_name, source_id); /* best effort: without user xattrs, the record knows */
-  if ((rc = ck_set_owner(tmp, o->output_mode, o->output_chgrp, o->output_gid)) != 0)
-    return ck_err_set(err, rc, "%s: cannot set its mode or group: %s", dst, strerror(-rc));
-  if ((rc = ck_publish_rename(tmp, dst, o->keep_foreign)) != 0)
-    return ck_err_set(err, rc, "%s: %s", dst, ck_publish_error(rc));
-  dir = ck_dirname(dst);
-  rc = dir ? ck_fsync_dir(dir) : -ENOMEM;
-  free(dir);
-  return rc ? ck_err_set(err, rc, "%s: fsync of the directory failed", dst) : 0;
+  return ck_publish_file(tmp, dst, source_name, source_id, o, err);
 }
 
 int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_convert_opts *o,

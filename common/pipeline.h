@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "convert.h"
+#include "convert_internal.h"
 #include "error.h"
 
 enum { CK_FMT_AUTO = 0, CK_FMT_SAVER = 1, CK_FMT_H5 = 2, CK_FMT_TORCH = 3, CK_FMT_SAFETENSORS = 4, CK_FMT_COUNT = 5 };
@@ -85,7 +86,8 @@ struct ck_source {
   char **skipped;          /* "name: why" for leaves that are neither (listed by tools) */
   size_t nskipped;
   char *source_name;       /* base name ckptd records in outputs (mark, ckptd_source) */
-  char source_id[64];      /* "SIZE:MTIME_NS" of the files read, at open */
+  struct ck_srcid id;      /* the files read, to notice a source that changes under a conversion */
+  char source_id[64];      /* "SIZE:MTIME_NS" of those files, at open (ck_source_set_id) */
   int tf_producer, tf_min_consumer; /* TF version fields (0 if not a TF source) */
 };
 

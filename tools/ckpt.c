@@ -21,6 +21,8 @@
 #include "cli.h"
 #include "convert.h"
 #include "convert_internal.h"
+#include "pipeline.h"
+#include "tensor_crc.h"
 #include "crc32c.h"
 #include "dtype.h"
 #include "error.h"
@@ -28,6 +30,7 @@
 #include "h5.h"
 #include "isolate.h"
 #include "../daemon/status.h"
+#include "ckpt_convert.h"
 #include "ckpt_ctl.h"
 #include "synth.h"
 
@@ -42,6 +45,7 @@ static void usage(FILE *f)
           "(the format is detected).\n"
           "\n"
           "commands:\n"
+          CK_CONVERT_USAGE
           "  ls PATH [--format text|tsv|json]\n"
           "      list every tensor: name, dtype, shape, bytes (tsv/json add shard, offset, crc32c)\n"
           "  verify PATH [--threads N]\n"
@@ -78,6 +82,7 @@ static double now(void)
 struct src {
   struct ck_bundle *b;
   struct ck_h5r *r;
+  struct ck_source *p; /* PyTorch and safetensors: through the pipeline's source */
 };
 
 static int is_h5_path(const char *path)
@@ -118,11 +123,13 @@ static int not_h5(const char *path, struct ck_err *err)
 
 static int src_open(struct src *s, const char *path, int index_only, struct ck_err *err)
 {
-  int rc;
+  int rc, fmt;
 
   memset(s, 0, sizeof(*s));
   if (is_h5_path(path))
     return ck_h5r_open(path, &s->r, err);
+  if (ck_format_detect(path, &fmt, NULL) == 0 && (fmt == CK_FMT_TORCH || fmt == CK_FMT_SAFETENSORS))
+    return ck_source_open(path, fmt, CK_CONVERT_DEFAULT_BUFFER, &s->p, err);
   if (has_h5_extension(path) && (rc = not_h5(path, err)) != 0)
     return rc;
   return ck_bundle_open(path, index_only ? CK_BUNDLE_INDEX_ONLY : 0, &s->b, err);
@@ -132,6 +139,7 @@ static void src_close(struct src *s)
 {
   ck_bundle_close(s->b);
   ck_h5r_close(s->r);
+  ck_source_close(s->p);
 }
 
 /* One tensor as ls and diff see it. */
@@ -148,23 +156,64 @@ struct tinfo {
   int has_crc;
   const struct ck_entry *e;
   const struct ck_h5_tensor *t;
+  size_t i; /* index in a pipeline source */
 };
 
 static size_t src_count(const struct src *s)
 {
-  return s->b ? ck_bundle_count(s->b) : ck_h5r_count(s->r);
+  return s->p ? s->p->count : s->b ? ck_bundle_count(s->b) : ck_h5r_count(s->r);
+}
+
+static const char *src_format(const struct src *s)
+{
+  return s->p ? ck_format_name(s->p->format) : s->b ? "tf" : "h5";
+}
+
+/* Masked crc32c of a pipeline source's tensor in TensorFlow's stored layout, read through
+ * the source (which checks the checksums its format stores). */
+static int crc_feed(void *ctx, const void *data, size_t len)
+{
+  return ck_tcrc_update(ctx, data, len) == 0 ? 0 : CK_EFORMAT;
+}
+
+static int src_tensor_crc(struct src *s, const struct tinfo *t, void *buf, size_t bufsize, uint32_t *crc,
+                          struct ck_err *err)
+{
+  struct ck_tinfo ti;
+  struct ck_tcrc c;
+  int rc;
+
+  if (s->b)
+    return ck_tensor_crc_bundle(s->b, t->e, buf, bufsize, crc, err);
+  if (s->r)
+    return ck_tensor_crc_h5(s->r, t->t, buf, bufsize, crc, err);
+  s->p->ops->info(s->p, t->i, &ti);
+  ck_tcrc_init(&c, ti.dtype, ti.nelem);
+  if ((rc = s->p->ops->stream(s->p, t->i, buf, bufsize, crc_feed, &c, err)) != 0)
+    return rc;
+  if (ck_tcrc_final(&c, crc) != 0)
+    return ck_err_set(err, CK_EFORMAT, "%s: %.*s: %s", s->p->path, (int)t->nlen, t->name, c.why);
+  *crc = ck_crc32c_mask(*crc);
+  return 0;
 }
 
 /* Tensor i; returns 0 for bundle slice entries, which are part of their variable. */
 static int src_tensor(const struct src *s, size_t i, struct tinfo *ti)
 {
   memset(ti, 0, sizeof(*ti));
+  if (s->p) {
+    struct ck_tinfo t;
+    s->p->ops->info(s->p, i, &t);
+    *ti = (struct tinfo){ (const uint8_t *)t.name, t.nlen, t.dtype, t.rank, t.dims, (int64_t)t.nbytes, -1, 0,
+                          t.crc32c, t.has_crc, NULL, NULL, i };
+    return 1;
+  }
   if (s->b) {
     const struct ck_entry *e = ck_bundle_entry(s->b, i);
     if (e->is_slice)
       return 0;
     *ti = (struct tinfo){ e->key, e->key_len, e->dtype, e->rank, e->dims, (int64_t)ck_entry_tensor_bytes(e),
-                          e->nslices ? -1 : e->shard, e->offset, e->crc32c, e->nslices == 0, e, NULL };
+                          e->nslices ? -1 : e->shard, e->offset, e->crc32c, e->nslices == 0, e, NULL, i };
     if (ck_dtype_is_varlen(e->dtype))
       ti->bytes = (int64_t)e->size;
     return 1;
@@ -173,7 +222,7 @@ static int src_tensor(const struct src *s, size_t i, struct tinfo *ti)
     const struct ck_h5_tensor *t = ck_h5r_tensor(s->r, i);
     size_t es = ck_dtype_size(t->dtype);
     *ti = (struct tinfo){ t->name, t->nlen, t->dtype, t->rank, t->dims, es ? (int64_t)(t->nelem * es) : -1,
-                          -1, t->raw_offset, t->tf_crc32c, t->has_crc, NULL, t };
+                          -1, t->raw_offset, t->tf_crc32c, t->has_crc, NULL, t, i };
     return 1;
   }
 }
@@ -220,6 +269,18 @@ static void json_str(const uint8_t *s, size_t n)
 }
 
 /* ---- ls ---- */
+
+/* A non-tensor value, as JSON (json) or for people. */
+static void value_print(const struct ck_value *v, int json)
+{
+  switch (v->kind) {
+  case CK_VAL_NONE: printf(json ? "null" : "None"); break;
+  case CK_VAL_BOOL: printf(json ? (v->i ? "true" : "false") : (v->i ? "True" : "False")); break;
+  case CK_VAL_INT: printf("%" PRId64, v->i); break;
+  case CK_VAL_FLOAT: printf("%.17g", v->f); break;
+  default: json_str((const uint8_t *)v->s, v->slen); break;
+  }
+}
 
 static void ls_row(const char *format, const struct tinfo *t, int first)
 {
@@ -272,7 +333,7 @@ static int ls_body(void *arg)
   if (strcmp(format, "json") == 0) {
     printf("{\"path\": ");
     json_str((const uint8_t *)a->path, strlen(a->path));
-    printf(", \"format\": \"%s\", \"tensors\": [", s.b ? "tf" : "h5");
+    printf(", \"format\": \"%s\", \"tensors\": [", src_format(&s));
   }
   for (size_t i = 0; i < src_count(&s); i++) {
     struct tinfo t;
@@ -289,11 +350,32 @@ static int ls_body(void *arg)
       printf("%s", i ? ", " : "");
       json_str((const uint8_t *)ck_h5r_skipped(s.r, i), strlen(ck_h5r_skipped(s.r, i)));
     }
+    for (size_t i = 0; s.p && i < s.p->nskipped; i++) {
+      printf("%s", i ? ", " : "");
+      json_str((const uint8_t *)s.p->skipped[i], strlen(s.p->skipped[i]));
+    }
+    printf("], \"values\": [");
+    for (size_t i = 0; s.p && i < s.p->nvalues; i++) {
+      printf("%s{\"name\": ", i ? ", " : "");
+      json_str((const uint8_t *)s.p->values[i].name, strlen(s.p->values[i].name));
+      printf(", \"value\": ");
+      value_print(&s.p->values[i], 1);
+      printf("}");
+    }
     printf("]}\n");
   } else if (strcmp(format, "text") == 0) {
     for (size_t i = 0; s.r && i < ck_h5r_skipped_count(s.r); i++)
       printf("skipped: %s\n", ck_h5r_skipped(s.r, i));
-    if (s.b)
+    for (size_t i = 0; s.p && i < s.p->nskipped; i++)
+      printf("skipped: %s\n", s.p->skipped[i]);
+    for (size_t i = 0; s.p && i < s.p->nvalues; i++) {
+      printf("value: %s = ", s.p->values[i].name);
+      value_print(&s.p->values[i], 0);
+      printf("\n");
+    }
+    if (s.p)
+      printf("%zu tensors, %" PRIu64 " bytes (%s)\n", shown, total, src_format(&s));
+    else if (s.b)
       printf("%zu tensors, %" PRIu64 " bytes, %d shard(s)\n", shown, total, ck_bundle_num_shards(s.b));
     else
       printf("%zu tensors, %" PRIu64 " bytes of fixed-size data (HDF5)\n", shown, total);
@@ -348,6 +430,25 @@ static int verify_h5(struct ck_h5r *r, const char *path, uint64_t *bytes, size_t
   return rc;
 }
 
+static int count_bytes(void *ctx, const void *data, size_t len)
+{
+  (void)data;
+  *(uint64_t *)ctx += len;
+  return 0;
+}
+
+/* Read every tensor of a pipeline source: it checks what its format stores. */
+static int verify_source(struct ck_source *p, uint64_t *bytes, struct ck_err *err)
+{
+  uint8_t *buf = malloc(4u << 20);
+  int rc = buf ? 0 : ck_err_set(err, -ENOMEM, "out of memory");
+
+  for (size_t i = 0; rc == 0 && i < p->count; i++)
+    rc = p->ops->stream(p, i, buf, 4u << 20, count_bytes, bytes, err);
+  free(buf);
+  return rc;
+}
+
 struct verify_args {
   const char *path;
   int threads;
@@ -367,7 +468,10 @@ static int verify_body(void *arg)
     fprintf(stderr, "ckpt: %s\n", err.msg);
     return CK_EXIT_FAIL;
   }
-  if (s.b) {
+  if (s.p) {
+    n = s.p->count;
+    rc = verify_source(s.p, &bytes, &err);
+  } else if (s.b) {
     n = ck_bundle_data_count(s.b);
     for (size_t i = 0; i < n; i++)
       bytes += ck_bundle_data_entry(s.b, i)->size;
@@ -379,6 +483,10 @@ static int verify_body(void *arg)
   dt = now() - t0;
   if (rc != 0)
     fprintf(stderr, "ckpt: %s\n", err.msg);
+  else if (s.p)
+    printf("%s: %zu tensors, %" PRIu64 " bytes read in %.3f s (%s%s)\n", a->path, n, bytes, dt, src_format(&s),
+           s.p->format == CK_FMT_TORCH ? ": every storage's zip CRC-32 checked" : ": the format stores no checksum")
+           ;
   else if (s.b)
     printf("%s: %zu entries, %" PRIu64 " bytes verified in %.3f s (%.1f MB/s, %d thread(s), crc32c %s)\n",
            ck_bundle_prefix(s.b), n, bytes, dt, dt > 0 ? (double)bytes / dt / 1e6 : 0.0, a->threads,
@@ -490,10 +598,7 @@ static int collect(struct src *s, struct dent **out, size_t *n, struct ck_err *e
     if (!src_tensor(s, i, &t))
       continue;
     *x = (struct dent){ t.name, t.dims, (uint32_t)t.nlen, t.dtype, t.rank, 0 };
-    if (s->b)
-      rc = ck_tensor_crc_bundle(s->b, t.e, buf, VERIFY_BUF, &x->crc, err);
-    else
-      rc = ck_tensor_crc_h5(s->r, t.t, buf, VERIFY_BUF, &x->crc, err);
+    rc = src_tensor_crc(s, &t, buf, VERIFY_BUF, &x->crc, err);
     (*n)++;
   }
   free(buf);
@@ -837,6 +942,8 @@ int main(int argc, char **argv)
     return cmd_status(argc - 1, argv + 1);
   if (strcmp(argv[1], "ctl") == 0)
     return ck_cmd_ctl(argc - 1, argv + 1);
+  if (strcmp(argv[1], "convert") == 0)
+    return ck_cmd_convert(argc - 1, argv + 1);
   fprintf(stderr, "ckpt: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return CK_EXIT_USAGE;

@@ -45,7 +45,7 @@ void ck_cli_summary(const char *src, const char *dst, const struct ck_convert_st
   printf("%s -> %s: %llu tensors, %llu bytes in %.2f s (%.1f MB/s)", src, dst, (unsigned long long)st->tensors,
          (unsigned long long)st->bytes, st->seconds, st->seconds > 0 ? (double)st->bytes / st->seconds / 1e6 : 0.0);
   if (st->skipped)
-    printf(", %zu non-tensor leaves skipped", st->skipped);
+    printf(", %zu leaves skipped (not tensors, or not holdable by the target)", st->skipped);
   printf("\n");
 }
 

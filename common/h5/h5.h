@@ -37,6 +37,9 @@ struct ck_h5_write_opts {
   const char *source_id;   /* ckptd_source_id: "SIZE:MTIME_NS" of the source's files (total
                             * bytes, newest mtime) when it was read, so a stale output is
                             * recognised from the file itself */
+  int cerebras05;          /* torch trees: Cerebras' storage format 0.5 (root __version__ "0.5",
+                            * <key>.__metadata__ and __spec__ root attributes, which may be
+                            * large: stored densely, which needs the 1.8 file format) */
 };
 
 struct ck_h5w;
@@ -67,6 +70,9 @@ int ck_h5w_ds_set_crc(struct ck_h5w_ds *ds, uint32_t tf_crc32c, struct ck_err *e
 
 /* Close one dataset (accepts NULL). */
 void ck_h5w_ds_close(struct ck_h5w_ds *ds);
+
+/* A string attribute on the root group (Cerebras 0.5 metadata, __spec__). */
+int ck_h5w_root_attr(struct ck_h5w *w, const char *name, const char *value, struct ck_err *err);
 
 /* Root attributes, __SUCCESS__ last, then close and fsync. Frees w. */
 int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err);
@@ -123,6 +129,15 @@ const char *ck_h5r_skipped(const struct ck_h5r *r, size_t i);
  * in chunks of at most bufsize through buf. */
 int ck_h5r_stream_tf(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize,
                      ck_chunk_fn fn, void *ctx, struct ck_err *err);
+
+/* Cerebras 0.5 values that live only in "<key>.__metadata__" (a step, a learning rate):
+ * key and JSON text (at most CK_H5_VALUE_JSON_MAX bytes; longer ones are skipped). */
+#define CK_H5_VALUE_JSON_MAX (64u << 10)
+size_t ck_h5r_value_count(const struct ck_h5r *r);
+void ck_h5r_value(const struct ck_h5r *r, size_t i, const char **key, const char **json);
+
+/* The root's __spec__ (torch tree spec JSON, see spec.h), or NULL. */
+const char *ck_h5r_spec(const struct ck_h5r *r);
 
 /* The file's path. */
 const char *ck_h5r_path(const struct ck_h5r *r);

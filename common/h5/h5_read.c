@@ -65,6 +65,9 @@ struct ck_h5r {
   char source_name[256];  /* root ckptd_source: the base name of the bundle it came from */
   char **skipped;
   size_t nskipped;
+  char **vals;        /* Cerebras 0.5 values that live only in metadata: key, JSON, key, JSON ... */
+  size_t nvals;
+  char *spec;         /* root __spec__ (a torch tree spec), if a string */
   struct ck_err *err;
 };
 
@@ -131,6 +134,10 @@ void ck_h5r_close(struct ck_h5r *r)
     free(r->skipped[i]);
   for (size_t i = 0; i < r->nmeta; i++)
     free(r->meta[i].key);
+  for (size_t i = 0; i < 2 * r->nvals; i++)
+    free(r->vals[i]);
+  free(r->vals);
+  free(r->spec);
   free(r->meta);
   free(r->seen);
   free(r->t);
@@ -144,6 +151,14 @@ void ck_h5r_close(struct ck_h5r *r)
 }
 
 size_t ck_h5r_count(const struct ck_h5r *r) { return r->n; }
+size_t ck_h5r_value_count(const struct ck_h5r *r) { return r->nvals; }
+const char *ck_h5r_spec(const struct ck_h5r *r) { return r->spec; }
+
+void ck_h5r_value(const struct ck_h5r *r, size_t i, const char **key, const char **json)
+{
+  *key = r->vals[2 * i];
+  *json = r->vals[2 * i + 1];
+}
 const struct ck_h5_tensor *ck_h5r_tensor(const struct ck_h5r *r, size_t i) { return i < r->n ? &r->t[i] : NULL; }
 size_t ck_h5r_skipped_count(const struct ck_h5r *r) { return r->nskipped; }
 const char *ck_h5r_skipped(const struct ck_h5r *r, size_t i) { return i < r->nskipped ? r->skipped[i] : NULL; }
@@ -661,10 +676,52 @@ static int cmp_name_ptr(const void *pa, const void *pb)
   return strcmp(*(const char *const *)pa, *(const char *const *)pb);
 }
 
-/* Cerebras 0.5 keeps scalars, strings and None only in "<key>.__metadata__": list them. */
-static int skip_metadata_only(struct ck_h5r *r)
+/* A value that lives only in metadata: keep its JSON (bounded) for the pipeline. */
+static int add_value(struct ck_h5r *r, hid_t root, const char *key)
+{
+  char *name = ck_asprintf("%s.__metadata__", key), *json = malloc(CK_H5_VALUE_JSON_MAX), **v;
+  struct ck_h5_attr a;
+  int rc = 0;
+
+  if (name == NULL || json == NULL) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  if (ck_h5_attr_read(root, name, &a, json, CK_H5_VALUE_JSON_MAX) != CK_H5A_STR || a.truncated) {
+    char *path = ck_asprintf("/%s", key);
+    if (path)
+      skip(r, path, "value only in metadata, unreadable (not a string of at most 64 KiB)");
+    free(path);
+    goto out;
+  }
+  {
+    char *path = ck_asprintf("/%s", key); /* listed too: a TF bundle has no place for it */
+    if (path)
+      skip(r, path, "value only in metadata");
+    free(path);
+  }
+  if ((v = realloc(r->vals, 2 * (r->nvals + 1) * sizeof(*v))) == NULL) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  r->vals = v;
+  if ((v[2 * r->nvals] = strdup(key)) == NULL || (v[2 * r->nvals + 1] = strdup(json)) == NULL) {
+    free(v[2 * r->nvals]);
+    rc = -ENOMEM;
+    goto out;
+  }
+  r->nvals++;
+out:
+  free(name);
+  free(json);
+  return rc;
+}
+
+/* Cerebras 0.5 keeps scalars, strings and None only in "<key>.__metadata__": collect them. */
+static int metadata_only(struct ck_h5r *r, hid_t root)
 {
   const char **names;
+  int rc = 0;
 
   if (r->nmeta == 0)
     return 0;
@@ -673,16 +730,30 @@ static int skip_metadata_only(struct ck_h5r *r)
   for (size_t k = 0; k < r->n; k++)
     names[k] = (const char *)r->t[k].name;
   qsort(names, r->n, sizeof(*names), cmp_name_ptr);
-  for (size_t i = 0; i < r->nmeta; i++) {
+  for (size_t i = 0; i < r->nmeta && rc == 0; i++) {
     const char *key = r->meta[i].key;
-    if (r->n == 0 || bsearch(&key, names, r->n, sizeof(*names), cmp_name_ptr) == NULL) {
-      char *path = ck_asprintf("/%s", key);
-      if (path)
-        skip(r, path, "value only in metadata");
-      free(path);
-    }
+    if (r->n == 0 || bsearch(&key, names, r->n, sizeof(*names), cmp_name_ptr) == NULL)
+      rc = add_value(r, root, key);
   }
   free(names);
+  return rc ? ck_err_set(r->err, rc, "out of memory") : 0;
+}
+
+/* The root's __spec__ (a torch tree spec), when it is a string that fits. */
+static int read_spec(struct ck_h5r *r, hid_t root)
+{
+  struct ck_h5_attr a;
+  char *buf;
+
+  if (!r->ev.spec)
+    return 0;
+  if ((buf = malloc(CK_H5_ATTR_STR_MAX)) == NULL)
+    return ck_err_set(r->err, -ENOMEM, "out of memory");
+  if (ck_h5_attr_read(root, "__spec__", &a, buf, CK_H5_ATTR_STR_MAX) == CK_H5A_STR && !a.truncated)
+    r->spec = strdup(buf);
+  else
+    skip(r, "/__spec__", "not a string, or longer than 1 MiB: the tree structure is not restored");
+  free(buf);
   return 0;
 }
 
@@ -727,18 +798,21 @@ static int load(struct ck_h5r *r)
     return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot open the root group", r->path);
   if ((rc = root_evidence(r, root)) == 0)
     rc = walk(r, root);
-  H5Gclose(root);
   if (rc != 0)
-    return rc;
+    goto out;
   ck_h5_detect(&r->ev, &r->layout);
-  if (r->layout.refuse) /* the only refusal: a save not finished (no __SUCCESS__) */
-    return ck_err_set(r->err, CK_EINCOMPLETE, "%s: %s", r->path, r->layout.refuse);
+  if (r->layout.refuse) { /* the only refusal: a save not finished (no __SUCCESS__) */
+    rc = ck_err_set(r->err, CK_EINCOMPLETE, "%s: %s", r->path, r->layout.refuse);
+    goto out;
+  }
   if (r->layout.unquote_root && (rc = unquote_names(r)) != 0)
-    return rc;
-  if ((rc = skip_metadata_only(r)) != 0)
-    return rc;
+    goto out;
+  if ((rc = metadata_only(r, root)) != 0 || (rc = read_spec(r, root)) != 0)
+    goto out;
   sort_by_order(r);
-  return 0;
+out:
+  H5Gclose(root);
+  return rc;
 }
 
 static struct ck_h5r *reader_new(const char *path, struct ck_err *err)

@@ -47,7 +47,7 @@ const char *ck_h5w_path(const struct ck_h5w *w)
 int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_h5w **out, struct ck_err *err)
 {
   struct ck_h5w *w = calloc(1, sizeof(*w));
-  hid_t fcpl;
+  hid_t fcpl, fapl;
 
   ck_h5_init();
   *out = NULL;
@@ -65,11 +65,17 @@ int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_
                       "install the Debian package hdf5-filter-plugin");
   }
   fcpl = H5Pcreate(H5P_FILE_CREATE);
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  if (w->o.cerebras05) { /* a tree spec of a large model outgrows the 64 KiB of compact attributes */
+    H5Pset_attr_phase_change(fcpl, 0, 0);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  }
   w->gcpl = H5Pcreate(H5P_GROUP_CREATE);
   H5Pset_link_creation_order(w->gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
-  w->file = H5Fcreate(path, H5F_ACC_EXCL, fcpl, H5P_DEFAULT);
+  w->file = H5Fcreate(path, H5F_ACC_EXCL, fcpl, fapl);
   H5Pclose(fcpl);
+  H5Pclose(fapl);
   if (w->file < 0) {
     /* libhdf5 keeps the errno in its stack's text: ask the file system the same
      * question, so the code says why (EACCES, EROFS: a blocked job; ENOSPC: retry) */
@@ -342,6 +348,16 @@ static void discard(struct ck_h5w *w)
   w->file = H5I_INVALID_HID;
 }
 
+int ck_h5w_root_attr(struct ck_h5w *w, const char *name, const char *value, struct ck_err *err)
+{
+  hid_t root = H5Gopen2(w->file, "/", H5P_DEFAULT);
+  int rc = root >= 0 && ck_h5_attr_str(root, name, value) == 0 ? 0 : -EIO;
+
+  if (root >= 0)
+    H5Gclose(root);
+  return rc ? ck_h5_err(err, rc, "%s: cannot write root attribute %s", w->path, name) : 0;
+}
+
 int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err)
 {
   hid_t root = H5Gopen2(w->file, "/", H5P_DEFAULT);
@@ -351,7 +367,8 @@ int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err)
       ck_h5_attr_i32(root, "tf_version_min_consumer", 0) != 0 ||
       ck_h5_attr_str(root, "ckptd_version", PACKAGE_VERSION) != 0 ||
       ck_h5_attr_str(root, "ckptd_source", w->o.source_name ? w->o.source_name : "") != 0 ||
-      (w->o.source_id && ck_h5_attr_str(root, "ckptd_source_id", w->o.source_id) != 0))
+      (w->o.source_id && ck_h5_attr_str(root, "ckptd_source_id", w->o.source_id) != 0) ||
+      (w->o.cerebras05 && ck_h5_attr_str(root, "__version__", "0.5") != 0))
     rc = ck_h5_err(err, -EIO, "%s: cannot write root attributes", w->path);
   /* Everything else must be on disk before __SUCCESS__ is. */
   if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
