@@ -406,6 +406,22 @@ out:
   free(path);
 }
 
+/* Values only, no tensor: a source of 0 tensors with its values and spec. */
+static void test_source_no_tensors(void)
+{
+  static const char pkl[] = "\x80\x02}(X\x04\x00\x00\x00stepK\x03u.";
+  char *path = tree_file("n.pt", pkl, sizeof(pkl) - 1, f06, sizeof(f06), NULL);
+  struct ck_source *s = NULL;
+  struct ck_err err = { 0 };
+  int rc = ck_torch_source_open(path, 1 << 20, &s, &err);
+
+  ok(rc == 0 && s->count == 0 && s->nvalues == 1 && s->values[0].i == 3 && s->spec,
+     "source: values only, no tensors (%s)", err.msg);
+  if (s)
+    s->ops->close(s);
+  free(path);
+}
+
 static void open_fails(const char *what, char *path, int want, const char *msg)
 {
   struct ck_source *s = NULL;
@@ -477,6 +493,7 @@ int main(void)
   test_zip();
   test_probe();
   test_source_tree();
+  test_source_no_tensors();
   test_source_errors();
   tu_rmtree(tmp);
   free(tmp);

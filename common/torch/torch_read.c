@@ -638,7 +638,8 @@ static int index_tensors(struct torch_src *s, const char *prefix, struct ck_err 
       return rc;
   if ((rc = check_names(s, err)) != 0)
     return rc;
-  qsort(s->t, s->nt, sizeof(*s->t), cmp_data);
+  if (s->nt > 1) /* s->t is NULL without tensors */
+    qsort(s->t, s->nt, sizeof(*s->t), cmp_data);
   s->base.count = s->nt;
   return 0;
 }
