@@ -450,6 +450,19 @@ static void test_source_errors(void)
              CK_EFORMAT, "tensor 'v': view (offset 1) lies outside its storage");
   open_fails("storage entry of the wrong size", tree_file("w.pt", tree_pkl, sizeof(tree_pkl) - 1, f06, 20, NULL),
              CK_EFORMAT, "holds 20 bytes, not 6 elements");
+  {
+    /* (t, t) of (u, u) of ... 40 levels through the memo: 2^40 tensor leaves from 300 bytes */
+    static const char t6[] = "\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+                             "X\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x06tQK\x00K\x06\x85K\x01\x85\x89}tR";
+    char bomb[400];
+    size_t n = sizeof(t6) - 1;
+    memcpy(bomb, t6, n);
+    for (int i = 0; i < 40; i++)
+      bomb[n++] = 'q', bomb[n++] = 0, bomb[n++] = 'h', bomb[n++] = 0, bomb[n++] = '\x86';
+    bomb[n++] = '.';
+    open_fails("2^40 leaves through shared tuples", tree_file("bomb.pt", bomb, n, f06, sizeof(f06), NULL), CK_ELIMIT,
+               "more than 1048576 nodes");
+  }
   open_fails("a list holding itself", tree_file("c.pt", cyc, sizeof(cyc) - 1, f06, sizeof(f06), NULL), CK_ELIMIT,
              "nested deeper");
   p = tree_file("x.pt", evil, sizeof(evil) - 1, f06, sizeof(f06), NULL);

@@ -24,6 +24,11 @@
 
 #define PICKLE_MAX ((size_t)256 << 20)
 #define TREE_DEPTH 64
+/* Shared containers (BINGET) make a tree exponentially larger than its pickle: the walk
+ * counts nodes and name bytes rather than trusting the pickle's size. */
+#define TREE_NODES ((size_t)1 << 20)
+#define NAME_MAX_LEN ((size_t)64 << 10)
+#define NAME_BYTES ((size_t)256 << 20)
 
 struct tstorage {
   const char *key;
@@ -62,6 +67,7 @@ struct walk {
   struct torch_src *s;
   char *name;
   size_t len, cap;
+  size_t nodes, name_bytes; /* so far, against TREE_NODES and NAME_BYTES */
   struct ck_err *err;
 };
 
@@ -70,6 +76,8 @@ static int name_push(struct walk *w, const char *part, size_t n, size_t *saved)
   size_t need = w->len + (w->len ? 1 : 0) + n + 1;
 
   *saved = w->len;
+  if (need > NAME_MAX_LEN)
+    return ck_err_set(w->err, CK_ELIMIT, "a leaf name longer than %zu bytes", NAME_MAX_LEN);
   if (need > w->cap) {
     size_t cap = need * 2;
     char *p = realloc(w->name, cap);
@@ -169,6 +177,9 @@ static int walk(struct walk *w, const struct ck_pobj *o, int depth, struct ck_sp
   *out = NULL;
   if (depth > TREE_DEPTH)
     return ck_err_set(w->err, CK_ELIMIT, "%s: nested deeper than %d (or a cycle)", w->name, TREE_DEPTH);
+  if (++w->nodes > TREE_NODES || (w->name_bytes += w->len) > NAME_BYTES)
+    return ck_err_set(w->err, CK_ELIMIT, "the tree has more than %zu nodes or %zu bytes of names (shared containers?)",
+                      TREE_NODES, NAME_BYTES);
   if ((node = ck_spec_new(kind)) == NULL)
     return ck_err_set(w->err, -ENOMEM, "out of memory");
   if (kind == CK_SPEC_LEAF)
