@@ -105,9 +105,17 @@ static const struct pcase pcases[] = {
       "ctorch\nUntypedStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x06tQK\x00K\x06\x85K\x01\x85\x89}tR"
       "\x88}\x87R."),
     0, NULL, CK_PK_TENSOR, 1 },
+  { "_rebuild_tensor_v2 with metadata",
+    P("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0"
+      "X\x03\x00\x00\x00" "cpuK\x06tQK\x00K\x06\x85K\x01\x85\x89}}X\x04\x00\x00\x00" "conj\x88stR."),
+    CK_EUNSUP, "metadata", 0, 0 },
   { "_rebuild_tensor_v2 with hooks",
     P("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0"
-      "X\x03\x00\x00\x00" "cpuK\x06tQK\x00)K\x01\x85\x89}X\x01\x00\x00\x00" "aK\x01stR."),
+      "X\x03\x00\x00\x00" "cpuK\x06tQK\x00K\x06\x85K\x01\x85\x89}X\x01\x00\x00\x00" "aK\x01stR."),
+    CK_EUNSUP, "backward hooks", 0, 0 },
+  { "_rebuild_tensor_v2 size and stride of different ranks",
+    P("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0"
+      "X\x03\x00\x00\x00" "cpuK\x06tQK\x00)K\x01\x85\x89}tR."),
     CK_EFORMAT, "bad arguments", 0, 0 },
 };
 

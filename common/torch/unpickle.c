@@ -393,7 +393,9 @@ static int rebuild_tensor(struct vm *v, const struct ck_pobj *a)
   if (a->n < 6 || a->n > 7 || x[0]->kind != CK_PK_STORAGE || x[1]->kind != CK_PK_INT || x[1]->i < 0 ||
       !int_tuple(x[2]) || !int_tuple(x[3]) || x[2]->n != x[3]->n || x[4]->kind != CK_PK_BOOL)
     return fail(v, CK_EFORMAT, "bad arguments to _rebuild_tensor_v2");
-  if (!is_empty_dict(x[5]) || (a->n == 7 && x[6]->kind != CK_PK_DICT && x[6]->kind != CK_PK_NONE))
+  /* metadata (torch 2.x: torch._C._get_tensor_metadata, only when non-empty) may set bits
+   * such as conj that change what the bytes mean: refused rather than ignored */
+  if (!is_empty_dict(x[5]) || (a->n == 7 && x[6]->kind != CK_PK_NONE && !is_empty_dict(x[6])))
     return fail(v, CK_EUNSUP, "tensor with backward hooks or metadata");
   rank = x[2]->n;
   if (rank > (size_t)v->lim->max_rank)
