@@ -19,7 +19,7 @@ trap 'rm -rf "$tmp"' EXIT
 t $? "torch_gen.py writes torch files"
 sort "$tmp/gen/expected.tsv" >"$tmp/want"
 for b in 1048576 4096 64 8; do
-  ./tests/torch_dump -b $b "$tmp/gen/state.pt" "$tmp/gen/views.pt" "$tmp/gen/nested.pt" >"$tmp/out" 2>"$tmp/err"
+  ./tests/torch_dump -b $b "$tmp/gen/state.pt" "$tmp/gen/views.pt" "$tmp/gen/nested.pt" "$tmp/gen/train.pt" >"$tmp/out" 2>"$tmp/err"
   t $? "torch_dump -b $b reads every file"
   grep -E '^(T|V)	' "$tmp/out" | sort >"$tmp/got"
   if diff -u "$tmp/want" "$tmp/got" >"$tmp/diff"; then t 0 "buffer $b: tensors and values as torch has them"

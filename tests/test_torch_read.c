@@ -71,6 +71,8 @@ static const struct pcase pcases[] = {
   { "torch.device", P("\x80\x02" "ctorch\ndevice\nX\x03\x00\x00\x00" "cpu\x85R."), 0, NULL, CK_PK_OTHER, 0 },
   { "dtype global", P("\x80\x02" "ctorch\nbfloat16\n."), 0, NULL, CK_PK_GLOBAL, 0 },
   { "BUILD empty state", P("\x80\x02]}b."), 0, NULL, CK_PK_LIST, 0 },
+  { "BUILD: OrderedDict attributes (state_dict()._metadata)",
+    P("\x80\x02" "ccollections\nOrderedDict\n)R}X\t\x00\x00\x00_metadata}sb."), 0, NULL, CK_PK_ODICT, 0 },
   { "BUILD with state", P("\x80\x02]}X\x01\x00\x00\x00" "aK\x01sb."), CK_EUNSUP, "BUILD", 0, 0 },
   { "os.system", P("\x80\x02" "cos\nsystem\n."), CK_EFORMAT, "global 'os.system' is not allowed (weights_only)", 0, 0 },
   { "builtins.eval", P("\x80\x02" "cbuiltins\neval\n."), CK_EFORMAT, "global 'builtins.eval' is not allowed", 0, 0 },

@@ -86,7 +86,14 @@ def trees():
         3: "int key",
         "param": torch.nn.Parameter(torch.randn(2, 3, generator=g)),
     }
-    return {"state.pt": state, "views.pt": views, "nested.pt": nested}
+    # what training scripts save: a module's state_dict() (an OrderedDict carrying a
+    # _metadata attribute) and an optimizer's state_dict() (int keys, floats, tensors)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 4, generator=g)).sum().backward()
+    opt.step()
+    train = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}
+    return {"state.pt": state, "views.pt": views, "nested.pt": nested, "train.pt": train}
 
 
 def main():
