@@ -20,6 +20,7 @@ trees = {
                "opt": collections.OrderedDict(step=1, name="sgd", on=True, off=None, lr=0.5), 7: "k"},
     "param": {"p": torch.nn.Parameter(torch.ones(2)), "dev": torch.device("cpu"), "dt": torch.float32},
     "list": [torch.ones(1, dtype=torch.int8), [], {}, ()],
+    "module": {"model": torch.nn.Linear(2, 1).state_dict(), "epoch": 1},  # BUILD of _metadata
 }
 for name, tree in trees.items():
     path = os.path.join(zdir, name + ".pt")
