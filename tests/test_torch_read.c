@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "dtype.h"
 #include "fileio.h"
@@ -230,14 +230,14 @@ static struct zbuf make_zip(const struct zent *e, int n)
   for (int i = 0; i < n; i++) {
     off[i] = (uint32_t)b.n;
     put32(&b, CK_ZIP_LOCAL_SIG), put16(&b, 20), put16(&b, 0), put16(&b, 0), put32(&b, 0);
-    put32(&b, (uint32_t)crc32(0, e[i].data, (uInt)e[i].n)), put32(&b, (uint32_t)e[i].n), put32(&b, (uint32_t)e[i].n);
+    put32(&b, libdeflate_crc32(0, e[i].data, e[i].n)), put32(&b, (uint32_t)e[i].n), put32(&b, (uint32_t)e[i].n);
     put16(&b, (unsigned)strlen(e[i].name)), put16(&b, 0), put(&b, e[i].name, strlen(e[i].name));
     put(&b, e[i].data, e[i].n);
   }
   cd = b.n;
   for (int i = 0; i < n; i++) {
     put32(&b, CK_ZIP_CENTRAL_SIG), put16(&b, 20), put16(&b, 20), put16(&b, 0), put16(&b, 0), put32(&b, 0);
-    put32(&b, (uint32_t)crc32(0, e[i].data, (uInt)e[i].n)), put32(&b, (uint32_t)e[i].n), put32(&b, (uint32_t)e[i].n);
+    put32(&b, libdeflate_crc32(0, e[i].data, e[i].n)), put32(&b, (uint32_t)e[i].n), put32(&b, (uint32_t)e[i].n);
     put16(&b, (unsigned)strlen(e[i].name)), put16(&b, 0), put16(&b, 0), put16(&b, 0), put16(&b, 0), put32(&b, 0);
     put32(&b, off[i]), put(&b, e[i].name, strlen(e[i].name));
   }

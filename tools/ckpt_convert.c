@@ -33,12 +33,11 @@ static int run(void *arg)
     fprintf(stderr, "ckpt convert: %s\n", err.msg);
     return CK_EXIT_FAIL;
   }
-  if (!j->c->quiet) {
+  if (!j->c->quiet)
     ck_cli_summary(j->src, j->dst, &st);
-    fflush(stdout);
-    if (st.warning[0])
-      fprintf(stderr, "ckpt convert: %s\n", st.warning);
-  }
+  fflush(stdout);
+  if (st.warning[0]) /* what was left out is never quiet */
+    fprintf(stderr, "ckpt convert: %s\n", st.warning);
   return 0;
 }
 

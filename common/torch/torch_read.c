@@ -3,7 +3,8 @@
  * dotted path), values, skipped leaves and a treespec; each tensor streamed from its
  * storage entry (data/<key>), contiguous views by ranged preads, other views gathered
  * in row-major order through the caller's buffer. Each storage entry's CRC-32 (the
- * zip's own) is verified once. Tensors come in the storages' data order. */
+ * zip's own; libdeflate's, as the writer's) is verified once. Tensors come in the
+ * storages' data order. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "dtype.h"
 #include "fileio.h"
@@ -369,10 +370,10 @@ static int read_at(struct torch_src *s, const struct tstorage *st, void *buf, si
 #define CRC_DIFFERS(a, b) ((a) != (b))
 #endif
 
-static int crc_result(struct torch_src *s, struct tstorage *st, uLong crc, struct ck_err *err)
+static int crc_result(struct torch_src *s, struct tstorage *st, uint32_t crc, struct ck_err *err)
 {
   if (CRC_DIFFERS(crc, st->e->crc32))
-    return ck_err_set(err, CK_ECHECKSUM, "%s: zip entry %s: CRC-32 %08lx, the directory says %08x", s->base.path,
+    return ck_err_set(err, CK_ECHECKSUM, "%s: zip entry %s: CRC-32 %08x, the directory says %08x", s->base.path,
                       st->e->name, crc, st->e->crc32);
   st->verified = 1;
   return 0;
@@ -381,14 +382,14 @@ static int crc_result(struct torch_src *s, struct tstorage *st, uLong crc, struc
 /* A storage's CRC-32 in a pass of its own (views that do not cover it exactly). */
 static int verify_storage(struct torch_src *s, struct tstorage *st, void *buf, size_t bufsize, struct ck_err *err)
 {
-  uLong crc = crc32(0, Z_NULL, 0);
+  uint32_t crc = 0;
   int rc;
 
   for (uint64_t off = 0; off < st->e->size;) {
     size_t n = st->e->size - off < bufsize ? (size_t)(st->e->size - off) : bufsize;
     if ((rc = read_at(s, st, buf, n, off, err)) != 0)
       return rc;
-    crc = crc32(crc, buf, (uInt)n);
+    crc = libdeflate_crc32(crc, buf, n);
     off += n;
   }
   return crc_result(s, st, crc, err);
@@ -399,14 +400,14 @@ static int stream_contiguous(struct torch_src *s, struct ttensor *t, uint8_t *bu
 {
   uint64_t base = t->offset * t->st->dt->size;
   int check = t->whole && !t->st->verified, rc;
-  uLong crc = crc32(0, Z_NULL, 0);
+  uint32_t crc = 0;
 
   for (uint64_t done = 0; done < t->nbytes;) {
     size_t n = t->nbytes - done < bufsize ? (size_t)(t->nbytes - done) : bufsize;
     if ((rc = read_at(s, t->st, buf, n, base + done, err)) != 0)
       return rc;
     if (check)
-      crc = crc32(crc, buf, (uInt)n);
+      crc = libdeflate_crc32(crc, buf, n);
     if ((rc = fn(ctx, buf, n)) != 0)
       return rc;
     done += n;
@@ -634,7 +635,7 @@ static int read_entry(struct torch_src *s, const char *prefix, const char *name,
   *len = (size_t)e->size;
   if ((rc = ck_zip_pread(s->z, *out, *len, off)) != 0)
     rc = ck_err_set(err, rc, "%s: reading %s", s->base.path, full);
-  rc = rc ? rc : !CRC_DIFFERS(crc32(crc32(0, Z_NULL, 0), *out, (uInt)*len), e->crc32) ? 0
+  rc = rc ? rc : !CRC_DIFFERS(libdeflate_crc32(0, *out, *len), e->crc32) ? 0
               : ck_err_set(err, CK_ECHECKSUM, "%s: zip entry %s: CRC-32 mismatch", s->base.path, full);
 out:
   free(full);
