@@ -160,14 +160,28 @@ void ck_source_close(struct ck_source *s)
     s->ops->close(s);
 }
 
+/* Room for one more element in an array of n that doubles at powers of two: growing one
+ * element at a time would copy a million-value tree quadratically. */
+static int grow(void **arr, size_t n, size_t size)
+{
+  void *p;
+
+  if (n != 0 && (n & (n - 1)) != 0)
+    return 0; /* not a power of two: there is room */
+  if ((p = realloc(*arr, (n ? 2 * n : 1) * size)) == NULL)
+    return -ENOMEM;
+  *arr = p;
+  return 0;
+}
+
 int ck_source_skip(struct ck_source *s, const char *name, const char *why)
 {
-  char **n = realloc(s->skipped, (s->nskipped + 1) * sizeof(*n));
+  char **n;
 
-  if (n == NULL)
+  if (grow((void **)&s->skipped, s->nskipped, sizeof(*n)) != 0)
     return -ENOMEM;
-  s->skipped = n;
-  if ((n[s->nskipped] = ck_asprintf("%s: %s", name, why)) == NULL)
+  n = s->skipped;
+  if ((n[s->nskipped] = why ? ck_asprintf("%s: %s", name, why) : strdup(name)) == NULL)
     return -ENOMEM;
   s->nskipped++;
   return 0;
@@ -176,12 +190,11 @@ int ck_source_skip(struct ck_source *s, const char *name, const char *why)
 int ck_source_add_value(struct ck_source *s, const char *name, int kind, int64_t i, double f, const char *str,
                         size_t slen)
 {
-  struct ck_value *v = realloc(s->values, (s->nvalues + 1) * sizeof(*v));
+  struct ck_value *v;
 
-  if (v == NULL)
+  if (grow((void **)&s->values, s->nvalues, sizeof(*v)) != 0)
     return -ENOMEM;
-  s->values = v;
-  v = &v[s->nvalues];
+  v = &s->values[s->nvalues];
   memset(v, 0, sizeof(*v));
   v->kind = kind;
   v->i = i;

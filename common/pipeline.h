@@ -94,7 +94,7 @@ struct ck_source {
 /* Open path as format fmt (CK_FMT_AUTO: ck_format_detect). */
 int ck_source_open(const char *path, int fmt, size_t budget, struct ck_source **out, struct ck_err *err);
 void ck_source_close(struct ck_source *s);
-/* Add "name: why" to s->skipped. 0 or -ENOMEM. */
+/* Add "name: why" (why NULL: name as it is) to s->skipped. 0 or -ENOMEM. */
 int ck_source_skip(struct ck_source *s, const char *name, const char *why);
 /* Add a value (name and s are copied). 0 or -ENOMEM. */
 int ck_source_add_value(struct ck_source *s, const char *name, int kind, int64_t i, double f, const char *str,

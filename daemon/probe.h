@@ -14,10 +14,4 @@
  * *why: newly allocated reason for anything but READY. */
 int ck_probe_file(const char *path, int kind, char **why);
 
-/* 0 if path is a zip whose central directory is present and ends where its end record
- * (or zip64 end record) begins; CK_EINCOMPLETE if it starts like a zip but has no such
- * end yet (torch.save writes the central directory last); CK_EFORMAT if it is no zip;
- * -errno. The torch reader's ck_zip_probe has this contract too (see probe.c). */
-int ck_probe_zip(const char *path, struct ck_err *err);
-
 #endif

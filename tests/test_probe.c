@@ -12,6 +12,7 @@
 #include "../daemon/probe.h"
 #include "../daemon/transition.h"
 #include "tap.h"
+#include "zip.h"
 #include "testutil.h"
 
 struct buf {
@@ -81,7 +82,7 @@ static void make_zip(struct buf *z, int zip64, const char *comment)
 static int zip_rc(const char *path, const struct buf *z, size_t n)
 {
   tu_write_file(path, z->b, n);
-  return ck_probe_zip(path, NULL);
+  return ck_zip_probe(path, NULL);
 }
 
 static void zips(const char *dir)
@@ -111,7 +112,7 @@ static void zips(const char *dir)
   ok(zip_rc(path, &z, z.n) == CK_EINCOMPLETE, "bytes after the end record: not complete (an append under way)");
   ok(zip_rc(path, &(struct buf){ "\x80\x02}q\x00", 5 }, 5) == CK_EFORMAT, "a legacy pickle is not a zip");
   ok(zip_rc(path, &(struct buf){ "PK", 2 }, 2) == CK_EINCOMPLETE, "two bytes of a zip: not complete");
-  ok(ck_probe_zip("/nonexistent/m.pt", NULL) == -2, "a missing file: -ENOENT");
+  ok(ck_zip_probe("/nonexistent/m.pt", NULL) == -2, "a missing file: -ENOENT");
 }
 
 /* {"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}} and its 8 bytes. */

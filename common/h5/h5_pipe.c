@@ -146,15 +146,7 @@ static int collect(struct h5_source *hs, struct ck_err *err)
     size_t n = strlen(sk);
     if (n >= sizeof(vsuffix) - 1 && strcmp(sk + n - (sizeof(vsuffix) - 1), vsuffix) == 0)
       continue; /* a value, passed on above */
-    char **a = realloc(hs->base.skipped, (hs->base.nskipped + 1) * sizeof(*a));
-    if (a == NULL || (a[hs->base.nskipped] = strdup(sk)) == NULL) {
-      if (a)
-        hs->base.skipped = a;
-      rc = -ENOMEM;
-      break;
-    }
-    hs->base.skipped = a;
-    hs->base.nskipped++;
+    rc = ck_source_skip(&hs->base, sk, NULL);
   }
   if (rc == 0 && ck_h5r_spec(r) && (hs->base.spec = strdup(ck_h5r_spec(r))) == NULL)
     rc = -ENOMEM;
