@@ -647,7 +647,9 @@ ok(r.returncode == 0 and ("lifecycle.ini:%d: [watch later]: path %s does not exi
 shutil.copy(lc, CONF)
 nr = len(events("reload"))
 proc.send_signal(signal.SIGHUP)
-ok(wait_for(lambda: len(events("reload")) > nr, 5) and any("does not exist yet" in l for l in events("config")),
+# the warning is logged just after the reload line: wait for both
+ok(wait_for(lambda: len(events("reload")) > nr, 5) and
+   wait_for(lambda: any("does not exist yet" in l for l in events("config")), 5),
    "a reload with a missing tree is accepted, the warning logged")
 synth(os.path.join(S, "later", "l.ckpt-1"), "--size", "64K", "--tensors", "2")
 os.makedirs(LATER)
