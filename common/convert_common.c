@@ -189,3 +189,15 @@ int ck_publish_file(const char *tmp, const char *dst, const char *mark_name, con
   free(dir);
   return rc ? ck_err_set(err, rc, "%s: fsync of the directory failed", dst) : 0;
 }
+
+int ck_rule_shard(void *ctx, const uint8_t *key, size_t klen)
+{
+  const struct ck_convert_opts *o = ctx;
+  char name[4096];
+
+  snprintf(name, sizeof(name), "%.*s", (int)klen, key);
+  for (size_t i = 0; i < o->nrules; i++)
+    if (ck_glob_match(o->rules[i].pattern, name))
+      return o->rules[i].shard;
+  return 0;
+}

@@ -38,18 +38,6 @@ static int append(void *ctx, const void *data, size_t len)
   return rc;
 }
 
-static int rule_shard(void *ctx, const uint8_t *key, size_t klen)
-{
-  const struct ck_convert_opts *o = ctx;
-  char name[4096];
-
-  snprintf(name, sizeof(name), "%.*s", (int)klen, key);
-  for (size_t i = 0; i < o->nrules; i++)
-    if (ck_glob_match(o->rules[i].pattern, name))
-      return o->rules[i].shard;
-  return 0;
-}
-
 static int one_tensor(struct h5_tf *c, struct ck_h5r *r, const struct ck_h5_tensor *t, uint8_t *buf, size_t bufsize,
                       struct ck_err *err)
 {
@@ -199,7 +187,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   /* large appends bypass the writer's buffer, so a small one suffices */
   wo.buffer_size = 1u << 20;
   if (o->nrules) {
-    wo.shard_of = rule_shard;
+    wo.shard_of = ck_rule_shard;
     wo.shard_ctx = (void *)o;
   }
   for (size_t i = 0; i < ck_h5r_count(r); i++) {

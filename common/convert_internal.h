@@ -59,6 +59,10 @@ int ck_tensor_crc_bundle(struct ck_bundle *b, const struct ck_entry *e, void *bu
 int ck_tensor_crc_h5(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize, uint32_t *crc,
                      struct ck_err *err);
 
+/* A bundle writer's shard_of over opts->rules (ctx: the ck_convert_opts): the first rule
+ * whose glob matches the key, else shard 0. */
+int ck_rule_shard(void *ctx, const uint8_t *key, size_t klen);
+
 /* 1 if name matches the glob pattern (fnmatch without FNM_PATHNAME: '*' crosses '/'). */
 int ck_glob_match(const char *pattern, const char *name);
 

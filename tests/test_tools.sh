@@ -122,6 +122,25 @@ else
   done
 fi
 
+# ckpt convert: any format to any other, with --verify, --strict, --shard-rule and --force
+$CKPT synth "$T/c" --size 1M --tensors 6 --dtypes float32,bfloat16,int64,string >/dev/null 2>&1
+$CKPT convert -q --verify "$T/c" "$T/c.safetensors" 2>"$T/err"; ok $? "convert --verify saver -> safetensors"
+grep -q 'skipped (safetensors cannot hold them):.*(STRING)' "$T/err"; ok $? "the string tensor is listed as skipped, even with -q"
+ls -a "$T" | grep -q 'ckptd-tmp'; [ $? -ne 0 ]; ok $? "no temporary is left after a verified conversion"
+$CKPT convert -q --strict "$T/c" "$T/strict.pt" 2>"$T/err"; [ $? -eq 1 ]; ok $? "--strict refuses a tensor the target cannot hold"
+grep -q 'DT_STRING.*--strict' "$T/err" && [ ! -e "$T/strict.pt" ]; ok $? "naming it, and nothing is written"
+$CKPT convert -q --verify --shard-rule '*kernel*=1' --no-checkpoint-file "$T/c.safetensors" "$T/back" 2>"$T/err"
+ok $? "convert --verify --shard-rule safetensors -> saver: $(head -c 200 "$T/err")"
+[ -f "$T/back.data-00000-of-00002" ] && [ -f "$T/back.data-00001-of-00002" ]; ok $? "the shard rule made two shards"
+$CKPT convert -q --to torch "$T/back" "$T/c.weights" 2>/dev/null && $CKPT diff "$T/c.weights" "$T/c.safetensors" >/dev/null
+ok $? "--to torch writes torch whatever the name; ckpt diff finds it equal to the safetensors file"
+$CKPT convert -q --to torch "$T/c.safetensors" "$T/c.weights" 2>"$T/err"; [ $? -eq 1 ]
+ok $? "an existing output needs --force: $(head -c 100 "$T/err")"
+$CKPT convert -q --force --to safetensors "$T/c.safetensors" "$T/c.safetensors" 2>"$T/err"; [ $? -eq 1 ]
+ok $? "the source is never the output, even with --force: $(head -c 200 "$T/err")"
+$CKPT convert -q "$T/c.safetensors" "$T/c2.safetensors" 2>"$T/err"; [ $? -eq 1 ]; ok $? "safetensors -> safetensors: $(head -c 100 "$T/err")"
+$CKPT convert -q --to nonsense "$T/c" "$T/x" 2>/dev/null; [ $? -eq 2 ]; ok $? "--to with an unknown format is a usage error"
+
 # the systemd unit (built by make): valid to systemd-analyze, and locked down
 if command -v systemd-analyze >/dev/null 2>&1 && [ -f systemd/ckptd.service ]; then
   mkdir -p "$T/unit"

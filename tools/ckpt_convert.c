@@ -61,6 +61,7 @@ static int same_as_source(const char *src, const char *out)
   return same;
 }
 
+/* 0: convert; 1: --help was printed; -1: a usage error. */
 static int parse(int argc, char **argv, struct ck_cli_conv *c, int *to)
 {
   static const struct option opts[] = { CK_CLI_CONV_LONGOPTS, { "to", required_argument, NULL, 't' },
@@ -70,7 +71,7 @@ static int parse(int argc, char **argv, struct ck_cli_conv *c, int *to)
   while ((opt = getopt_long(argc, argv, CK_CLI_CONV_SHORT, opts, NULL)) != -1) {
     if (opt == 'h') {
       printf("usage: ckpt convert SRC DST [options]\n\n" CK_CONVERT_USAGE);
-      exit(0);
+      return 1;
     }
     if (opt == 't') {
       if ((*to = ck_format_parse(optarg)) < 0) {
@@ -90,13 +91,17 @@ int ck_cmd_convert(int argc, char **argv)
 {
   struct ck_cli_conv c = { 0 };
   char *final = NULL, *dir = NULL;
-  int to = CK_FMT_AUTO, rc = CK_EXIT_FAIL;
+  int to = CK_FMT_AUTO, rc;
 
   signal(SIGXFSZ, SIG_IGN); /* a file size limit becomes EFBIG, reported and cleaned up */
-  if (parse(argc, argv, &c, &to) != 0) {
+  if ((rc = parse(argc, argv, &c, &to)) != 0) {
+    ck_cli_conv_free(&c);
+    if (rc > 0)
+      return 0; /* --help */
     fprintf(stderr, "usage: ckpt convert SRC DST [options]\n\n" CK_CONVERT_USAGE);
     return CK_EXIT_USAGE;
   }
+  rc = CK_EXIT_FAIL;
   if (to == CK_FMT_AUTO)
     to = ck_format_of_name(argv[optind + 1]);
   if ((final = final_file(argv[optind + 1], to)) == NULL || (dir = ck_dirname(argv[optind + 1])) == NULL)
@@ -117,6 +122,7 @@ int ck_cmd_convert(int argc, char **argv)
     rc = ck_isolate_run(run, &j, argv[optind], dirs);
   }
 out:
+  ck_cli_conv_free(&c);
   free(final);
   free(dir);
   return rc;

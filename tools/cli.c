@@ -148,3 +148,10 @@ int ck_cli_conv_option(struct ck_cli_conv *c, int opt, const char *arg, const ch
     return 0;
   }
 }
+
+void ck_cli_conv_free(struct ck_cli_conv *c)
+{
+  for (size_t i = 0; i < c->o.nrules; i++)
+    free((char *)c->rules[i].pattern);
+  c->o.nrules = 0;
+}

@@ -38,6 +38,9 @@ int ck_cli_each_bundle_file(const char *prefix, int (*fn)(const char *path, void
 
 int ck_cli_conv_option(struct ck_cli_conv *c, int opt, const char *arg, const char *prog);
 
+/* Free what the options allocated (shard rule patterns). */
+void ck_cli_conv_free(struct ck_cli_conv *c);
+
 /* getopt_long table entries and short string for those options. */
 #define CK_CLI_CONV_SHORT "hqfv"
 #define CK_CLI_CONV_LONGOPTS                                                  \

@@ -159,8 +159,7 @@ int main(int argc, char **argv)
     rc = ck_isolate_run(convert, &j, argv[optind], dirs);
   }
 out:
-  for (size_t i = 0; i < c.o.nrules; i++)
-    free((char *)c.rules[i].pattern);
+  ck_cli_conv_free(&c);
   free(dir);
   free(index);
   free(prefix);

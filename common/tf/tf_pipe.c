@@ -200,6 +200,10 @@ int ck_saver_sink_open(const char *dst, const struct ck_sink_opts *o, struct ck_
   s->wo.chgrp = c->output_chgrp;
   s->wo.gid = c->output_gid;
   s->wo.buffer_size = 1u << 20; /* large appends bypass it */
+  if (c->nrules) {
+    s->wo.shard_of = ck_rule_shard;
+    s->wo.shard_ctx = (void *)c; /* the converter's options outlive the sink */
+  }
   *out = &s->base;
   return 0;
 }
