@@ -14,23 +14,36 @@ ROUNDS=${BENCH_ROUNDS:-5}
 PY=${PYTHON:-/usr/bin/python3}
 mkdir -p "$DIR"
 
-# timed OUT CMD...: median wall time and largest peak RSS of ROUNDS runs -> "T RSS";
-# OUT (a file or a prefix) is removed before each run, dirty pages written back first.
-timed() {
+# once OUT CMD...: one run, OUT (a file or a prefix) removed first and dirty pages
+# written back -> "T RSS".
+once() {
   out=$1
   shift
-  times="" rss=0 i=0
+  rm -rf "$out" "$out".index "$out".data-* "$DIR/checkpoint"
+  sync
+  "$RUNSTAT" "$@" 2>"$DIR/stat" >/dev/null || { cat "$DIR/stat" >&2; exit 1; }
+  tail -n 1 "$DIR/stat" | cut -d' ' -f1,2
+}
+
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# paired OUT CMD...: ROUNDS runs of CMD, each right after a durable copy of the same bytes
+# (the shared machine's disk drifts: a baseline taken minutes apart is no baseline)
+# -> "T_cmd RSS_cmd T_copy", medians, largest RSS.
+paired() {
+  out=$1
+  shift
+  tc="" tb="" rss=0 i=0
   while [ $i -lt "$ROUNDS" ]; do
-    rm -rf "$out" "$out".index "$out".data-* "$DIR/checkpoint"
-    sync
-    "$RUNSTAT" "$@" 2>"$DIR/stat" >/dev/null || { cat "$DIR/stat" >&2; exit 1; }
-    times="$times $(tail -n 1 "$DIR/stat" | cut -d' ' -f1)"
-    r=$(tail -n 1 "$DIR/stat" | cut -d' ' -f2)
+    b=$(once "$DIR/cp.data" sh -c "cp '$P.data-00000-of-00001' '$DIR/cp.data' && sync '$DIR/cp.data'")
+    rm -f "$DIR/cp.data"
+    c=$(once "$out" "$@")
+    tb="$tb ${b%% *}" tc="$tc ${c%% *}"
+    r=${c##* }
     [ "$r" -gt "$rss" ] && rss=$r
     i=$((i + 1))
   done
-  med=$(echo "$times" | tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-  echo "$med $rss"
+  echo "$(echo "$tc" | median) $rss $(echo "$tb" | median)"
 }
 
 P="$DIR/fmt.ckpt-1"
@@ -45,19 +58,18 @@ rm -f "$DIR/src.pt" "$DIR/src.safetensors"
 "$TOOLS/ckpt" convert -q "$P" "$DIR/src.safetensors"
 cat "$P".index "$P".data-* "$DIR/src.pt" "$DIR/src.safetensors" >/dev/null
 
-CPS=$(timed "$DIR/cp.data" sh -c "cp '$P.data-00000-of-00001' '$DIR/cp.data' && sync '$DIR/cp.data'")
-TP=$(timed "$DIR/out.pt" "$TOOLS/ckpt" convert -q "$P" "$DIR/out.pt")
-PT=$(timed "$DIR/back" "$TOOLS/ckpt" convert -q --no-checkpoint-file "$DIR/src.pt" "$DIR/back")
-TS=$(timed "$DIR/out.safetensors" "$TOOLS/ckpt" convert -q "$P" "$DIR/out.safetensors")
-ST=$(timed "$DIR/back" "$TOOLS/ckpt" convert -q --no-checkpoint-file "$DIR/src.safetensors" "$DIR/back")
+TP=$(paired "$DIR/out.pt" "$TOOLS/ckpt" convert -q "$P" "$DIR/out.pt")
+PT=$(paired "$DIR/back" "$TOOLS/ckpt" convert -q --no-checkpoint-file "$DIR/src.pt" "$DIR/back")
+TS=$(paired "$DIR/out.safetensors" "$TOOLS/ckpt" convert -q "$P" "$DIR/out.safetensors")
+ST=$(paired "$DIR/back" "$TOOLS/ckpt" convert -q --no-checkpoint-file "$DIR/src.safetensors" "$DIR/back")
 echo
-echo "1 GiB-class checkpoint: $BYTES tensor bytes, warm source cache, median of $ROUNDS"
-echo "$CPS $TP $PT $TS $ST" | awk -v b="$BYTES" '
-  function row(name, t, r, base) {
-    printf "  %-30s %7.3f s %8.1f MB/s  %5.2fx cp+sync  peak RSS %6.1f MiB\n", name, t, b/t/1e6, base/t, r/1024 }
-  { row("cp + sync FILE (durable)", $1, $2, $1); row("saver -> torch (.pt)", $3, $4, $1);
-    row("torch -> saver", $5, $6, $1); row("saver -> safetensors", $7, $8, $1);
-    row("safetensors -> saver", $9, $10, $1) }'
+echo "1 GiB-class checkpoint: $BYTES tensor bytes, warm source cache, median of $ROUNDS;"
+echo "each run paired with a durable copy (cp + sync FILE) of the same bytes just before it"
+for row in "saver -> torch (.pt)|$TP" "torch -> saver|$PT" "saver -> safetensors|$TS" "safetensors -> saver|$ST"; do
+  echo "${row#*|}" | awk -v b="$BYTES" -v name="${row%%|*}" '{
+    printf "  %-22s %7.3f s %7.1f MB/s   cp+sync %7.3f s   %5.2fx cp+sync   peak RSS %6.1f MiB\n",
+      name, $1, b/$1/1e6, $3, $3/$1, $2/1024 }'
+done
 
 # The Python route, for the record: load everything with h5py, torch.save it.
 if "$PY" -c 'import torch, h5py' 2>/dev/null; then
@@ -79,10 +91,10 @@ torch.save(state, dst)
 fd = os.open(dst, os.O_RDONLY); os.fsync(fd); os.close(fd)
 PYEOF
   ROUNDS=1
-  PYR=$(timed "$DIR/py.pt" "$PY" "$DIR/route.py" "$DIR/src.h5" "$DIR/py.pt")
-  echo "$CPS $PYR $TP" | awk -v b="$BYTES" '{
-    printf "  %-30s %7.3f s %8.1f MB/s  %5.2fx cp+sync  peak RSS %6.1f MiB  (one run; ckptd saver -> torch is %.1fx faster)\n",
-      "python: h5py + torch.save", $3, b/$3/1e6, $1/$3, $4/1024, $3/$5 }'
+  PYR=$(paired "$DIR/py.pt" "$PY" "$DIR/route.py" "$DIR/src.h5" "$DIR/py.pt")
+  echo "$PYR $TP" | awk -v b="$BYTES" '{
+    printf "  %-22s %7.3f s %7.1f MB/s   cp+sync %7.3f s   %5.2fx cp+sync   peak RSS %6.1f MiB (one run; ckptd saver -> torch: %.1fx faster, %.0fx less memory)\n",
+      "python h5py+torch.save", $1, b/$1/1e6, $3, $3/$1, $2/1024, $1/$4, $2/$5 }'
 else
   echo "  (python route not measured: $PY cannot import torch and h5py)"
 fi

@@ -307,13 +307,29 @@ int ck_obuf_init(struct ck_obuf *o, int fd, size_t cap)
   o->fd = fd;
   o->cap = cap;
   o->len = 0;
+  o->written = o->kicked = 0;
   o->buf = malloc(cap);
   return o->buf ? 0 : -ENOMEM;
 }
 
+/* Write len bytes at the file position; start writeback of what has accumulated. */
+static int obuf_write(struct ck_obuf *o, const void *p, size_t len)
+{
+  int rc = ck_write_full(o->fd, p, len);
+
+  if (rc != 0)
+    return rc;
+  o->written += len;
+  if (o->written - o->kicked >= CK_OBUF_KICK) {
+    sync_file_range(o->fd, (off64_t)o->kicked, (off64_t)(o->written - o->kicked), SYNC_FILE_RANGE_WRITE);
+    o->kicked = o->written;
+  }
+  return 0;
+}
+
 int ck_obuf_flush(struct ck_obuf *o)
 {
-  int rc = ck_write_full(o->fd, o->buf, o->len);
+  int rc = obuf_write(o, o->buf, o->len);
 
   o->len = 0;
   return rc;
@@ -329,7 +345,7 @@ int ck_obuf_append(struct ck_obuf *o, const void *data, size_t len)
   if (len >= o->cap) { /* large pieces go straight to the file */
     if ((rc = ck_obuf_flush(o)) != 0)
       return rc;
-    return ck_write_full(o->fd, p, len);
+    return obuf_write(o, p, len);
   }
   if (o->len + len > o->cap && (rc = ck_obuf_flush(o)) != 0)
     return rc;

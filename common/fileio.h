@@ -97,7 +97,13 @@ struct ck_obuf {
   uint8_t *buf;
   size_t cap;
   size_t len;
+  uint64_t written; /* bytes that reached the file through this buffer */
+  uint64_t kicked;  /* of those, handed to writeback (every CK_OBUF_KICK bytes) */
 };
+
+/* Writeback of an output starts every this many bytes, so the final fsync overlaps the
+ * writing instead of following it (sync_file_range SYNC_FILE_RANGE_WRITE). */
+#define CK_OBUF_KICK (8u << 20)
 
 /* Set up with a buffer of cap bytes. 0 or -ENOMEM. */
 int ck_obuf_init(struct ck_obuf *o, int fd, size_t cap);

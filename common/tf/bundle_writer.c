@@ -30,22 +30,7 @@ struct wshard {
   int fd;
   struct ck_obuf ob;
   uint64_t size;
-  uint64_t kicked; /* bytes handed to writeback so far */
 };
-
-#define KICK_BYTES (8u << 20)
-
-/* Start writeback of what has reached the file, so that finish's fsync overlaps
- * the writing instead of following it. */
-static void kick_writeback(struct wshard *sh)
-{
-  uint64_t written = sh->size - sh->ob.len;
-
-  if (written - sh->kicked >= KICK_BYTES) {
-    sync_file_range(sh->fd, (off64_t)sh->kicked, (off64_t)(written - sh->kicked), SYNC_FILE_RANGE_WRITE);
-    sh->kicked = written;
-  }
-}
 
 struct ck_bundle_writer {
   char *prefix;
@@ -402,8 +387,7 @@ int ck_bundle_writer_append(struct ck_bundle_writer *w, const void *data, size_t
     return ck_err_set(err, rc, "%s: write: %s", sh->tmp, strerror(-rc));
   }
   e->size += len;
-  sh->size += len;
-  kick_writeback(sh);
+  sh->size += len; /* (ck_obuf starts writeback as bytes reach the file) */
   return 0;
 }
 

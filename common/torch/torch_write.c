@@ -693,12 +693,13 @@ static const struct ck_sink_ops torch_ops = {
   .abort = sink_abort,
 };
 
-/* The zip writer's buffer: a part of the conversion's budget, within [1 MiB, 16 MiB]. */
+/* The zip writer's buffer gathers headers and small tensors; the converter's chunks
+ * (4 MiB) are larger and go straight to the file: buffering them into a bigger buffer
+ * made every write a cache-cold copy (bench-formats). */
 static size_t write_buffer(const struct ck_sink_opts *o)
 {
-  size_t b = o && o->conv && o->conv->buffer_size ? o->conv->buffer_size / 4 : (16u << 20);
-
-  return b < (1u << 20) ? (1u << 20) : b > (16u << 20) ? (16u << 20) : b;
+  (void)o;
+  return 1u << 20;
 }
 
 int ck_torch_sink_open(const char *dst, const struct ck_sink_opts *o, struct ck_sink **out, struct ck_err *err)
