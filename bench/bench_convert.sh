@@ -5,7 +5,7 @@
 # `cp` of the same data bytes on the same filesystem from a warm page cache (and against
 # cp followed by `sync FILE`, since the converters fsync), median of BENCH_ROUNDS;
 # peak RSS from getrusage. Then one 2 GiB tensor through the default
-# 64 MiB buffer. Prints ratios measured in this run.
+# default buffer. Prints ratios measured in this run.
 set -eu
 TOOLS=${TOOLS:-./tools}
 RUNSTAT=${RUNSTAT:-./bench/runstat}
@@ -70,6 +70,6 @@ if [ "$BIG" != 0 ]; then
     echo "generating one 2 GiB tensor in $DIR"
     "$TOOLS/ckpt" synth "$P" --size 2G --tensors 1
   fi
-  run_case "one 2 GiB tensor, default 64 MiB buffer" "$P"
+  run_case "one 2 GiB tensor" "$P"
 fi
 rm -rf "$DIR/out.h5" "$DIR/back" "$DIR/cp.data" "$DIR/src.h5" "$DIR/stat"

@@ -14,8 +14,6 @@
 #include "pipeline.h"
 #include "tensor_crc.h"
 
-#define CK_PIPE_CHUNK (4u << 20)
-
 struct conv {
   const struct ck_convert_opts *o;
   struct ck_source *src;
@@ -150,13 +148,7 @@ static int run(struct conv *c, const char *dst, int to, struct ck_convert_stats 
   const struct ck_convert_opts *o = c->o;
   struct ck_convert_opts wo = *o;
   struct ck_sink_opts so = { .conv = &wo, .mark_name = c->src->source_name, .mark_id = c->src->source_id };
-  size_t bufsize = o->buffer_size ? o->buffer_size : CK_CONVERT_DEFAULT_BUFFER;
-
-  /* The budget caps memory; the chunk is chosen for speed: a 4 MiB piece is still in
-   * the CPU's cache when it is written out, a 64 MiB one is not (bench-formats: 0.83 s
-   * against 2.4 s for the same 1 GiB, saver -> safetensors). */
-  if (bufsize > CK_PIPE_CHUNK)
-    bufsize = CK_PIPE_CHUNK;
+  size_t bufsize = ck_convert_chunk(o);
   char *work = NULL, *dir = NULL;
   void *buf = NULL;
   int rc, state = 0;

@@ -14,6 +14,13 @@
 #include "fileio.h"
 #include "tensor_crc.h"
 
+size_t ck_convert_chunk(const struct ck_convert_opts *o)
+{
+  size_t b = o && o->buffer_size ? o->buffer_size : CK_CONVERT_DEFAULT_BUFFER;
+
+  return b < CK_CONVERT_CHUNK ? b : CK_CONVERT_CHUNK;
+}
+
 double ck_now(void)
 {
   struct timespec ts;

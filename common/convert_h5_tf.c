@@ -163,7 +163,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   st = st ? st : &local;
   memset(st, 0, sizeof(*st));
   c.o = o;
-  bufsize = o->buffer_size ? o->buffer_size : CK_CONVERT_DEFAULT_BUFFER;
+  bufsize = ck_convert_chunk(o);
   if ((dir = ck_dirname(dst_prefix)) == NULL)
     return ck_err_set(err, -ENOMEM, "out of memory");
   state = !o->no_checkpoint_file && ck_state_usable(dir, st);

@@ -519,7 +519,7 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
   memset(st, 0, sizeof(*st));
   c.o = o;
   c.st = st;
-  c.bufsize = o->buffer_size ? o->buffer_size : CK_CONVERT_DEFAULT_BUFFER;
+  c.bufsize = ck_convert_chunk(o); /* shared by the copy threads */
   if (c.bufsize < 4096)
     c.bufsize = 4096;
   if ((rc = ck_bundle_open(src, 0, &c.b, err)) != 0)
