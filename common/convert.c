@@ -61,7 +61,7 @@ static int select_tensors(struct conv *c, int to, struct ck_convert_stats *st)
       w = (size_t)snprintf(st->warning, sizeof(st->warning), "skipped (%s cannot hold them):", ck_format_name(to));
     if (w < sizeof(st->warning))
       w += (size_t)snprintf(st->warning + w, sizeof(st->warning) - w, " %s (%s)", t.name,
-                            ck_dtype_name(t.dtype) + 3);
+                            ck_dtype_name(t.dtype) ? ck_dtype_name(t.dtype) + 3 : "?");
     st->skipped++;
   }
   return rc;
@@ -96,7 +96,9 @@ static int verify(struct conv *c, const char *work, int to, void *buf, size_t bu
 {
   struct ck_source *out = NULL;
   size_t j = 0;
-  int rc = ck_source_open(work, to, bufsize, &out, c->err);
+  /* the output is read back under the budget its source was read with (a header or
+   * a pickle may be larger than one streaming chunk) */
+  int rc = ck_source_open(work, to, c->o->buffer_size ? c->o->buffer_size : CK_CONVERT_DEFAULT_BUFFER, &out, c->err);
 
   if (rc != 0)
     return rc;
@@ -111,8 +113,8 @@ static int verify(struct conv *c, const char *work, int to, void *buf, size_t bu
     c->src->ops->info(c->src, c->sel[j], &a);
     out->ops->info(out, j, &b);
     if (a.nlen != b.nlen || memcmp(a.name, b.name, a.nlen) != 0 || a.dtype != b.dtype || a.nbytes != b.nbytes) {
-      rc = ck_err_set(c->err, CK_EFORMAT, "%s: verify: tensor %zu is %s (%s), expected %s (%s)", work, j, b.name,
-                      ck_dtype_name(b.dtype), a.name, ck_dtype_name(a.dtype));
+      rc = ck_err_set(c->err, CK_EFORMAT, "%s: verify: tensor %zu is %s (dtype %d), expected %s (dtype %d)", work, j,
+                      b.name, b.dtype, a.name, a.dtype);
       break;
     }
     if ((rc = out->ops->stream(out, j, buf, bufsize, crc_sink, &crc, c->err)) == 0 && crc != c->crc[j])
@@ -187,6 +189,8 @@ static int run(struct conv *c, const char *dst, int to, struct ck_convert_stats 
     goto out;
   rc = c->sink->ops->finish(c->sink, c->err);
   c->sink = NULL;
+  if (rc != 0 && work)
+    move_output(to, work, NULL, 0, NULL); /* finish may have failed after its own rename */
   if (rc == 0 && work) {
     if ((rc = verify(c, work, to, buf, bufsize)) == 0 && (rc = ck_srcid_check(&c->src->id, c->err)) == 0)
       rc = move_output(to, work, dst, o->keep_foreign, c->err);

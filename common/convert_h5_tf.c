@@ -79,17 +79,25 @@ static int verify_output(const char *prefix, struct ck_h5r *r, uint8_t *buf, siz
 }
 
 /* Rename (or, with to == NULL, remove) the bundle at prefix: data files first, the
- * index last, as TensorFlow publishes, then fsync the directory. */
+ * index last, as TensorFlow publishes, then fsync the directory. A final index that
+ * ckptd must not replace is refused before anything moves; when a rename fails, the
+ * data files already moved (ours) are removed again, so no new data file stays under
+ * a final name without its index. */
 int ck_bundle_move(const char *prefix, const char *to, int keep_foreign, struct ck_err *err)
 {
   struct ck_bundle *b;
   char from_path[4200], to_path[4200];
-  int rc = ck_bundle_open(prefix, CK_BUNDLE_INDEX_ONLY, &b, err), n;
+  int rc = ck_bundle_open(prefix, CK_BUNDLE_INDEX_ONLY, &b, err), n, i;
 
   if (rc != 0)
     return rc;
   n = ck_bundle_num_shards(b);
-  for (int i = 0; i <= n && rc == 0; i++) { /* i == n: the index */
+  if (to != NULL && keep_foreign) {
+    snprintf(to_path, sizeof(to_path), "%s.index", to);
+    if (access(to_path, F_OK) == 0 && ck_mark_get(to_path, from_path, sizeof(from_path)) != 0)
+      rc = ck_err_set(err, -EEXIST, "%s: %s", to_path, ck_publish_error(-EEXIST));
+  }
+  for (i = 0; i <= n && rc == 0; i++) { /* i == n: the index */
     if (i < n) {
       snprintf(from_path, sizeof(from_path), "%s.data-%05d-of-%05d", prefix, i, n);
       snprintf(to_path, sizeof(to_path), "%s.data-%05d-of-%05d", to ? to : "", i, n);
@@ -103,6 +111,10 @@ int ck_bundle_move(const char *prefix, const char *to, int keep_foreign, struct 
     }
     if ((rc = ck_publish_rename(from_path, to_path, keep_foreign)) != 0)
       ck_err_set(err, rc, "%s: %s", to_path, ck_publish_error(rc));
+  }
+  for (int j = 0; rc != 0 && to != NULL && j < i - 1 && j < n; j++) { /* undo: the moved data files */
+    snprintf(to_path, sizeof(to_path), "%s.data-%05d-of-%05d", to, j, n);
+    unlink(to_path);
   }
   ck_bundle_close(b);
   if (rc == 0 && to != NULL) {

@@ -86,6 +86,23 @@ static ssize_t head_bytes(const char *path, uint8_t *buf, size_t n, off_t *size)
   return got < 0 ? -errno : got;
 }
 
+/* A bundle's data file: a base name ending in ".data-NNNNN-of-NNNNN". */
+static int is_data_file(const char *path)
+{
+  const char *base = strrchr(path, '/'), *d;
+  size_t n;
+
+  base = base ? base + 1 : path;
+  n = strlen(base);
+  if (n < 20 || (d = base + n - 20, memcmp(d, ".data-", 6) != 0) || memcmp(d + 11, "-of-", 4) != 0)
+    return 0;
+  for (int i = 0; i < 20; i++)
+    if ((i >= 6 && i < 11) || i >= 15)
+      if (d[i] < '0' || d[i] > '9')
+        return 0;
+  return 1;
+}
+
 int ck_format_detect(const char *path, int *fmt, struct ck_err *err)
 {
   uint8_t h[16];
@@ -99,7 +116,7 @@ int ck_format_detect(const char *path, int *fmt, struct ck_err *err)
     *fmt = CK_FMT_SAVER; /* a directory: its `checkpoint` file's latest bundle */
     return 0;
   }
-  if (has_suffix(path, ".index") || strstr(path, ".data-") != NULL) {
+  if (has_suffix(path, ".index") || is_data_file(path)) {
     *fmt = CK_FMT_SAVER;
     return 0;
   }

@@ -429,6 +429,8 @@ static void detection(void)
     { { .cerebras_marks = 1, .escaped_names = 1 }, CK_H5_LAYOUT_CEREBRAS_LEGACY, 1, 0, "marks and escapes" },
     { { .spec = 1 }, CK_H5_LAYOUT_CEREBRAS_LEGACY, 1, 0, "__spec__" },
     { { .ckptd = 1, .success = 1, .metadata = 1 }, CK_H5_LAYOUT_CKPTD, 1, 0, "ckptd wins over metadata" },
+    { { .ckptd = 1, .success = 1, .metadata = 1, .spec = 1, .has_version_number = 1, .version = 0.5 },
+      CK_H5_LAYOUT_CKPTD, 0, 0, "ckptd's 0.5 layout of a torch tree: keys verbatim (a%41 stays a%41)" },
   };
   static const struct { const char *s; int ok; double v; } vers[] = {
     { "0.5", 0, 0.5 }, { "0.4", 0, 0.4 }, { "12.25", 0, 12.25 }, { "1.0.0", -1, 0 }, { "0.5a", -1, 0 },

@@ -140,6 +140,9 @@ $CKPT convert -q --force --to safetensors "$T/c.safetensors" "$T/c.safetensors" 
 ok $? "the source is never the output, even with --force: $(head -c 200 "$T/err")"
 $CKPT convert -q "$T/c.safetensors" "$T/c2.safetensors" 2>"$T/err"; [ $? -eq 1 ]; ok $? "safetensors -> safetensors: $(head -c 100 "$T/err")"
 $CKPT convert -q --to nonsense "$T/c" "$T/x" 2>/dev/null; [ $? -eq 2 ]; ok $? "--to with an unknown format is a usage error"
+mkdir -p "$T/run.data-v2" && cp "$T/c.safetensors" "$T/run.data-v2/m.safetensors"
+$CKPT ls "$T/run.data-v2/m.safetensors" 2>"$T/err" | grep -q '(safetensors)$'
+ok $? "a directory named like a data file does not make its files TF bundles: $(head -c 100 "$T/err")"
 
 # the systemd unit (built by make): valid to systemd-analyze, and locked down
 if command -v systemd-analyze >/dev/null 2>&1 && [ -f systemd/ckptd.service ]; then

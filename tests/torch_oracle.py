@@ -65,9 +65,10 @@ def training_state():
         "slice": base[1:3, 2:5],
         "first_half": shared[:5],
         "second_half": shared[5:],
+        "rate%41": torch.ones(2),  # a key that looks quote()-escaped stays as it is
     }
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "extra": extra, "epoch": 3,
-            "run": "run-1", "note": None, "flags": (True, 2)}
+            "run": "run-1", "note": None, "flags": (True, 2), "best_loss": float("inf")}
 
 
 def same(a, b, path="state"):

@@ -189,8 +189,11 @@ static int src_tensor_crc(struct src *s, const struct tinfo *t, void *buf, size_
     return ck_tensor_crc_h5(s->r, t->t, buf, bufsize, crc, err);
   s->p->ops->info(s->p, t->i, &ti);
   ck_tcrc_init(&c, ti.dtype, ti.nelem);
-  if ((rc = s->p->ops->stream(s->p, t->i, buf, bufsize, crc_feed, &c, err)) != 0)
+  if ((rc = s->p->ops->stream(s->p, t->i, buf, bufsize, crc_feed, &c, err)) != 0) {
+    if (rc == CK_EFORMAT && c.why[0]) /* the layout, found by crc_feed (it has no err) */
+      ck_err_set(err, rc, "%s: %.*s: %s", s->p->path, (int)t->nlen, t->name, c.why);
     return rc;
+  }
   if (ck_tcrc_final(&c, crc) != 0)
     return ck_err_set(err, CK_EFORMAT, "%s: %.*s: %s", s->p->path, (int)t->nlen, t->name, c.why);
   *crc = ck_crc32c_mask(*crc);
@@ -270,6 +273,19 @@ static void json_str(const uint8_t *s, size_t n)
 
 /* ---- ls ---- */
 
+/* The shortest %g that reads back as v (a static buffer). */
+static const char *fmt_double(double v)
+{
+  static char buf[40];
+
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(buf, sizeof(buf), "%.*g", prec, v);
+    if (strtod(buf, NULL) == v)
+      break;
+  }
+  return buf;
+}
+
 /* A non-tensor value, as JSON (json) or for people. */
 static void value_print(const struct ck_value *v, int json)
 {
@@ -277,7 +293,13 @@ static void value_print(const struct ck_value *v, int json)
   case CK_VAL_NONE: printf(json ? "null" : "None"); break;
   case CK_VAL_BOOL: printf(json ? (v->i ? "true" : "false") : (v->i ? "True" : "False")); break;
   case CK_VAL_INT: printf("%" PRId64, v->i); break;
-  case CK_VAL_FLOAT: printf("%.17g", v->f); break;
+  case CK_VAL_FLOAT:
+    if (json && !(v->f == v->f && v->f - v->f == 0))
+      printf("null"); /* JSON has no NaN or infinity */
+    else
+      printf(strchr(fmt_double(v->f), '.') || strpbrk(fmt_double(v->f), "eEni") ? "%s" : "%s.0",
+             fmt_double(v->f));
+    break;
   default: json_str((const uint8_t *)v->s, v->slen); break;
   }
 }

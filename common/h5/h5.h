@@ -136,8 +136,11 @@ int ck_h5r_stream_tf(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, 
 size_t ck_h5r_value_count(const struct ck_h5r *r);
 void ck_h5r_value(const struct ck_h5r *r, size_t i, const char **key, const char **json);
 
-/* The root's __spec__ (torch tree spec JSON, see spec.h), or NULL. */
+/* The root's __spec__ (torch tree spec JSON, see spec.h), or NULL; 1 if it is a string
+ * longer than CK_H5_SPEC_MAX (the tree cannot be restored: a torch target refuses). */
+#define CK_H5_SPEC_MAX (16u << 20) /* = CK_H5_ATTR_STR_MAX */
 const char *ck_h5r_spec(const struct ck_h5r *r);
+int ck_h5r_spec_too_long(const struct ck_h5r *r);
 
 /* The file's path. */
 const char *ck_h5r_path(const struct ck_h5r *r);

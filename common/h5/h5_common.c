@@ -265,7 +265,11 @@ static int read_one_str(hid_t a, hid_t t, struct ck_h5_attr *v, char *s, size_t 
     char *tmp = sz > 0 && sz <= CK_H5_ATTR_STR_MAX ? calloc(1, sz + 1) : NULL;
     H5Tset_size(mt, sz ? sz : 1);
     H5Tset_strpad(mt, H5T_STR_NULLPAD);
-    if (tmp && H5Aread(a, mt, tmp) >= 0) {
+    if (sz > CK_H5_ATTR_STR_MAX) { /* not read: reported as too long, not as absent */
+      v->truncated = 1;
+      s[0] = 0;
+      rc = 0;
+    } else if (tmp && H5Aread(a, mt, tmp) >= 0) {
       v->truncated = strlen(tmp) >= slen;
       snprintf(s, slen, "%s", tmp);
       rc = 0;

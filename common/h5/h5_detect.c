@@ -45,7 +45,8 @@ void ck_h5_detect(const struct ck_h5_evidence *e, struct ck_h5_layout *out)
   memset(out, 0, sizeof(*out));
   if (e->ckptd) {
     out->layout = CK_H5_LAYOUT_CKPTD;
-    out->unquote_root = 1;
+    /* a torch tree ckptd wrote in Cerebras' 0.5 layout keeps its keys verbatim */
+    out->unquote_root = !(cver && v >= 0.5);
     if (!e->success)
       out->refuse = "no __SUCCESS__ attribute: the ckptd checkpoint was not completely saved";
   } else if (e->metadata || (cver && v >= 0.5)) {

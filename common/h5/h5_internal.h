@@ -32,7 +32,8 @@ int ck_h5_attr_bool(hid_t obj, const char *name, int value);
  * element (scalar or [1]) of integer, float, 1-byte enum (h5py's bool) or string
  * class; arrays and other classes are CK_H5A_OTHER and never read. */
 enum { CK_H5A_ABSENT, CK_H5A_INT, CK_H5A_FLOAT, CK_H5A_STR, CK_H5A_OTHER };
-#define CK_H5_ATTR_STR_MAX (1u << 20) /* longest fixed-length string attribute read */
+#define CK_H5_ATTR_STR_MAX (16u << 20) /* longest fixed-length string attribute read (a torch
+                                        * tree spec of a large model; longer: truncated) */
 struct ck_h5_attr {
   int kind;
   long long i;   /* CK_H5A_INT (enums: the stored value) */

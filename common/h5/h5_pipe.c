@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,9 @@ static int src_stream(struct ck_source *s, size_t i, void *buf, size_t bufsize,
   ck_tcrc_init(&p.crc, t->dtype, t->nelem);
   if ((rc = ck_h5r_stream_tf(r, t, buf, bufsize, crc_pass, &p, err)) != 0)
     return rc;
-  if (p.bad || ck_tcrc_final(&p.crc, &crc) != 0 || ck_crc32c_mask(crc) != t->tf_crc32c)
+  if (p.bad || ck_tcrc_final(&p.crc, &crc) != 0)
+    return ck_err_set(err, CK_EFORMAT, "%s: %s: %s", ck_h5r_path(r), t->path, p.crc.why);
+  if (ck_crc32c_mask(crc) != t->tf_crc32c)
     return ck_err_set(err, CK_ECHECKSUM, "%s: %s: data does not match its tf_crc32c attribute %08x", ck_h5r_path(r),
                       t->path, t->tf_crc32c);
   return 0;
@@ -94,7 +97,7 @@ static const struct ck_source_ops h5_source_ops = { src_info, src_stream, src_cl
 static int add_value(struct ck_source *s, const char *key, const char *text)
 {
   struct ck_json j;
-  size_t v;
+  size_t v, k;
   int64_t i;
   double d;
   char *str;
@@ -117,6 +120,15 @@ static int add_value(struct ck_source *s, const char *key, const char *text)
       rc = ck_source_skip(s, key, "value only in metadata, a number out of range");
     break;
   case CK_J_STRING:
+    if ((k = ck_json_get(&j, 0, "kind")) != 0 && ck_json_streq(&j, k, "float")) {
+      if (ck_json_streq(&j, v, "NaN") || ck_json_streq(&j, v, "Infinity") || ck_json_streq(&j, v, "-Infinity"))
+        rc = ck_source_add_value(s, key, CK_VAL_FLOAT, 0,
+                                 ck_json_streq(&j, v, "NaN") ? NAN : ck_json_streq(&j, v, "Infinity") ? INFINITY : -INFINITY,
+                                 NULL, 0);
+      else
+        rc = ck_source_skip(s, key, "value only in metadata, a float ckptd does not read");
+      break;
+    }
     if ((rc = ck_json_str(&j, v, 0, &str, &len)) == 0) {
       rc = ck_source_add_value(s, key, CK_VAL_STR, 0, 0, str, len);
       free(str);
@@ -150,7 +162,12 @@ static int collect(struct h5_source *hs, struct ck_err *err)
   }
   if (rc == 0 && ck_h5r_spec(r) && (hs->base.spec = strdup(ck_h5r_spec(r))) == NULL)
     rc = -ENOMEM;
-  return rc ? ck_err_set(err, rc, "out of memory") : 0;
+  if (rc != 0)
+    return ck_err_set(err, rc, "out of memory");
+  if (ck_h5r_spec_too_long(r)) /* refused rather than flattened without a word */
+    return ck_err_set(err, CK_ELIMIT, "%s: __spec__ is longer than %u MiB: the tree cannot be restored",
+                      ck_h5r_path(r), CK_H5_SPEC_MAX >> 20);
+  return 0;
 }
 
 int ck_h5_source_open(const char *path, size_t budget, struct ck_source **out, struct ck_err *err)
@@ -240,7 +257,12 @@ static int value_meta(struct h5_sink *s, const struct ck_value *v, struct ck_sbu
   case CK_VAL_NONE: ck_sbuf_add(b, "null", 4); break;
   case CK_VAL_BOOL: ck_sbuf_add(b, v->i ? "true" : "false", v->i ? 4 : 5); break;
   case CK_VAL_INT: ck_sbuf_addf(b, "%lld", (long long)v->i); break;
-  case CK_VAL_FLOAT: ck_sbuf_json_double(b, v->f); break;
+  case CK_VAL_FLOAT:
+    if (v->f == v->f && v->f - v->f == 0) /* finite: a JSON number */
+      ck_sbuf_json_double(b, v->f);
+    else /* JSON has no NaN or infinity: a string, with the kind saying it is a float */
+      ck_sbuf_addf(b, "\"%s\", \"kind\": \"float\"", v->f != v->f ? "NaN" : v->f > 0 ? "Infinity" : "-Infinity");
+    break;
   default: ck_sbuf_json_str(b, v->s, v->slen); break;
   }
   ck_sbuf_add(b, "}", 1);

@@ -68,6 +68,7 @@ struct ck_h5r {
   char **vals;        /* Cerebras 0.5 values that live only in metadata: key, JSON, key, JSON ... */
   size_t nvals;
   char *spec;         /* root __spec__ (a torch tree spec), if a string */
+  int spec_too_long;  /* __spec__ is a string longer than CK_H5_SPEC_MAX */
   struct ck_err *err;
 };
 
@@ -153,6 +154,7 @@ void ck_h5r_close(struct ck_h5r *r)
 size_t ck_h5r_count(const struct ck_h5r *r) { return r->n; }
 size_t ck_h5r_value_count(const struct ck_h5r *r) { return r->nvals; }
 const char *ck_h5r_spec(const struct ck_h5r *r) { return r->spec; }
+int ck_h5r_spec_too_long(const struct ck_h5r *r) { return r->spec_too_long; }
 
 void ck_h5r_value(const struct ck_h5r *r, size_t i, const char **key, const char **json)
 {
@@ -717,6 +719,19 @@ out:
   return rc;
 }
 
+/* 1 if the walk skipped a dataset at /key (listed as "/key (why)"): its metadata is no value. */
+static int was_skipped(const struct ck_h5r *r, const char *key)
+{
+  size_t kl = strlen(key);
+
+  for (size_t i = 0; i < r->nskipped; i++) {
+    const char *s = r->skipped[i];
+    if (s[0] == '/' && strncmp(s + 1, key, kl) == 0 && strncmp(s + 1 + kl, " (", 2) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 /* Cerebras 0.5 keeps scalars, strings and None only in "<key>.__metadata__": collect them. */
 static int metadata_only(struct ck_h5r *r, hid_t root)
 {
@@ -732,7 +747,7 @@ static int metadata_only(struct ck_h5r *r, hid_t root)
   qsort(names, r->n, sizeof(*names), cmp_name_ptr);
   for (size_t i = 0; i < r->nmeta && rc == 0; i++) {
     const char *key = r->meta[i].key;
-    if (r->n == 0 || bsearch(&key, names, r->n, sizeof(*names), cmp_name_ptr) == NULL)
+    if ((r->n == 0 || bsearch(&key, names, r->n, sizeof(*names), cmp_name_ptr) == NULL) && !was_skipped(r, key))
       rc = add_value(r, root, key);
   }
   free(names);
@@ -744,17 +759,25 @@ static int read_spec(struct ck_h5r *r, hid_t root)
 {
   struct ck_h5_attr a;
   char *buf;
+  int rc = 0;
 
   if (!r->ev.spec)
     return 0;
-  if ((buf = malloc(CK_H5_ATTR_STR_MAX)) == NULL)
+  if ((buf = malloc(CK_H5_SPEC_MAX)) == NULL)
     return ck_err_set(r->err, -ENOMEM, "out of memory");
-  if (ck_h5_attr_read(root, "__spec__", &a, buf, CK_H5_ATTR_STR_MAX) == CK_H5A_STR && !a.truncated)
-    r->spec = strdup(buf);
-  else
-    skip(r, "/__spec__", "not a string, or longer than 1 MiB: the tree structure is not restored");
+  switch (ck_h5_attr_read(root, "__spec__", &a, buf, CK_H5_SPEC_MAX)) {
+  case CK_H5A_STR:
+    if (a.truncated) /* kept apart from the listing: a reader of the tree refuses the file */
+      r->spec_too_long = 1;
+    else if ((r->spec = strdup(buf)) == NULL)
+      rc = ck_err_set(r->err, -ENOMEM, "out of memory");
+    break;
+  default: /* Cerebras legacy: a pickled spec, opaque to us */
+    skip(r, "/__spec__", "not a JSON tree spec: the tree structure is not restored");
+    break;
+  }
   free(buf);
-  return 0;
+  return rc;
 }
 
 /* ckptd's nested layout records the data order that its groups scatter. */

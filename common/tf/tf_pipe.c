@@ -55,26 +55,37 @@ static void src_close(struct ck_source *s)
 
 static const struct ck_source_ops saver_source_ops = { src_info, src_stream, src_close };
 
+/* An open-addressing set of partitioned variables already listed (pointer keys). */
+static int seen_add(const struct ck_entry **set, size_t cap, const struct ck_entry *e)
+{
+  size_t h = ((uintptr_t)e >> 4) * 0x9E3779B97F4A7C15ull & (cap - 1);
+
+  while (set[h] != NULL) {
+    if (set[h] == e)
+      return 0;
+    h = (h + 1) & (cap - 1);
+  }
+  set[h] = e;
+  return 1;
+}
+
 /* Whole tensors in data-file order; a partitioned variable once, at its first slice. */
 static int list_tensors(struct saver_source *ss, struct ck_err *err)
 {
-  size_t n = ck_bundle_data_count(ss->b), k = 0;
+  size_t n = ck_bundle_data_count(ss->b), k = 0, cap = 16;
+  const struct ck_entry **seen;
 
-  if ((ss->t = malloc((n ? n : 1) * sizeof(*ss->t))) == NULL)
+  while (cap < 2 * n)
+    cap *= 2;
+  if ((ss->t = malloc((n ? n : 1) * sizeof(*ss->t))) == NULL || (seen = calloc(cap, sizeof(*seen))) == NULL)
     return ck_err_set(err, -ENOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) {
     const struct ck_entry *e = ck_bundle_data_entry(ss->b, i);
-    if (e->is_slice) {
-      const struct ck_entry *full = e->full;
-      size_t j;
-      for (j = 0; j < k && ss->t[j] != full; j++)
-        ;
-      if (j < k)
-        continue;
-      e = full;
-    }
+    if (e->is_slice && !seen_add(seen, cap, e = e->full))
+      continue;
     ss->t[k++] = e;
   }
+  free(seen);
   ss->base.count = k;
   return 0;
 }
