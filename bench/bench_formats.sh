@@ -29,21 +29,23 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[in
 
 # paired OUT CMD...: ROUNDS runs of CMD, each right after a durable copy of the same bytes
 # (the shared machine's disk drifts: a baseline taken minutes apart is no baseline)
-# -> "T_cmd RSS_cmd T_copy", medians, largest RSS.
+# -> "T_cmd RSS_cmd T_copy RATIO": medians of the times, largest RSS, and the median of
+# the rounds' own copy/cmd ratios (each against the copy made just before it).
 paired() {
   out=$1
   shift
-  tc="" tb="" rss=0 i=0
+  tc="" tb="" tr="" rss=0 i=0
   while [ $i -lt "$ROUNDS" ]; do
     b=$(once "$DIR/cp.data" sh -c "cp '$P.data-00000-of-00001' '$DIR/cp.data' && sync '$DIR/cp.data'")
     rm -f "$DIR/cp.data"
     c=$(once "$out" "$@")
     tb="$tb ${b%% *}" tc="$tc ${c%% *}"
+    tr="$tr $(echo "${b%% *} ${c%% *}" | awk '{ printf "%.4f", $1 / $2 }')"
     r=${c##* }
     [ "$r" -gt "$rss" ] && rss=$r
     i=$((i + 1))
   done
-  echo "$(echo "$tc" | median) $rss $(echo "$tb" | median)"
+  echo "$(echo "$tc" | median) $rss $(echo "$tb" | median) $(echo "$tr" | median)"
 }
 
 P="$DIR/fmt.ckpt-1"
@@ -64,11 +66,12 @@ TS=$(paired "$DIR/out.safetensors" "$TOOLS/ckpt" convert -q "$P" "$DIR/out.safet
 ST=$(paired "$DIR/back" "$TOOLS/ckpt" convert -q --no-checkpoint-file "$DIR/src.safetensors" "$DIR/back")
 echo
 echo "1 GiB-class checkpoint: $BYTES tensor bytes, warm source cache, median of $ROUNDS;"
-echo "each run paired with a durable copy (cp + sync FILE) of the same bytes just before it"
+echo "each run paired with a durable copy (cp + sync FILE) of the same bytes just before it;"
+echo "ratio of the medians, and (pairs) the median of each pair's own ratio"
 for row in "saver -> torch (.pt)|$TP" "torch -> saver|$PT" "saver -> safetensors|$TS" "safetensors -> saver|$ST"; do
   echo "${row#*|}" | awk -v b="$BYTES" -v name="${row%%|*}" '{
-    printf "  %-22s %7.3f s %7.1f MB/s   cp+sync %7.3f s   %5.2fx cp+sync   peak RSS %6.1f MiB\n",
-      name, $1, b/$1/1e6, $3, $3/$1, $2/1024 }'
+    printf "  %-22s %7.3f s %7.1f MB/s   cp+sync %7.3f s   %5.2fx cp+sync (pairs: %4.2fx)   peak RSS %6.1f MiB\n",
+      name, $1, b/$1/1e6, $3, $3/$1, $4, $2/1024 }'
 done
 
 # The Python route, for the record: load everything with h5py, torch.save it.
@@ -94,7 +97,7 @@ PYEOF
   PYR=$(paired "$DIR/py.pt" "$PY" "$DIR/route.py" "$DIR/src.h5" "$DIR/py.pt")
   echo "$PYR $TP" | awk -v b="$BYTES" '{
     printf "  %-22s %7.3f s %7.1f MB/s   cp+sync %7.3f s   %5.2fx cp+sync   peak RSS %6.1f MiB (one run; ckptd saver -> torch: %.1fx faster, %.0fx less memory)\n",
-      "python h5py+torch.save", $1, b/$1/1e6, $3, $3/$1, $2/1024, $1/$4, $2/$5 }'
+      "python h5py+torch.save", $1, b/$1/1e6, $3, $3/$1, $2/1024, $1/$5, $2/$6 }'
 else
   echo "  (python route not measured: $PY cannot import torch and h5py)"
 fi
