@@ -59,68 +59,22 @@ struct tf_h5 {
 /* ---- fixed-size data: a sink that writes sequential bytes to a dataset ---- */
 
 struct fixed_sink {
-  struct ck_h5w_ds *ds;
-  int raw_fd;
-  uint64_t raw_off;     /* contiguous: file offset of the data */
-  uint64_t pos;         /* bytes received */
-  struct ck_blocks blocks; /* chunked: the block plan */
-  uint8_t *stage;       /* chunked: bytes of the current block */
-  size_t stage_len;
-  uint64_t block_bytes;
-  uint64_t start[CK_MAX_RANK], count[CK_MAX_RANK];
-  size_t esize;
+  struct ck_h5w_stream w;
   struct ck_tcrc *crc;  /* when the source does not verify itself */
   struct tf_h5 *c;
   struct ck_err *err;
 };
 
-static int next_block(struct fixed_sink *s)
-{
-  uint64_t off, n;
-
-  if (!ck_blocks_next(&s->blocks, s->start, s->count, &off, &n)) {
-    s->block_bytes = 0;
-    return 0;
-  }
-  s->block_bytes = n * s->esize;
-  return 1;
-}
-
 static int sink_write(void *ctx, const void *data, size_t len)
 {
   struct fixed_sink *s = ctx;
-  const uint8_t *p = data;
   int rc;
 
   if (s->crc && (rc = ck_tcrc_update(s->crc, data, len)) != 0)
     return ck_err_set(s->err, rc, "%s", s->crc->why);
-  if (s->c && (rc = ck_progress_add(&s->c->prog, len)) != 0)
+  if ((rc = ck_progress_add(&s->c->prog, len)) != 0)
     return ck_err_set(s->err, rc, "cancelled");
-  if (s->raw_off) {
-    if ((rc = ck_pwrite_full(s->raw_fd, data, len, s->raw_off + s->pos)) != 0)
-      return ck_err_set(s->err, rc, "%s: write: %s", s->c ? s->c->tmp : "HDF5 output", strerror(-rc));
-    /* start writeback now, so the final fsync overlaps the copy instead of following it */
-    sync_file_range(s->raw_fd, (off64_t)(s->raw_off + s->pos), (off64_t)len, SYNC_FILE_RANGE_WRITE);
-    s->pos += len;
-    return 0;
-  }
-  while (len > 0) {
-    size_t take = s->block_bytes - s->stage_len < len ? (size_t)(s->block_bytes - s->stage_len) : len;
-    if (s->block_bytes == 0)
-      return ck_err_set(s->err, CK_EFORMAT, "more bytes than the dataset holds");
-    memcpy(s->stage + s->stage_len, p, take);
-    s->stage_len += take;
-    p += take;
-    len -= take;
-    s->pos += take;
-    if (s->stage_len == s->block_bytes) {
-      if ((rc = ck_h5w_ds_write(s->ds, s->start, s->count, s->stage, s->err)) != 0)
-        return rc;
-      s->stage_len = 0;
-      next_block(s);
-    }
-  }
-  return 0;
+  return ck_h5w_stream_write(&s->w, data, len, s->err);
 }
 
 /* ---- bulk workers ---- */
@@ -161,8 +115,10 @@ static void *bulk_worker(void *arg)
 
   while ((j = claim(c)) != NULL) {
     struct ck_err err = { 0 };
-    struct fixed_sink s = { .raw_fd = c->raw_fd, .raw_off = j->dst_off, .c = c, .err = &err };
-    int rc = ck_bundle_stream(c->b, j->e, a->buf, a->size, sink_write, &s, &err);
+    struct fixed_sink s = { .c = c, .err = &err };
+    int rc;
+    ck_h5w_stream_init(&s.w, NULL, c->raw_fd, j->dst_off, j->e->dtype, 0, NULL, NULL, 0, c->tmp);
+    rc = ck_bundle_stream(c->b, j->e, a->buf, a->size, sink_write, &s, &err);
     if (rc != 0)
       fail(c, rc, &err);
   }
@@ -209,15 +165,14 @@ static int cmp_job(const void *pa, const void *pb)
 
 static int write_fixed_via_h5(struct tf_h5 *c, const struct ck_entry *e, struct ck_h5w_ds *ds, struct ck_err *err)
 {
-  size_t half = c->bufsize / 2, esize = ck_dtype_size(e->dtype);
-  struct fixed_sink s = { .ds = ds, .raw_fd = c->raw_fd, .raw_off = ck_h5w_ds_raw_offset(ds), .c = c, .err = err,
-                          .esize = esize, .stage = c->buf + half };
+  size_t half = c->bufsize / 2;
+  struct fixed_sink s = { .c = c, .err = err };
   struct ck_tcrc crc;
   uint32_t got;
   int rc;
 
-  ck_blocks_init(&s.blocks, e->rank, e->dims, half / esize);
-  next_block(&s);
+  ck_h5w_stream_init(&s.w, ds, c->raw_fd, ck_h5w_ds_raw_offset(ds), e->dtype, e->rank, e->dims, c->buf + half, half,
+                     c->tmp);
   if (e->nslices == 0)
     return ck_bundle_stream(c->b, e, c->buf, half, sink_write, &s, err);
   /* a partitioned variable: its crc is computed over the assembled bytes */

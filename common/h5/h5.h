@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blocks.h"
 #include "bundle.h"
 #include "error.h"
 
@@ -64,6 +65,28 @@ int ck_h5w_ds_write(struct ck_h5w_ds *ds, const uint64_t *start, const uint64_t 
 /* Write n variable-length elements (strings or variants) as a hyperslab. */
 int ck_h5w_ds_write_vlen(struct ck_h5w_ds *ds, const uint64_t *start, const uint64_t *count, size_t n,
                          const uint8_t *const *ptrs, const size_t *lens, struct ck_err *err);
+
+/* A dataset's fixed-size elements written from a stream of TensorFlow bytes in order:
+ * with pwrite at raw_off when the dataset has raw storage (writeback started as it
+ * goes), else a hyperslab block at a time through the caller's stage buffer. path
+ * names the file in messages. With raw_off set, ds may be NULL (a bulk copy thread). */
+struct ck_h5w_stream {
+  struct ck_h5w_ds *ds;
+  int raw_fd;
+  uint64_t raw_off;        /* contiguous: file offset of the data; 0: through HDF5 */
+  uint64_t pos;            /* bytes received */
+  size_t esize;
+  uint8_t *stage;          /* chunked: bytes of the current block */
+  size_t stage_len;
+  uint64_t block_bytes;    /* chunked: bytes of the current block; 0 after the last */
+  struct ck_blocks blocks; /* chunked: the block plan */
+  uint64_t start[CK_MAX_RANK], count[CK_MAX_RANK];
+  const char *path;
+};
+
+void ck_h5w_stream_init(struct ck_h5w_stream *s, struct ck_h5w_ds *ds, int raw_fd, uint64_t raw_off, int dtype,
+                        int rank, const int64_t *dims, void *stage, size_t stage_cap, const char *path);
+int ck_h5w_stream_write(struct ck_h5w_stream *s, const void *data, size_t len, struct ck_err *err);
 
 /* Replace the dataset's tf_crc32c attribute (for tensors assembled while written). */
 int ck_h5w_ds_set_crc(struct ck_h5w_ds *ds, uint32_t tf_crc32c, struct ck_err *err);

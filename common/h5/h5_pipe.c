@@ -210,14 +210,11 @@ struct h5_sink {
   /* the tensor being written */
   struct ck_h5w_ds *ds;
   const struct ck_tinfo *t;
-  uint64_t raw_off, pos, nbytes;
+  uint64_t nbytes;
   uint32_t crc;
-  size_t esize;
-  struct ck_blocks blocks;
-  uint64_t start[CK_MAX_RANK], count[CK_MAX_RANK];
+  struct ck_h5w_stream ws;
   uint8_t *stage;
-  size_t stage_cap, stage_len;
-  uint64_t block_bytes;
+  size_t stage_cap;
 };
 
 static int snk_accepts(int dtype)
@@ -310,13 +307,6 @@ static int snk_begin(struct ck_sink *k, const struct ck_source *src, const size_
   return tree ? tree_attrs(s, src, sel, n, err) : 0;
 }
 
-static void next_block(struct h5_sink *s)
-{
-  uint64_t off, n;
-
-  s->block_bytes = ck_blocks_next(&s->blocks, s->start, s->count, &off, &n) ? n * s->esize : 0;
-}
-
 static int snk_tensor_begin(struct ck_sink *k, const struct ck_tinfo *t, struct ck_err *err)
 {
   struct h5_sink *s = (struct h5_sink *)k;
@@ -325,50 +315,21 @@ static int snk_tensor_begin(struct ck_sink *k, const struct ck_tinfo *t, struct 
   if (rc != 0)
     return rc;
   s->t = t;
-  s->esize = ck_dtype_size(t->dtype);
-  s->nbytes = t->nelem * s->esize;
-  s->pos = 0;
+  s->nbytes = t->nelem * ck_dtype_size(t->dtype);
   s->crc = 0;
-  s->stage_len = 0;
-  s->raw_off = ck_h5w_ds_raw_offset(s->ds);
-  if (!s->raw_off && t->nelem > 0) {
-    ck_blocks_init(&s->blocks, t->rank, t->dims, s->stage_cap / s->esize);
-    next_block(s);
-  }
+  ck_h5w_stream_init(&s->ws, s->ds, s->raw_fd, ck_h5w_ds_raw_offset(s->ds), t->dtype, t->rank, t->dims, s->stage,
+                     s->stage_cap, s->tmp);
   return 0;
 }
 
 static int snk_append(struct ck_sink *k, const void *data, size_t len, struct ck_err *err)
 {
   struct h5_sink *s = (struct h5_sink *)k;
-  const uint8_t *p = data;
-  int rc;
 
-  if (len > s->nbytes - s->pos)
+  if (len > s->nbytes - s->ws.pos)
     return ck_err_set(err, CK_EFORMAT, "%s: %s: more bytes than its shape holds", s->tmp, s->t->name);
   s->crc = ck_crc32c_extend(s->crc, data, len);
-  if (s->raw_off) {
-    if ((rc = ck_pwrite_full(s->raw_fd, data, len, s->raw_off + s->pos)) != 0)
-      return ck_err_set(err, rc, "%s: write: %s", s->tmp, strerror(-rc));
-    sync_file_range(s->raw_fd, (off64_t)(s->raw_off + s->pos), (off64_t)len, SYNC_FILE_RANGE_WRITE);
-    s->pos += len;
-    return 0;
-  }
-  while (len > 0) {
-    size_t take = s->block_bytes - s->stage_len < len ? (size_t)(s->block_bytes - s->stage_len) : len;
-    memcpy(s->stage + s->stage_len, p, take);
-    s->stage_len += take;
-    p += take;
-    len -= take;
-    s->pos += take;
-    if (s->stage_len == s->block_bytes) {
-      if ((rc = ck_h5w_ds_write(s->ds, s->start, s->count, s->stage, err)) != 0)
-        return rc;
-      s->stage_len = 0;
-      next_block(s);
-    }
-  }
-  return 0;
+  return ck_h5w_stream_write(&s->ws, data, len, err);
 }
 
 static int snk_tensor_end(struct ck_sink *k, struct ck_err *err)
@@ -376,8 +337,8 @@ static int snk_tensor_end(struct ck_sink *k, struct ck_err *err)
   struct h5_sink *s = (struct h5_sink *)k;
   int rc = 0;
 
-  if (s->pos != s->nbytes)
-    rc = ck_err_set(err, CK_EFORMAT, "%s: %s: %llu bytes of %llu", s->tmp, s->t->name, (unsigned long long)s->pos,
+  if (s->ws.pos != s->nbytes)
+    rc = ck_err_set(err, CK_EFORMAT, "%s: %s: %llu bytes of %llu", s->tmp, s->t->name, (unsigned long long)s->ws.pos,
                     (unsigned long long)s->nbytes);
   if (rc == 0)
     rc = ck_h5w_ds_set_crc(s->ds, ck_crc32c_mask(s->crc), err);

@@ -310,6 +310,63 @@ int ck_h5w_ds_write_vlen(struct ck_h5w_ds *ds, const uint64_t *start, const uint
   return rc;
 }
 
+static void stream_next_block(struct ck_h5w_stream *s)
+{
+  uint64_t off, n;
+
+  s->block_bytes = ck_blocks_next(&s->blocks, s->start, s->count, &off, &n) ? n * s->esize : 0;
+}
+
+void ck_h5w_stream_init(struct ck_h5w_stream *s, struct ck_h5w_ds *ds, int raw_fd, uint64_t raw_off, int dtype,
+                        int rank, const int64_t *dims, void *stage, size_t stage_cap, const char *path)
+{
+  s->ds = ds;
+  s->raw_fd = raw_fd;
+  s->raw_off = raw_off;
+  s->pos = 0;
+  s->esize = ck_dtype_size(dtype);
+  s->stage = stage;
+  s->stage_len = 0;
+  s->block_bytes = 0;
+  s->path = path;
+  if (raw_off == 0 && s->esize > 0) {
+    ck_blocks_init(&s->blocks, rank, dims, stage_cap / s->esize);
+    stream_next_block(s);
+  }
+}
+
+int ck_h5w_stream_write(struct ck_h5w_stream *s, const void *data, size_t len, struct ck_err *err)
+{
+  const uint8_t *p = data;
+  int rc;
+
+  if (s->raw_off) {
+    if ((rc = ck_pwrite_full(s->raw_fd, data, len, s->raw_off + s->pos)) != 0)
+      return ck_err_set(err, rc, "%s: write: %s", s->path, strerror(-rc));
+    /* start writeback now, so the final fsync overlaps the copy instead of following it */
+    sync_file_range(s->raw_fd, (off64_t)(s->raw_off + s->pos), (off64_t)len, SYNC_FILE_RANGE_WRITE);
+    s->pos += len;
+    return 0;
+  }
+  while (len > 0) {
+    size_t take = s->block_bytes - s->stage_len < len ? (size_t)(s->block_bytes - s->stage_len) : len;
+    if (s->block_bytes == 0)
+      return ck_err_set(err, CK_EFORMAT, "%s: more bytes than the dataset holds", s->path);
+    memcpy(s->stage + s->stage_len, p, take);
+    s->stage_len += take;
+    p += take;
+    len -= take;
+    s->pos += take;
+    if (s->stage_len == s->block_bytes) {
+      if ((rc = ck_h5w_ds_write(s->ds, s->start, s->count, s->stage, err)) != 0)
+        return rc;
+      s->stage_len = 0;
+      stream_next_block(s);
+    }
+  }
+  return 0;
+}
+
 int ck_h5w_ds_set_crc(struct ck_h5w_ds *ds, uint32_t tf_crc32c, struct ck_err *err)
 {
   if (ck_h5_attr_u32(ds->ds, "tf_crc32c", tf_crc32c) != 0)
