@@ -20,6 +20,10 @@ const char *ck_strerror(int code)
   case CK_EINVAL: return "invalid argument";
   case CK_EINCOMPLETE: return "not complete yet";
   case CK_ENOROOM: return "free space under min_free";
+  case CK_ESCHED: return "the cluster's scheduler failed the job";
+  case CK_ESCHEDCONF: return "the cluster's scheduler refused the job";
+  case CK_ECANCELLED: return "cancelled by someone else";
+  case CK_ECLAIMED: return "claimed by another instance";
   default:
     if (code < 0 && code > -4000)
       return strerror(-code);

@@ -14,6 +14,11 @@
 #define CK_EINVAL    (-4007)  /* bad argument from the caller */
 #define CK_EINCOMPLETE (-4008) /* not finished yet: a writer is still at work */
 #define CK_ENOROOM   (-4009)  /* free space fell under the configured minimum (min_free) */
+#define CK_ESCHED    (-4010)  /* the cluster's scheduler ended the job (timeout, node failure,
+                               * preemption) or could not be reached: try again later */
+#define CK_ESCHEDCONF (-4011) /* the cluster's scheduler refused the job as configured */
+#define CK_ECANCELLED (-4012) /* someone else cancelled the job (scancel) */
+#define CK_ECLAIMED  (-4013)  /* another ckptd instance holds the source's claim */
 
 #define CK_ERR_MSG_MAX 512
 

@@ -102,6 +102,15 @@ char *ck_basename(const char *path)
   return strdup(slash ? slash + 1 : path);
 }
 
+void ck_strv_free(char **v)
+{
+  if (v == NULL)
+    return;
+  for (char **a = v; *a; a++)
+    free(*a);
+  free(v);
+}
+
 char *ck_asprintf(const char *fmt, ...)
 {
   va_list ap;
@@ -164,6 +173,23 @@ void ck_temp_set_instance(const char *what)
   setenv("CKPTD_INSTANCE", instance, 1); /* the workers it starts write as this instance */
 }
 
+/* The number a temporary carries: this process's pid, or a Slurm job's id (a worker
+ * run by the Slurm executor: CKPTD_TEMP_OWNER, set by its batch script), which names
+ * it across hosts where a pid would not. */
+static long temp_owner(void)
+{
+  const char *env = getenv("CKPTD_TEMP_OWNER");
+  char *end;
+  long v = env && *env ? strtol(env, &end, 10) : 0;
+
+  return v > 0 && *end == '\0' ? v : (long)getpid();
+}
+
+void ck_temp_tag_of(const char *what, char out[9])
+{
+  instance_of(what, out);
+}
+
 char *ck_temp_name(const char *final_path)
 {
   static atomic_uint counter;
@@ -172,7 +198,7 @@ char *ck_temp_name(const char *final_path)
   char *tmp = NULL;
 
   if (dir && base)
-    tmp = ck_asprintf("%s/.%s.ckptd-tmp.%s-%ld.%u", dir, base, ck_temp_instance(), (long)getpid(),
+    tmp = ck_asprintf("%s/.%s.ckptd-tmp.%s-%ld.%u", dir, base, ck_temp_instance(), temp_owner(),
                       atomic_fetch_add(&counter, 1));
   free(dir);
   free(base);
@@ -214,7 +240,7 @@ int ck_temp_remove_pid(const char *dir, const char *inst, long pid)
   if (d == NULL)
     return 0;
   while ((de = readdir(d)) != NULL) {
-    if (ck_temp_owner(de->d_name, &o) != 0 || o.pid != pid || strcmp(o.instance, inst) != 0)
+    if (ck_temp_owner(de->d_name, &o) != 0 || (pid > 0 && o.pid != pid) || strcmp(o.instance, inst) != 0)
       continue;
     /* only regular files of ours: never follow or remove anything else */
     if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||

@@ -25,6 +25,9 @@ char *ck_basename(const char *path);
 /* Newly allocated "a/b"; b absolute is returned as is. */
 char *ck_path_join(const char *a, const char *b);
 
+/* Free a NULL-terminated array of strings and the array (an argv). Accepts NULL. */
+void ck_strv_free(char **v);
+
 /* Newly allocated printf result; NULL on allocation failure. */
 char *ck_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -48,7 +51,11 @@ const char *ck_temp_instance(void);
  * writer (the daemon passes host name and state_dir). */
 void ck_temp_set_instance(const char *what);
 
-/* A temporary name beside final, owned by this instance and process. */
+/* The 8-hex-digit instance tag derived from a text (what ck_temp_set_instance uses). */
+void ck_temp_tag_of(const char *what, char out[9]);
+
+/* A temporary name beside final, owned by this instance and process (or, with
+ * CKPTD_TEMP_OWNER set to a number, by that: a Slurm job id). */
 char *ck_temp_name(const char *final_path);
 
 /* The owner of a file name that ck_temp_name made (the tag after its last
@@ -57,7 +64,8 @@ char *ck_temp_name(const char *final_path);
 int ck_temp_owner(const char *name, struct ck_temp_owner *o);
 
 /* Remove the regular files of ours in dir that are temporaries of instance
- * `instance` and process pid, never following or removing anything else.
+ * `instance` and process pid (any process: pid 0), never following or removing
+ * anything else.
  * Returns how many went. */
 int ck_temp_remove_pid(const char *dir, const char *instance, long pid);
 

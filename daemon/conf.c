@@ -24,7 +24,7 @@ struct parse {
   struct ck_conf *c;
   char err[512];
   int have_err;
-  int in_watch; /* index+1 of the current [watch] section, 0 in [ckptd], -1 elsewhere */
+  int in_watch; /* index+1 of the current [watch] section, 0 in [ckptd], -1 elsewhere, -2 in [slurm] */
   char section[256]; /* inih reports the section with each key: notice when it changes */
 };
 
@@ -128,6 +128,22 @@ static int main_key(struct parse *p, const char *name, const char *value)
     if (ck_parse_size(value, &c->worker_memory_limit) != 0 ||
         (c->worker_memory_limit != 0 && c->worker_memory_limit < (64u << 20)))
       return failf(p, "worker_memory_limit: '%s' is not 0 or a size of at least 64M", value);
+  } else if (!strcmp(name, "executor")) {
+    if (strcmp(value, "local") != 0 && strcmp(value, "slurm") != 0)
+      return failf(p, "executor: '%s' is not local or slurm", value);
+    c->executor = !strcmp(value, "slurm") ? CK_EXEC_SLURM : CK_EXEC_LOCAL;
+  } else if (!strcmp(name, "claims_dir") || !strcmp(name, "instance")) {
+    char **dst = name[0] == 'c' ? &c->claims_dir : &c->instance;
+    if (value[0] == '\0' || strlen(value) > 1024 || strchr(value, '\n'))
+      return failf(p, "%s: '%s' is empty or too long", name, value);
+    if (name[0] == 'c' && value[0] != '/')
+      return failf(p, "claims_dir: '%s' is not an absolute path (every instance must name the same directory)",
+                   value);
+    free(*dst);
+    *dst = strdup(value);
+  } else if (!strcmp(name, "lease_seconds")) {
+    if (parse_seconds(value, &c->lease_seconds) != 0 || c->lease_seconds < 3)
+      return failf(p, "lease_seconds: '%s' is not a number of seconds (at least 3)", value);
   } else if (!strcmp(name, "worker_cpu_limit")) {
     double v;
     if (parse_seconds(value, &v) != 0 || (v != 0 && v < 1))
@@ -328,6 +344,22 @@ static struct ck_watch_conf *new_watch(struct ck_conf *c, const char *name)
   return w;
 }
 
+static int slurm_key(struct parse *p, const char *name, const char *value)
+{
+  struct ck_conf *c = p->c;
+
+  if (!strcmp(name, "options")) {
+    free(c->slurm_options);
+    c->slurm_options = strdup(value);
+  } else if (!strcmp(name, "poll_seconds")) {
+    if (parse_seconds(value, &c->slurm_poll) != 0 || c->slurm_poll < 1)
+      return failf(p, "poll_seconds: '%s' is not a number of seconds (at least 1)", value);
+  } else {
+    return failf(p, "unknown key '%s' in [slurm] (expected options or poll_seconds)", name);
+  }
+  return 1;
+}
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
   struct parse *p = user;
@@ -338,6 +370,8 @@ static int handler(void *user, const char *section, const char *name, const char
     snprintf(p->section, sizeof(p->section), "%s", section);
     if (!strcmp(section, "ckptd")) {
       p->in_watch = 0;
+    } else if (!strcmp(section, "slurm")) {
+      p->in_watch = -2;
     } else if (!strncmp(section, "watch ", 6) && section[6]) {
       for (int i = 0; i < p->c->nwatches; i++)
         if (!strcmp(p->c->watches[i].name, section + 6))
@@ -346,9 +380,11 @@ static int handler(void *user, const char *section, const char *name, const char
         return failf(p, "out of memory");
       p->in_watch = p->c->nwatches;
     } else {
-      return failf(p, "unknown section [%s] (expected [ckptd] or [watch NAME])", section);
+      return failf(p, "unknown section [%s] (expected [ckptd], [slurm] or [watch NAME])", section);
     }
   }
+  if (p->in_watch == -2)
+    return slurm_key(p, name, value);
   if (p->in_watch < 0)
     return failf(p, "key '%s' outside any section", name);
   if (p->in_watch == 0)
@@ -369,6 +405,8 @@ static void defaults(struct ck_conf *c)
   c->settle_seconds = 5;
   c->rescan_seconds = 60;
   c->stop_timeout = 30;
+  c->slurm_poll = 5;
+  c->lease_seconds = 30;
 }
 
 /* The line (1-based) of `key = ...` in section [sec] of text, or of the section's
@@ -503,8 +541,8 @@ static int check_sections(const char *text, const char *name, struct ck_err *err
       while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
         b--;
       snprintf(sec, sizeof(sec), "%.*s", (int)(b - a), a);
-      if (strcmp(sec, "ckptd") != 0 && (strncmp(sec, "watch ", 6) != 0 || sec[6] == 0))
-        return ck_err_set(err, CK_EINVAL, "%s:%d: unknown section [%s] (expected [ckptd] or [watch NAME])", name,
+      if (strcmp(sec, "ckptd") != 0 && strcmp(sec, "slurm") != 0 && (strncmp(sec, "watch ", 6) != 0 || sec[6] == 0))
+        return ck_err_set(err, CK_EINVAL, "%s:%d: unknown section [%s] (expected [ckptd], [slurm] or [watch NAME])", name,
                           line + 1, sec);
       for (int i = 0; i < nseen; i++)
         if (strcmp(seen[i], sec) == 0)
@@ -607,6 +645,9 @@ void ck_conf_free(struct ck_conf *c)
   free(c->prometheus_file);
   free(c->control_socket);
   free(c->control_group);
+  free(c->slurm_options);
+  free(c->claims_dir);
+  free(c->instance);
   memset(c, 0, sizeof(*c));
 }
 
@@ -618,6 +659,12 @@ void ck_conf_print(const struct ck_conf *c)
          c->source, c->workers, (unsigned long long)c->memory_budget, c->state_dir, c->status_file,
          c->settle_seconds, c->rescan_seconds, c->stop_timeout, (unsigned long long)c->worker_memory_limit,
          (unsigned long long)c->worker_cpu_limit);
+  printf("executor: %s\n", c->executor == CK_EXEC_SLURM ? "slurm" : "local");
+  if (c->executor == CK_EXEC_SLURM)
+    printf("slurm options: %s\nslurm poll_seconds: %g\n", c->slurm_options ? c->slurm_options : "(none)", c->slurm_poll);
+  if (c->claims_dir)
+    printf("claims_dir: %s\nlease_seconds: %g\ninstance: %s\n", c->claims_dir, c->lease_seconds,
+           c->instance ? c->instance : "(host name and state_dir)");
   for (int i = 0; i < c->nwatches; i++) {
     const struct ck_watch_conf *w = &c->watches[i];
     printf("watch %s: %s (", w->name, w->path);

@@ -69,9 +69,18 @@ struct ck_conf {
   double stop_timeout;    /* SIGTERM: how long running jobs may take to finish */
   uint64_t worker_memory_limit; /* address-space limit of each worker process, 0: none */
   uint64_t worker_cpu_limit;    /* CPU seconds of each worker process, 0: none */
+  /* beyond one machine (README "Clusters") */
+  int executor;           /* CK_EXEC_LOCAL (child processes here) or CK_EXEC_SLURM (sbatch jobs) */
+  char *slurm_options;    /* [slurm] options: extra sbatch arguments, split at blanks, or NULL */
+  double slurm_poll;      /* [slurm] poll_seconds: how often a job's state and progress are read */
+  char *claims_dir;       /* a shared directory where instances claim sources, or NULL: no claims */
+  double lease_seconds;   /* a claim's lease, renewed while its job runs */
+  char *instance;         /* this instance's name in claims; default "HOST:STATE_DIR" */
   struct ck_watch_conf *watches;
   int nwatches;
 };
+
+enum { CK_EXEC_LOCAL = 0, CK_EXEC_SLURM = 1 };
 
 /* Parse path into *out. 0, or a negative code with "file:line: what" in err. */
 int ck_conf_load(const char *path, struct ck_conf *out, struct ck_err *err);

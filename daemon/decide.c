@@ -194,7 +194,7 @@ double ck_decide_backoff(int attempts)
 int ck_decide_transient(int rc)
 {
   return rc == -EAGAIN || rc == -ENOSPC || rc == CK_ENOROOM || rc == -EIO || rc == -EFBIG || rc == -ENOMEM || rc == -EINTR ||
-         rc == -EBUSY || rc == -EDQUOT || rc == -ETIMEDOUT || rc == -ESTALE;
+         rc == -EBUSY || rc == -EDQUOT || rc == -ETIMEDOUT || rc == -ESTALE || rc == CK_ESCHED;
 }
 
 int64_t ck_decide_step(const char *prefix)
@@ -230,6 +230,8 @@ int ck_decide_reason(int rc, int crashed)
   case -ENOSPC: case -EDQUOT: case -EFBIG: case CK_ENOROOM: return CK_REASON_NO_SPACE;
   case -EAGAIN: return CK_REASON_CHANGED;
   case -EIO: case -EBUSY: case -ETIMEDOUT: case -ESTALE: case -EINTR: return CK_REASON_IO;
+  case CK_ESCHED: case CK_ESCHEDCONF: return CK_REASON_SCHEDULER;
+  case CK_ECANCELLED: return CK_REASON_CANCELLED;
   default: return CK_REASON_OTHER;
   }
 }
@@ -237,14 +239,15 @@ int ck_decide_reason(int rc, int crashed)
 const char *ck_decide_reason_name(int reason)
 {
   static const char *names[CK_REASONS] = { "corrupt", "crashed", "unsupported", "permission", "read_only",
-                                           "no_space", "io", "source_changed", "limit", "other" };
+                                           "no_space", "io", "source_changed", "limit", "scheduler",
+                                           "cancelled", "other" };
 
   return reason >= 0 && reason < CK_REASONS ? names[reason] : "other";
 }
 
 int ck_decide_blocked(int rc)
 {
-  return rc == -EACCES || rc == -EPERM || rc == -EROFS || rc == CK_EUNSUP;
+  return rc == -EACCES || rc == -EPERM || rc == -EROFS || rc == CK_EUNSUP || rc == CK_ESCHEDCONF;
 }
 
 uint64_t ck_decide_min_free(uint64_t bytes, double percent, uint64_t fs_size)

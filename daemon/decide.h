@@ -82,6 +82,8 @@ enum {
   CK_REASON_IO,          /* EIO and other transient errors */
   CK_REASON_CHANGED,     /* the source changed during the conversion */
   CK_REASON_LIMIT,       /* beyond a configured limit (CK_ELIMIT, ENOMEM) */
+  CK_REASON_SCHEDULER,   /* the cluster's scheduler failed, refused or lost the job */
+  CK_REASON_CANCELLED,   /* someone cancelled the job (scancel) */
   CK_REASON_OTHER,
   CK_REASONS
 };

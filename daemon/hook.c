@@ -36,7 +36,7 @@ static void closed(uv_handle_t *h)
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
   struct hook *k = p->data;
-  struct ck_log_fields f = { k->what, NULL, -1, (long long)(uv_now(p->loop) - k->started), NULL, NULL, NULL };
+  struct ck_log_fields f = { k->what, NULL, -1, (long long)(uv_now(p->loop) - k->started), NULL, NULL, NULL, 0 };
 
   if (k->timed_out)
     ck_log(CK_LOG_WARN, "hook", &f, "hook killed after its timeout");
@@ -111,7 +111,7 @@ int ck_hook_run(uv_loop_t *loop, const char *command, double timeout, const stru
     free(env[i]);
   free(env);
   if (rc != 0) {
-    struct ck_log_fields f = { e->source, NULL, -1, -1, NULL, uv_strerror(rc), NULL };
+    struct ck_log_fields f = { e->source, NULL, -1, -1, NULL, uv_strerror(rc), NULL, 0 };
     ck_log(CK_LOG_WARN, "hook", &f, "cannot start hook: %s", uv_strerror(rc));
     if (!bad) { /* uv_spawn failed after initialising the handle: close it */
       k->handles = 1;

@@ -98,14 +98,15 @@ void ck_log(int lvl, const char *event, const struct ck_log_fields *f, const cha
 #ifdef HAVE_SYSTEMD
   if (journal) {
     static const int prio[] = { 3, 4, 6, 7 };
-    char b[32], d[32];
+    char b[32], d[32], sj[32];
+    snprintf(sj, sizeof(sj), "%llu", f ? f->slurm_job : 0);
     snprintf(b, sizeof(b), "%lld", f && f->bytes >= 0 ? f->bytes : 0);
     snprintf(d, sizeof(d), "%lld", f && f->duration_ms >= 0 ? f->duration_ms : 0);
     if (sd_journal_send("MESSAGE=%s", msg, "MESSAGE_ID=%s", id_of(event), "PRIORITY=%d", prio[lvl], "CKPTD_EVENT=%s",
                         event, "CKPT_PATH=%s", f && f->path ? f->path : "", "DIRECTION=%s",
                         f && f->direction ? f->direction : "", "BYTES=%s", b, "DURATION_MS=%s", d, "CKPT_OUTPUT=%s",
                         f && f->output ? f->output : "", "CKPT_ERROR=%s", f && f->error ? f->error : "", "CKPT_REASON=%s",
-                        f && f->reason ? f->reason : "", NULL) >= 0)
+                        f && f->reason ? f->reason : "", "SLURM_JOB=%s", f && f->slurm_job ? sj : "", NULL) >= 0)
       return;
     /* journald unreachable: the line below still reaches the journal through stderr */
   }
@@ -133,6 +134,8 @@ void ck_log(int lvl, const char *event, const struct ck_log_fields *f, const cha
       quoted(stderr, "error", f->error);
     if (f && f->reason)
       fprintf(stderr, " reason=%s", f->reason);
+    if (f && f->slurm_job)
+      fprintf(stderr, " slurm_job=%llu", f->slurm_job);
     quoted(stderr, "msg", msg);
     fputc('\n', stderr);
     funlockfile(stderr);

@@ -15,6 +15,7 @@ struct ck_log_fields {
   const char *output;
   const char *error;
   const char *reason; /* a failure's class (ck_decide_reason_name) */
+  unsigned long long slurm_job; /* the Slurm executor's job, 0: none */
 };
 
 #define CK_LOG_NO_FIELDS ((const struct ck_log_fields *)0)

@@ -26,6 +26,7 @@
 #include "record.h"
 #include "sched.h"
 #include "watch.h"
+#include "slurm_run.h"
 #include "worker.h"
 
 #define PROBES 2 /* HDF5 probes running at once, beside the conversions */
@@ -96,7 +97,7 @@ static void log_warnings(const struct ck_conf *c)
   char *copy = c->warnings ? strdup(c->warnings) : NULL, *save = NULL;
 
   for (char *l = copy ? strtok_r(copy, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save)) {
-    struct ck_log_fields f = { c->source, NULL, -1, -1, NULL, NULL, NULL };
+    struct ck_log_fields f = { c->source, NULL, -1, -1, NULL, NULL, NULL, 0 };
     ck_log(CK_LOG_WARN, "config", &f, "%s", l);
   }
   free(copy);
@@ -118,7 +119,7 @@ static void on_hup(uv_signal_t *h, int sig)
            (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
   notify(mono);
   if (load(d->config_path, c, &err) != 0) {
-    struct ck_log_fields f = { d->config_path, NULL, -1, -1, NULL, err.msg, NULL };
+    struct ck_log_fields f = { d->config_path, NULL, -1, -1, NULL, err.msg, NULL, 0 };
     ck_log(CK_LOG_ERROR, "reload_failed", &f, "configuration not reloaded, the running one is kept: %s", err.msg);
     free(c);
   } else {
@@ -175,7 +176,8 @@ static void once_done(void *ctx)
  * up goes down in reverse. Takes conf (the scheduler owns it, or it is freed here). */
 static int start(struct daemon *d, struct ck_conf *conf, struct ck_err *err)
 {
-  struct ck_pool_limits limits = { conf->worker_memory_limit, conf->worker_cpu_limit };
+  struct ck_pool_limits limits = { conf->worker_memory_limit, conf->worker_cpu_limit, conf->executor,
+                                   conf->slurm_options, conf->slurm_poll };
   char host[256] = "", *real = NULL, *what = NULL;
   int rc;
 
@@ -206,7 +208,7 @@ static int start(struct daemon *d, struct ck_conf *conf, struct ck_err *err)
   if (!(d->flags & CK_SCHED_ONCE)) {
     const struct ck_conf *c = ck_sched_conf(d->sched);
     struct ck_err cerr = { 0 };
-    struct ck_log_fields f = { c->control_socket, NULL, -1, -1, NULL, NULL, NULL };
+    struct ck_log_fields f = { c->control_socket, NULL, -1, -1, NULL, NULL, NULL, 0 };
     if (ck_control_start(d->loop, c->control_socket, c->control_group, ck_sched_control, d->sched, &d->control,
                          &cerr) != 0)
       ck_log(CK_LOG_WARN, "control", &f, "no control socket (ckpt ctl will not reach this ckptd): %s", cerr.msg);
@@ -260,6 +262,10 @@ int main(int argc, char **argv)
   if (argc > 1 && strcmp(argv[1], "--worker") == 0) { /* a job's child process */
     free(conf);
     return ck_worker_main(argc - 2, argv + 2);
+  }
+  if (argc > 1 && strcmp(argv[1], "--slurm-job") == 0) { /* a conversion run by Slurm */
+    free(conf);
+    return ck_slurm_run_main(argc - 2, argv + 2);
   }
   while ((o = getopt_long(argc, argv, "c:1NnVh", opts, NULL)) != -1) {
     switch (o) {

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "decide.h"
 #include "pool.h"
+#include "slurm.h"
 #include "worker.h"
 
 /* Bytes from a pipe, cut into lines. */
@@ -58,6 +59,8 @@ struct ck_pool {
   struct queue jobs, probes;
   struct ck_job *live;   /* running jobs, through ->next */
   ck_job_done_fn fn;
+  ck_job_gate_fn gate;
+  char *slurm_options;
   void *ctx;
   int paused[64]; /* trees whose queued jobs wait (ckpt ctl pause) */
   int npaused;
@@ -127,7 +130,7 @@ static void remove_temporaries(const char *dst, int pid)
   int n = dir ? ck_temp_remove_pid(dir, ck_temp_instance(), pid) : 0;
 
   if (n > 0) {
-    struct ck_log_fields f = { dir, NULL, -1, -1, NULL, NULL, NULL };
+    struct ck_log_fields f = { dir, NULL, -1, -1, NULL, NULL, NULL, 0 };
     ck_log(CK_LOG_INFO, "cleanup", &f, "removed %d temporar%s of worker %d", n, n == 1 ? "y" : "ies", pid);
   }
   free(dir);
@@ -156,8 +159,14 @@ static void apply_line(struct ck_proc *c, const char *line)
     j->rc = m.code;
     snprintf(j->err, sizeof(j->err), "%s", m.text);
     break;
+  case CK_WMSG_SLURM: {
+    struct ck_log_fields f = { j->src, dir_name(j), -1, -1, j->dst, NULL, NULL, m.slurm_job };
+    j->slurm_job = m.slurm_job;
+    ck_log(CK_LOG_INFO, "job_start", &f, "converting %s as slurm job %llu", j->src, (unsigned long long)m.slurm_job);
+    return;
+  }
   case CK_WMSG_NOTE: {
-    struct ck_log_fields f = { j->src, NULL, -1, -1, j->dst, NULL, NULL };
+    struct ck_log_fields f = { j->src, NULL, -1, -1, j->dst, NULL, NULL, 0 };
     ck_log(CK_LOG_INFO, "checkpoint_file", &f, "%s", m.text);
     return;
   }
@@ -191,7 +200,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * log event each, so the log stays one key=value line per event. */
 static void log_stray(struct ck_proc *c, const char *line)
 {
-  struct ck_log_fields f = { c->job->src, NULL, -1, -1, NULL, NULL, NULL };
+  struct ck_log_fields f = { c->job->src, NULL, -1, -1, NULL, NULL, NULL, 0 };
 
   if (line[0])
     ck_log(CK_LOG_WARN, "worker_output", &f, "worker %d: %s", c->job->pid, line);
@@ -292,6 +301,45 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
   uv_close((uv_handle_t *)proc, on_close);
 }
 
+/* The supervisor's command line around the worker's: `EXE --slurm-job ... -- ARGV`.
+ * Takes argv. */
+static char **slurm_argv(struct ck_pool *p, const struct ck_job *j, char **argv)
+{
+  char **v = NULL;
+  int n = 0, k = 0;
+
+  while (argv[n])
+    n++;
+  if ((v = calloc((size_t)n + 12, sizeof(char *))) == NULL)
+    goto out;
+  v[k++] = strdup(p->exe);
+  v[k++] = strdup("--slurm-job");
+  v[k++] = strdup("--poll");
+  v[k++] = ck_asprintf("%g", p->lim.slurm_poll > 0 ? p->lim.slurm_poll : 5);
+  v[k++] = strdup("--mem-mb");
+  v[k++] = ck_asprintf("%llu", (unsigned long long)ck_slurm_mem_mb(j->opts.buffer_size));
+  v[k++] = strdup("--cpus");
+  v[k++] = ck_asprintf("%d", j->opts.threads > 0 ? j->opts.threads : 1);
+  if (p->slurm_options) {
+    v[k++] = strdup("--options");
+    v[k++] = strdup(p->slurm_options);
+  }
+  v[k++] = strdup("--");
+  for (int i = 0; i < n; i++)
+    v[k + i] = argv[i], argv[i] = NULL;
+  for (int i = 0; i < k; i++)
+    if (v[i] == NULL) {
+      for (int m = 0; m < k + n; m++)
+        free(v[m]);
+      free(v);
+      v = NULL;
+      break;
+    }
+out:
+  ck_wjob_argv_free(argv);
+  return v;
+}
+
 static int spawn(struct ck_pool *p, struct ck_job *j)
 {
   struct ck_wjob w = { .kind = j->kind, .from = j->from, .to = j->to, .src = j->src, .dst = j->dst, .opts = j->opts,
@@ -304,6 +352,8 @@ static int spawn(struct ck_pool *p, struct ck_job *j)
   int rc = -ENOMEM;
 
   if (c == NULL || argv == NULL)
+    goto out;
+  if (p->lim.executor == CK_EXEC_SLURM && j->kind == CK_WJOB_CONVERT && (argv = slurm_argv(p, j, argv)) == NULL)
     goto out;
   c->pool = p;
   c->job = j;
@@ -389,8 +439,14 @@ static void start_next(struct ck_pool *p)
     struct queue *q = qs[i];
     struct ck_job *j;
     while (q->running < q->limit && q->head && (j = take(p, q)) != NULL) {
-      struct ck_log_fields f = { j->src, dir_name(j), -1, -1, j->dst, NULL, NULL };
-      int rc = spawn(p, j);
+      struct ck_log_fields f = { j->src, dir_name(j), -1, -1, j->dst, NULL, NULL, 0 };
+      int rc;
+      if (j->kind == CK_WJOB_CONVERT && p->gate && (rc = p->gate(p->ctx, j)) != 0) {
+        j->rc = rc; /* not ours to run now (another instance holds it): back, unstarted */
+        p->fn(p->ctx, j);
+        continue;
+      }
+      rc = spawn(p, j);
       if (rc != 0) {
         j->rc = rc;
         snprintf(j->err, sizeof(j->err), "cannot start a worker (%.300s): %s", p->exe, uv_strerror(rc));
@@ -400,7 +456,7 @@ static void start_next(struct ck_pool *p)
       q->running++;
       j->next = p->live;
       p->live = j;
-      if (j->kind == CK_WJOB_CONVERT)
+      if (j->kind == CK_WJOB_CONVERT && p->lim.executor != CK_EXEC_SLURM) /* Slurm's: when submitted */
         ck_log(CK_LOG_INFO, "job_start", &f, "converting %s (worker pid %d)", j->src, j->pid);
     }
   }
@@ -424,8 +480,11 @@ int ck_pool_start(uv_loop_t *loop, int nworkers, int nprobes, const struct ck_po
   p->loop = loop;
   p->jobs.limit = nworkers > 0 ? nworkers : 1;
   p->probes.limit = nprobes > 0 ? nprobes : 1;
-  if (lim)
+  if (lim) {
     p->lim = *lim;
+    p->slurm_options = lim->slurm_options ? strdup(lim->slurm_options) : NULL;
+    p->lim.slurm_options = NULL;
+  }
   p->fn = done;
   p->ctx = ctx;
   *out = p;
@@ -535,7 +594,14 @@ int ck_pool_cancel_src(struct ck_pool *p, const char *src, int sig)
   return n;
 }
 
+void ck_pool_set_gate(struct ck_pool *p, ck_job_gate_fn gate)
+{
+  p->gate = gate;
+}
+
 void ck_pool_stop(struct ck_pool *p)
 {
-  free(p); /* accepts NULL */
+  if (p)
+    free(p->slurm_options);
+  free(p);
 }

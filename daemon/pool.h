@@ -37,6 +37,7 @@ struct ck_job {
   int crashed;                 /* the worker died by a signal we did not send */
   /* while running */
   int pid;
+  uint64_t slurm_job;          /* the Slurm executor's job id, once submitted */
   uint64_t done_bytes, total_bytes;
   double started;              /* monotonic seconds: queued, then its worker's start */
   struct ck_job *next;
@@ -47,11 +48,20 @@ struct ck_pool;
 
 typedef void (*ck_job_done_fn)(void *ctx, struct ck_job *job);
 
-/* Resource limits applied by each worker to itself (0: none). */
+/* Resource limits applied by each worker to itself (0: none), and where conversions
+ * run: here, or as Slurm jobs through a local supervisor child (slurm_run.c). */
 struct ck_pool_limits {
   uint64_t mem_bytes;
   uint64_t cpu_seconds;
+  int executor;              /* CK_EXEC_LOCAL or CK_EXEC_SLURM */
+  const char *slurm_options; /* copied */
+  double slurm_poll;
 };
+
+/* Asked before a conversion starts (claims, see sched_claim.c): 0 to start it, or a
+ * negative code with j->err set to hand it back unstarted through done(). */
+typedef int (*ck_job_gate_fn)(void *ctx, struct ck_job *job);
+void ck_pool_set_gate(struct ck_pool *p, ck_job_gate_fn gate);
 
 /* Run at most nworkers conversions and nprobes probes at once; done() runs on the
  * loop thread for each finished job. */

@@ -164,7 +164,7 @@ static void maybe_cleanup(const char *path, int initial)
   if (o.pid == getpid() || kill((pid_t)o.pid, 0) == 0)
     return; /* ours, or a live worker's */
   if (unlink(path) == 0) {
-    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL };
+    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL, 0 };
     ck_log(CK_LOG_INFO, "cleanup", &f, "removed a temporary left by an interrupted conversion");
   }
 }
@@ -396,7 +396,7 @@ void sched_record(struct ck_sched *s, struct cand *c, int status, const char *ou
   int rc = ck_record_put(s->rec, &e);
 
   if (rc != 0) {
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, strerror(-rc), NULL };
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, strerror(-rc), NULL, 0 };
     ck_log(CK_LOG_ERROR, "record", &f, "cannot append to the record: %s", strerror(-rc));
   }
 }
@@ -407,7 +407,7 @@ static int same_ident(const struct ck_ident *a, const struct ck_ident *b)
 }
 
 /* The mark on an existing output (transition.h's CK_MARK_*). */
-static int output_mark(const struct cand *c, const char *dst, int to)
+int sched_output_mark(const struct cand *c, const char *dst, int to)
 {
   char *file = ck_decide_output_file(dst, to);
   char *name = ck_basename(c->key), mark[600], id[64];
@@ -478,7 +478,7 @@ static void decide(struct ck_sched *s, struct cand *c)
                                rec && rec->output && dst && strcmp(rec->output, dst) == 0,
                                ck_record_by_output(s->rec, c->key) != NULL || marked_copy(c),
                                probe && access(probe, F_OK) == 0, CK_MARK_NONE, c->force };
-  struct ck_log_fields f = { c->key, sched_dir_name(c->kind, to), -1, -1, dst, NULL, NULL };
+  struct ck_log_fields f = { c->key, sched_dir_name(c->kind, to), -1, -1, dst, NULL, NULL, 0 };
 
   free(probe);
   if (sched_root(s, c->root) == NULL || to == 0) { /* its tree was removed, or its direction, by a reload */
@@ -491,7 +491,7 @@ static void decide(struct ck_sched *s, struct cand *c)
     return;
   }
   if (in.dst_exists)
-    in.dst_mark = output_mark(c, dst, to);
+    in.dst_mark = sched_output_mark(c, dst, to);
   need = ck_next_source(&in);
   if (need != CK_NEED_CONVERT && need != CK_NEED_RECONVERT)
     c->force = CK_FORCE_NONE; /* an operator's request counts until it is answered */
@@ -554,7 +554,7 @@ static void check_work(uv_work_t *w)
 static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why, int reason)
 {
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
-  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, why, ck_decide_reason_name(reason) };
+  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, why, ck_decide_reason_name(reason), 0 };
 
   if (rec && rec->status == CK_REC_DONE && rec->output && !same_ident(&rec->id, &c->id)) {
     ck_log(CK_LOG_INFO, "source_changed", &f, "the source changed since it was converted, into something invalid");
@@ -580,7 +580,7 @@ static void fail_corrupt(struct ck_sched *s, struct cand *c, char *why, int reas
 static void not_yet(struct cand *c, char *why)
 {
   if (c->state != CK_ST_WAITING || !c->why || !why || strcmp(c->why, why) != 0) {
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why, NULL };
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why, NULL, 0 };
     ck_log(CK_LOG_DEBUG, "skip", &f, "not complete yet");
   }
   free(c->why);
@@ -618,7 +618,7 @@ static void probe_done(struct ck_sched *s, struct ck_job *j)
                               j->probe_size != c->id.size || j->probe_mtime_ns != c->id.mtime_ns,
                               j->rc != 0, j->crashed, j->verdict, j->probe_ours, settle_of(s, c) };
   struct ck_next n = ck_next_after_probe(&in);
-  struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL, NULL };
+  struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL, NULL, 0 };
 
   c->checking = 0;
   switch (n.act) {
@@ -655,7 +655,7 @@ static void apply_check(struct ck_sched *s, struct cand *c, int res, uint64_t si
     return;
   }
   if (n.act == CK_ACT_SKIP) { /* not a checkpoint at all: looked at again when it changes */
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why, NULL };
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, why, NULL, 0 };
     if (c->state != CK_ST_SKIPPED)
       ck_log(CK_LOG_DEBUG, "skip", &f, "not a checkpoint");
     sched_plan(s, "skip", c->key, NULL, why);
@@ -713,7 +713,7 @@ static void check(struct ck_sched *s, struct cand *c)
   q->kind = c->kind;
   s->checks_total++;
   {
-    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL, NULL };
+    struct ck_log_fields f = { c->key, NULL, -1, -1, NULL, NULL, NULL, 0 };
     ck_log(CK_LOG_DEBUG, "check", &f, "checking (state %d)", c->state);
   }
   c->checking = 1;
@@ -755,7 +755,7 @@ static int room_for(struct ck_sched *s, struct cand *c, const struct ck_watch_co
   }
   if (!c->guarded) {
     struct ck_log_fields f = { c->key, sched_dir_name(c->kind, sched_target(s, c)), (long long)c->id.size, -1, dst,
-                               NULL, "no_space" };
+                               NULL, "no_space", 0 };
     ck_log(CK_LOG_WARN, "disk_guard", &f,
            "not starting: %llu bytes free, the output needs about %llu and min_free keeps %llu; checking again "
            "every 10 s", (unsigned long long)fs_free, (unsigned long long)c->id.size, (unsigned long long)*min_free);
@@ -771,7 +771,7 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   const struct ck_watch_conf *w = sched_root(s, c->root)->conf;
   struct ck_job *j;
   int to = sched_target(s, c);
-  struct ck_log_fields f = { c->key, sched_dir_name(c->kind, to), -1, -1, dst, NULL, NULL };
+  struct ck_log_fields f = { c->key, sched_dir_name(c->kind, to), -1, -1, dst, NULL, NULL, 0 };
   uint64_t min_free;
 
   if (sched_root(s, c->root)->paused) { /* ckpt ctl pause: it waits for resume */
@@ -850,8 +850,11 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   c->started = sched_mono();
   sched_record(s, c, CK_REC_QUEUED, dst, NULL, 0);
   ck_log(CK_LOG_DEBUG, "job_queued", &f, "queued");
+  /* from here on the pool owns the job; events only mark it dirty. Set before the
+   * submission: the pool may hand the job back at once (a claim held elsewhere, a
+   * failed spawn), and what its done() decides must stand. */
+  c->state = CK_ST_RUNNING;
   ck_pool_submit(s->pool, j);
-  c->state = CK_ST_RUNNING; /* from here on the pool owns the job; events only mark it dirty */
   sched_mark_status(s);
 }
 
@@ -913,13 +916,38 @@ static void count_job(struct ck_sched *s, const struct cand *c, const struct ck_
     r->disk_guard++; /* stopped by the disk guard while running */
 }
 
+/* An unreachable Slurm controller is logged once per outage, not once per job and
+ * retry; 1 if this job's retry is part of one already logged. */
+static int outage_quiet(struct ck_sched *s, const struct ck_job *j)
+{
+  int unreachable = j->rc == CK_ESCHED && strstr(j->err, "cannot be reached") != NULL;
+
+  if (unreachable && !s->sched_outage) {
+    struct ck_log_fields f = { NULL, NULL, -1, -1, NULL, j->err, "scheduler", 0 };
+    ck_log(CK_LOG_WARN, "slurm_unreachable", &f,
+           "the Slurm controller cannot be reached: conversions wait and retry with a backoff (logged once per outage)");
+    s->sched_outage = 1;
+    return 0;
+  }
+  return unreachable;
+}
+
+/* A job Slurm accepted ends an outage. */
+static void outage_over(struct ck_sched *s, const struct ck_job *j)
+{
+  if (s->sched_outage && j->slurm_job) {
+    ck_log(CK_LOG_INFO, "slurm_reachable", CK_LOG_NO_FIELDS, "the Slurm controller answers again");
+    s->sched_outage = 0;
+  }
+}
+
 void ck_sched_job_done(void *ctx, struct ck_job *j)
 {
   struct ck_sched *s = ctx;
   struct cand *c = j->owner;
   long long ms = (long long)(j->st.seconds * 1000);
   struct ck_log_fields f = { j->src, sched_dir_name(j->from, j->to), (long long)j->st.bytes, ms, j->dst,
-                             j->rc ? j->err : NULL, NULL };
+                             j->rc ? j->err : NULL, NULL, j->slurm_job };
   struct ck_after_job after;
 
   if (j->kind == CK_WJOB_PROBE) {
@@ -927,6 +955,18 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
     maybe_stopped(s);
     return;
   }
+  if (j->rc == CK_ECLAIMED) { /* another instance holds it, or has converted it: look again later */
+    c->state = CK_ST_SETTLING;
+    c->dirty = 0;
+    if (!s->stopping)
+      sched_settle(s, c, strstr(j->err, "meanwhile") ? 0 : s->conf->lease_seconds);
+    ck_job_free(j);
+    sched_mark_status(s);
+    maybe_stopped(s);
+    return;
+  }
+  sched_claim_release(s, j->src);
+  outage_over(s, j);
   if (c->skip && j->rc == -ECANCELED && !s->stopping) { /* ckpt ctl skip stopped it */
     c->skip = 0;
     sched_record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", ms);
@@ -976,7 +1016,8 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
       ck_log(CK_LOG_WARN, "job_failed", &f, "transient failure; --once does not retry");
       c->state = CK_ST_WAITING;
     } else {
-      ck_log(CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s", c->attempts, after.delay);
+      ck_log(outage_quiet(s, j) ? CK_LOG_DEBUG : CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s",
+             c->attempts, after.delay);
       c->next_check = sched_mono() + after.delay;
       want_tick_at(s, c->next_check);
     }
@@ -1140,7 +1181,7 @@ static void mirror_delete(struct ck_sched *s, const struct cand *c)
   const struct sroot *r = sched_root(s, c->root);
   const struct ck_rec *rec = ck_record_get(s->rec, c->key);
   char *probe = ck_decide_output_file(c->key, c->kind), *okey = NULL;
-  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, NULL, NULL };
+  struct ck_log_fields f = { c->key, NULL, -1, -1, rec ? rec->output : NULL, NULL, NULL, 0 };
   int gone = probe && access(probe, F_OK) != 0, removed, to_bundle;
 
   free(probe);
@@ -1179,7 +1220,7 @@ static void rescan_done(void *ctx)
   s->metrics.rescan_seconds = sched_mono() - s->rescan_started;
   ck_hmap_each(s->cands, collect_gone, &w);
   for (size_t i = 0; i < w.unblock.n; i++) {
-    struct ck_log_fields f = { w.unblock.v[i]->key, NULL, -1, -1, NULL, NULL, NULL };
+    struct ck_log_fields f = { w.unblock.v[i]->key, NULL, -1, -1, NULL, NULL, NULL, 0 };
     ck_log(CK_LOG_INFO, "unblock", &f, "the output directory's permissions changed: trying again");
     sched_settle(s, w.unblock.v[i], 0);
   }
@@ -1220,7 +1261,7 @@ static void add_root(struct ck_sched *s, struct ck_watch_conf *w)
   nr[s->nroots] = (struct sroot){ .id = ++s->next_root_id, .conf = w };
   s->nroots++;
   if ((rc = ck_watch_add_root(s->watch, s->next_root_id, w->path, w->recursive, w->events)) != 0) {
-    struct ck_log_fields f = { w->path, NULL, -1, -1, NULL, strerror(-rc), NULL };
+    struct ck_log_fields f = { w->path, NULL, -1, -1, NULL, strerror(-rc), NULL, 0 };
     /* not there (yet): a mount not up, a run directory made later; every rescan looks */
     nr[s->nroots - 1].pending = 1;
     ck_log(CK_LOG_WARN, "watch", &f, "cannot watch [watch %s] yet: %s; looking again at every rescan", w->name,
@@ -1290,6 +1331,10 @@ void ck_sched_run(struct ck_sched *s, struct ck_pool *pool, struct ck_watch *wat
   s->watch = watch;
   for (int i = 0; i < s->conf->nwatches; i++)
     add_root(s, &s->conf->watches[i]); /* each scanned at once */
+  if (sched_claims_start(s) != 0)
+    ck_log(CK_LOG_ERROR, "claims", CK_LOG_NO_FIELDS, "out of memory: not using claims_dir");
+  else if (s->claims)
+    ck_pool_set_gate(pool, sched_claim_gate);
   if (s->flags & CK_SCHED_ONCE) {
     uv_timer_start(&s->idle_timer, on_idle, 100, 100);
     return;
@@ -1343,7 +1388,7 @@ void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
       keep[nkeep] = s->roots[i]; /* its id and counters */
       keep[nkeep++].conf = match;
     } else {
-      struct ck_log_fields f = { s->roots[i].conf->path, NULL, -1, -1, NULL, NULL, NULL };
+      struct ck_log_fields f = { s->roots[i].conf->path, NULL, -1, -1, NULL, NULL, NULL, 0 };
       ck_log(CK_LOG_INFO, "watch", &f, "no longer watching [watch %s]", s->roots[i].conf->name);
       ck_watch_remove_root(s->watch, s->roots[i].id);
     }
@@ -1449,4 +1494,5 @@ void ck_sched_close_handles(struct ck_sched *s)
   uv_close((uv_handle_t *)&s->status_timer, NULL);
   uv_close((uv_handle_t *)&s->stop_timer, NULL);
   uv_close((uv_handle_t *)&s->idle_timer, NULL);
+  sched_claims_stop(s);
 }

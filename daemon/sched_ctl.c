@@ -29,7 +29,7 @@ static void resume_one(void *ctx, const char *key, void *value)
 static void control_tree(struct ck_sched *s, int verb, const char *name, char *reply, size_t len)
 {
   struct sroot *r = NULL;
-  struct ck_log_fields f = { name, NULL, -1, -1, NULL, NULL, NULL };
+  struct ck_log_fields f = { name, NULL, -1, -1, NULL, NULL, NULL, 0 };
 
   for (int i = 0; i < s->nroots && !r; i++)
     if (strcmp(s->roots[i].conf->name, name) == 0)
@@ -55,7 +55,7 @@ void ck_sched_control(void *ctx, int verb, const char *arg, char *reply, size_t 
   struct ck_sched *s = ctx;
   char *key = NULL;
   struct cand *c;
-  struct ck_log_fields f = { arg, NULL, -1, -1, NULL, NULL, NULL };
+  struct ck_log_fields f = { arg, NULL, -1, -1, NULL, NULL, NULL, 0 };
 
   if (s->stopping) {
     snprintf(reply, len, "error ckptd is stopping");

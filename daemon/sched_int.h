@@ -1,6 +1,7 @@
-/* The scheduler's private parts, shared by its three files: sched.c (candidates,
+/* The scheduler's private parts, shared by its files: sched.c (candidates,
  * checks, jobs, the tick, rescans, lifecycle), sched_status.c (the status file and
- * metrics snapshot) and sched_ctl.c (ckpt ctl's requests). Not for other modules:
+ * metrics snapshot), sched_ctl.c (ckpt ctl's requests) and sched_claim.c (claims
+ * shared with other instances). Not for other modules:
  * they use sched.h. */
 #ifndef CK_SCHED_INT_H
 #define CK_SCHED_INT_H
@@ -55,6 +56,7 @@ struct cand {
   int force;            /* ckpt ctl retry or reconvert: CK_FORCE_* for the next decision */
   int skip;             /* ckpt ctl skip of a running job: skipped when it ends */
   int paused;           /* waiting for its tree's `ckpt ctl resume` */
+  int held_elsewhere;   /* its claim is another instance's (logged once) */
   unsigned gen;        /* the rescan that last reported one of its files */
 };
 
@@ -109,6 +111,10 @@ struct ck_sched {
   struct ck_metrics metrics;
   struct finished recent[RECENT];
   int nrecent;
+  struct ck_claims *claims; /* claims_dir's, or NULL (sched_claim.c) */
+  uv_timer_t claim_timer;   /* renews the leases */
+  int have_claim_timer;
+  int sched_outage;         /* the cluster's scheduler cannot be reached (logged once) */
 };
 
 /* Helpers of sched.c the other two use. */
@@ -121,6 +127,13 @@ void sched_settle(struct ck_sched *s, struct cand *c, double delay); /* check it
 void sched_record(struct ck_sched *s, struct cand *c, int status, const char *out, const char *err, long long ms);
 void sched_plan(struct ck_sched *s, const char *verb, const char *src, const char *dst, const char *why);
 int sched_dir_stamp(const char *key, struct fstamp *out);
+int sched_output_mark(const struct cand *c, const char *dst, int to); /* CK_MARK_* of an existing output */
+
+/* sched_claim.c: claims in claims_dir (claim.h), when configured. */
+int sched_claims_start(struct ck_sched *s);            /* the timer, and the claims if configured */
+int sched_claim_gate(void *ctx, struct ck_job *j);    /* the pool's gate: 0, or CK_ECLAIMED */
+void sched_claim_release(struct ck_sched *s, const char *src);
+void sched_claims_stop(struct ck_sched *s);            /* release all, close the timer */
 
 /* sched_status.c: write the status file (and metrics) 250 ms after a change, and
  * every 2 s while jobs run; sched_write_status writes them now. */

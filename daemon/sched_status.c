@@ -51,7 +51,8 @@ static void running_one(void *ctx, const struct ck_job *j, double seconds)
   if (r->n == r->cap)
     return;
   r->v[r->n++] = (struct ck_status_job){ j->src, sched_dir_name(j->from, j->to), j->pid,
-                                         sched_wall() - seconds, seconds, j->done_bytes, j->total_bytes };
+                                         sched_wall() - seconds, seconds, j->done_bytes, j->total_bytes,
+                                         j->slurm_job };
 }
 
 /* A snapshot for status.c: the status file and the Prometheus textfile. */

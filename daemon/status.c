@@ -53,9 +53,12 @@ void ck_status_json(FILE *f, const struct ck_status *st)
     fprintf(f, "%s\n    {\"source\": ", i ? "," : "");
     json_str(f, st->jobs[i].source);
     fprintf(f, ", \"direction\": \"%s\", \"pid\": %ld, \"started_at\": %.0f, \"seconds\": %.1f, \"bytes_done\": %llu, "
-               "\"bytes_total\": %llu, \"rate\": %.0f, \"eta\": %.0f}",
+               "\"bytes_total\": %llu, \"rate\": %.0f, \"eta\": %.0f",
             st->jobs[i].direction, st->jobs[i].pid, st->jobs[i].started_at, st->jobs[i].seconds, st->jobs[i].done,
             st->jobs[i].total, ck_status_rate(&st->jobs[i]), ck_status_eta(&st->jobs[i]));
+    if (st->jobs[i].slurm_job)
+      fprintf(f, ", \"slurm_job\": %llu", st->jobs[i].slurm_job);
+    fputc('}', f);
   }
   fprintf(f, "\n  ],\n  \"recent\": [");
   for (size_t i = 0; i < st->nrecent; i++) {

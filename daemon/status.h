@@ -22,6 +22,7 @@ struct ck_status_job {
   double started_at;          /* wall-clock seconds */
   double seconds;             /* running for */
   unsigned long long done, total; /* tensor bytes */
+  unsigned long long slurm_job;   /* the Slurm executor's job, 0: a local worker */
 };
 
 struct ck_status_recent {

@@ -124,7 +124,7 @@ static void scan_dir(struct ck_watch *w, struct wroot *r, const char *path, int 
  * (a rescan every minute must not repeat it). */
 static void note_skip(struct ck_watch *w, const char *path, const char *why)
 {
-  struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL };
+  struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL, 0 };
 
   if (ck_hmap_get(w->skips, path) != NULL)
     return;
@@ -141,7 +141,7 @@ static void add_watch(struct ck_watch *w, struct wroot *r, const char *path)
   wd = inotify_add_watch(w->fd, path, MASK);
   if (wd < 0) {
     if (errno == ENOSPC && !w->limit_logged) {
-      struct ck_log_fields f = { path, NULL, -1, -1, NULL, "inotify watch limit reached", NULL };
+      struct ck_log_fields f = { path, NULL, -1, -1, NULL, "inotify watch limit reached", NULL, 0 };
       ck_log(CK_LOG_WARN, "watch_limit", &f,
              "inotify watch limit reached (fs.inotify.max_user_watches): directories beyond it are found by rescans only");
       w->limit_logged = 1;
@@ -302,13 +302,13 @@ int ck_watch_add_root(struct ck_watch *w, int root, const char *path, int recurs
   r->events = events;
   r->active = 1;
   if ((net = network_fs(path)) != NULL) {
-    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL };
+    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL, 0 };
     ck_log(CK_LOG_WARN, "network_fs", &f,
            "%s filesystem: inotify does not see other hosts' writes there; periodic rescans find them", net);
   }
   scan_dir(w, r, path, 1, 0);
   {
-    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL };
+    struct ck_log_fields f = { path, NULL, -1, -1, NULL, NULL, NULL, 0 };
     ck_log(CK_LOG_INFO, "watch", &f, "watching %s (%zu directories with inotify in total)", path, w->nwatched);
   }
   return 0;

@@ -28,11 +28,7 @@ static const char *compression_word(int kind, int level, char *buf, size_t len)
 
 void ck_wjob_argv_free(char **argv)
 {
-  if (argv == NULL)
-    return;
-  for (char **a = argv; *a; a++)
-    free(*a);
-  free(argv);
+  ck_strv_free(argv);
 }
 
 /* Append printf output as the next argument; -1 on ENOMEM. */
@@ -221,6 +217,9 @@ size_t ck_wmsg_format(const struct ck_wmsg *m, char *buf, size_t len)
   case CK_WMSG_NOTE:
     n = snprintf(buf, len, "note %s\n", text);
     break;
+  case CK_WMSG_SLURM:
+    n = snprintf(buf, len, "slurm %" PRIu64 "\n", m->slurm_job);
+    break;
   default:
     n = snprintf(buf, len, "probe %s %" PRIu64 " %" PRId64 " %d %s\n", verdict_word(m->verdict), m->size, m->mtime_ns,
                  m->ours ? 1 : 0, text);
@@ -259,6 +258,10 @@ int ck_wmsg_parse(const char *line, struct ck_wmsg *m)
       return -1;
     snprintf(m->text, sizeof(m->text), "%s", line + off);
     return 0;
+  }
+  if (strcmp(word, "slurm") == 0) {
+    m->type = CK_WMSG_SLURM;
+    return parse_u64(line, &m->slurm_job) == 0 && m->slurm_job > 0 ? 0 : -1;
   }
   if (strcmp(word, "note") == 0) {
     m->type = CK_WMSG_NOTE;

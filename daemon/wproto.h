@@ -5,6 +5,8 @@
  *   progress DONE TOTAL                       bytes done and expected
  *   done TENSORS BYTES SECONDS SKIPPED        a conversion's result
  *   fail CODE MESSAGE                         CODE a negative errno or CK_E* code
+ *   slurm JOBID                               the Slurm executor's job was submitted
+ *                                             (daemon/slurm_run.c relays the rest)
  *   note MESSAGE                              something worth a log line (the
  *                                             `checkpoint` file left alone, and why)
  *   probe ready|wait|corrupt SIZE MTIME_NS OURS MESSAGE
@@ -46,13 +48,14 @@ void ck_wjob_argv_free(char **argv);
 /* Parse the arguments after --worker (argv[0] is the first of them). 0, or -1 with msg. */
 int ck_wjob_parse(int argc, char **argv, struct ck_wjob *j, char *msg, size_t msglen);
 
-enum { CK_WMSG_PROGRESS = 1, CK_WMSG_DONE, CK_WMSG_FAIL, CK_WMSG_PROBE, CK_WMSG_NOTE };
+enum { CK_WMSG_PROGRESS = 1, CK_WMSG_DONE, CK_WMSG_FAIL, CK_WMSG_PROBE, CK_WMSG_NOTE, CK_WMSG_SLURM };
 enum { CK_PROBE_READY = 1, CK_PROBE_WAIT, CK_PROBE_CORRUPT };
 
 /* One message from a worker. */
 struct ck_wmsg {
   int type;
   uint64_t done, total;              /* progress */
+  uint64_t slurm_job;                /* slurm */
   uint64_t tensors, bytes, skipped;  /* done */
   double seconds;
   int code;                          /* fail */

@@ -176,6 +176,22 @@ int main(void)
   bad("[ckptd]\nsettle_seconds = -1\n", "t.ini:2: settle_seconds");
   bad("[ckptd]\nthis line is not ini\n", "t.ini:2: syntax error");
   bad("[ckptd]\n[other]\nx = 1\n", "t.ini:2: unknown section [other]");
+  ok(ck_conf_parse_string("[ckptd]\nexecutor = slurm\nclaims_dir = /shared/claims\nlease_seconds = 45\n"
+                          "instance = login1\n[slurm]\noptions = --partition=cpu --time=2:00:00\npoll_seconds = 2\n"
+                          "[watch a]\npath = /tmp\n", "t.ini", &c, &err) == 0 && c.executor == CK_EXEC_SLURM &&
+         !strcmp(c.claims_dir, "/shared/claims") && c.lease_seconds == 45 && !strcmp(c.instance, "login1") &&
+         !strcmp(c.slurm_options, "--partition=cpu --time=2:00:00") && c.slurm_poll == 2,
+     "the cluster keys: executor, claims_dir, lease_seconds, instance, [slurm] options and poll_seconds %s", err.msg);
+  ck_conf_free(&c);
+  ok(ck_conf_parse_string("[watch a]\npath = /tmp\n", "t.ini", &c, &err) == 0 && c.executor == CK_EXEC_LOCAL &&
+         c.claims_dir == NULL && c.lease_seconds == 30 && c.slurm_poll == 5,
+     "defaults: local, no claims, a 30 s lease, polls every 5 s");
+  ck_conf_free(&c);
+  bad("[ckptd]\nexecutor = kubernetes\n", "t.ini:2: executor: 'kubernetes' is not local or slurm");
+  bad("[ckptd]\nclaims_dir = relative/dir\n", "t.ini:2: claims_dir: 'relative/dir' is not an absolute path");
+  bad("[ckptd]\nlease_seconds = 1\n", "t.ini:2: lease_seconds");
+  bad("[slurm]\npoll_seconds = 0\n", "t.ini:2: poll_seconds");
+  bad("[slurm]\npartition = gpu\n", "t.ini:2: unknown key 'partition' in [slurm]");
   bad("[watch a]\npath = /tmp\n[ckptd]\n[watch a]\npath = /\n", "t.ini:4: duplicate section [watch a]");
   bad("[watch a]\npath = /usr\n[watch b]\npath = /usr/share\n",
       "[watch b] (/usr/share) is inside [watch a] (/usr): overlapping trees");

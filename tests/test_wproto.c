@@ -136,6 +136,7 @@ static void msg_roundtrip(void)
     { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_WAIT, .size = 1, .mtime_ns = 2, .text = "no __SUCCESS__ yet" },
     { .type = CK_WMSG_PROBE, .verdict = CK_PROBE_CORRUPT, .size = 3, .mtime_ns = 4, .text = "bad superblock" },
     { .type = CK_WMSG_NOTE, .text = "/m/checkpoint is maintained by its producer" },
+    { .type = CK_WMSG_SLURM, .slurm_job = 4294967297ull },
   };
   char line[CK_WPROTO_LINE_MAX + 64];
 
@@ -148,6 +149,7 @@ static void msg_roundtrip(void)
            out.total == in[i].total && out.tensors == in[i].tensors && out.bytes == in[i].bytes &&
            out.seconds == in[i].seconds && out.skipped == in[i].skipped && out.code == in[i].code &&
            out.verdict == in[i].verdict && out.size == in[i].size && out.mtime_ns == in[i].mtime_ns &&
+           out.slurm_job == in[i].slurm_job &&
            out.ours == in[i].ours &&
            (strcmp(out.text, in[i].text) == 0 || strchr(in[i].text, '\n')),
        "message %zu round-trips as one line: %s", i, line);
@@ -174,6 +176,7 @@ static void msg_refusals(void)
   static const char *bad[] = {
     "", "hello", "progress", "progress 1", "progress x 2", "done 1 2", "done 1 2 x 3", "fail", "fail 5 positive code",
     "fail x msg", "notes x", "probe", "probe ready", "probe ready 1", "probe maybe 1 2 0 text", "probe ready x 2 0", "probe ready 1 2", "probe ready 1 2 7 x",
+    "slurm", "slurm 0", "slurm x", "slurm 12x", "slurm -3",
   };
   struct ck_wmsg m;
 

@@ -1,0 +1,157 @@
+/* The scheduler's side of claims (claim.h): a conversion starts only once this
+ * instance holds its source's claim in claims_dir, and only if no other instance
+ * has converted it meanwhile; leases are renewed every third of a lease while jobs
+ * run; a lost claim stops its job. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "claim.h"
+#include "fileio.h"
+#include "log.h"
+#include "sched_int.h"
+
+/* Remove what the crashed holder of an expired claim left beside the output: its
+ * local workers' temporaries (its tag) and its Slurm jobs' (the tag derived from it). */
+static int remove_leftovers(const char *dst, const struct ck_claim_info *old)
+{
+  char *dir = ck_dirname(dst), *what = ck_asprintf("slurm\n%s", old->tag), slurm_tag[9];
+  int n = 0;
+
+  if (dir && what && strlen(old->tag) == 8) {
+    ck_temp_tag_of(what, slurm_tag);
+    n = ck_temp_remove_pid(dir, old->tag, 0) + ck_temp_remove_pid(dir, slurm_tag, 0);
+  }
+  free(dir);
+  free(what);
+  return n;
+}
+
+int sched_claim_gate(void *ctx, struct ck_job *j)
+{
+  struct ck_sched *s = ctx;
+  struct cand *c = j->owner;
+  struct ck_claim_info other;
+  struct ck_err err = { 0 };
+  struct ck_log_fields f = { j->src, sched_dir_name(j->from, j->to), -1, -1, j->dst, NULL, NULL, 0 };
+  int rc;
+
+  if (s->claims == NULL)
+    return 0;
+  rc = ck_claim_take(s->claims, j->src, &other, &err);
+  if (rc < 0) {
+    f.error = err.msg;
+    ck_log(CK_LOG_WARN, "claim", &f, "cannot claim it, so not converting it now: %s", err.msg);
+    snprintf(j->err, sizeof(j->err), "%s", err.msg);
+    return -EIO; /* transient: retried with a backoff */
+  }
+  if (rc == CK_CLAIM_HELD) {
+    snprintf(j->err, sizeof(j->err), "claimed by %s on %s (pid %ld)", other.instance, other.host[0] ? other.host : "?",
+             other.pid);
+    /* said once per holding, then quietly at each look (a long conversion elsewhere) */
+    ck_log(c->held_elsewhere ? CK_LOG_DEBUG : CK_LOG_INFO, "claimed_elsewhere", &f, "%s; looking again every %.0f s",
+           j->err, s->conf->lease_seconds);
+    c->held_elsewhere = 1;
+    return CK_ECLAIMED;
+  }
+  if (rc == CK_CLAIM_TOOK_OVER) {
+    int n = remove_leftovers(j->dst, &other);
+    ck_log(CK_LOG_WARN, "claim_takeover", &f,
+           "took over the expired claim of %s on %s (pid %ld); removed %d temporar%s it left", other.instance[0] ?
+           other.instance : "(unknown)", other.host[0] ? other.host : "?", other.pid, n, n == 1 ? "y" : "ies");
+  }
+  c->held_elsewhere = 0;
+  /* ours now: did another instance finish it between our decision and now? */
+  if (sched_output_mark(c, j->dst, j->to) == CK_MARK_SAME) {
+    ck_claim_release(s->claims, j->src);
+    snprintf(j->err, sizeof(j->err), "converted meanwhile by another instance");
+    return CK_ECLAIMED;
+  }
+  return 0;
+}
+
+void sched_claim_release(struct ck_sched *s, const char *src)
+{
+  if (s->claims)
+    ck_claim_release(s->claims, src);
+}
+
+static void lost(void *ctx, const char *src)
+{
+  struct ck_sched *s = ctx;
+  struct ck_log_fields f = { src, NULL, -1, -1, NULL, NULL, NULL, 0 };
+
+  ck_log(CK_LOG_ERROR, "claim_lost", &f,
+         "the claim's lease expired before it was renewed (was ckptd stopped or starved?) and another instance may "
+         "have taken it over: stopping this conversion");
+  if (s->pool)
+    ck_pool_cancel_src(s->pool, src, SIGTERM);
+}
+
+static void on_renew(uv_timer_t *t)
+{
+  struct ck_sched *s = t->data;
+
+  if (s->claims)
+    ck_claims_renew(s->claims, lost, s);
+}
+
+/* The name an instance has in claims: [ckptd] instance, else host:state_dir. */
+static char *instance_name(const struct ck_conf *conf)
+{
+  char host[256] = "", *real, *name;
+
+  if (conf->instance)
+    return strdup(conf->instance);
+  gethostname(host, sizeof(host) - 1);
+  real = realpath(conf->state_dir, NULL);
+  name = ck_asprintf("%s:%s", host, real ? real : conf->state_dir);
+  free(real);
+  return name;
+}
+
+int sched_claims_start(struct ck_sched *s)
+{
+  char *name;
+  uint64_t every;
+
+  uv_timer_init(s->loop, &s->claim_timer);
+  s->claim_timer.data = s;
+  s->have_claim_timer = 1;
+  if (s->conf->claims_dir == NULL || (s->flags & CK_SCHED_DRY_RUN))
+    return 0;
+  if (mkdir(s->conf->claims_dir, 0755) != 0 && errno != EEXIST) {
+    struct ck_log_fields f = { s->conf->claims_dir, NULL, -1, -1, NULL, strerror(errno), NULL, 0 };
+    ck_log(CK_LOG_ERROR, "claim", &f, "cannot create claims_dir: %s", strerror(errno));
+  }
+  if ((name = instance_name(s->conf)) == NULL ||
+      (s->claims = ck_claims_new(s->conf->claims_dir, name, s->conf->lease_seconds)) == NULL) {
+    free(name);
+    return -ENOMEM;
+  }
+  {
+    struct ck_log_fields f = { s->conf->claims_dir, NULL, -1, -1, NULL, NULL, NULL, 0 };
+    ck_log(CK_LOG_INFO, "claims", &f, "converting only what this instance claims, as %s (lease %.0f s)", name,
+           s->conf->lease_seconds);
+  }
+  free(name);
+  every = (uint64_t)(s->conf->lease_seconds * 1000 / 3);
+  uv_timer_start(&s->claim_timer, on_renew, every, every);
+  return 0;
+}
+
+void sched_claims_stop(struct ck_sched *s)
+{
+  ck_claims_free(s->claims); /* what is still held is released */
+  s->claims = NULL;
+  if (s->have_claim_timer)
+    uv_close((uv_handle_t *)&s->claim_timer, NULL);
+  s->have_claim_timer = 0;
+}
