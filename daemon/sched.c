@@ -1369,6 +1369,36 @@ static void unblock_one(void *ctx, const char *key, void *value)
     sched_settle(ctx, c, 0);
 }
 
+static int differ(const char *a, const char *b)
+{
+  return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+static void swap_str(char **a, char **b)
+{
+  char *t = *a;
+
+  *a = *b;
+  *b = t;
+}
+
+/* Where jobs run and what claims them are fixed for a run: the pool and the claims
+ * were built from them. A reload keeps the running values (and says so). */
+static void keep_cluster_settings(struct ck_conf *conf, struct ck_conf *old)
+{
+  if (conf->executor != old->executor || differ(conf->claims_dir, old->claims_dir) ||
+      differ(conf->instance, old->instance) || conf->lease_seconds != old->lease_seconds ||
+      differ(conf->slurm_options, old->slurm_options) || conf->slurm_poll != old->slurm_poll)
+    ck_log(CK_LOG_WARN, "reload", CK_LOG_NO_FIELDS,
+           "executor, [slurm], claims_dir, lease_seconds and instance change at the next restart");
+  conf->executor = old->executor;
+  conf->lease_seconds = old->lease_seconds;
+  conf->slurm_poll = old->slurm_poll;
+  swap_str(&conf->claims_dir, &old->claims_dir);
+  swap_str(&conf->instance, &old->instance);
+  swap_str(&conf->slurm_options, &old->slurm_options);
+}
+
 void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
 {
   struct ck_conf *old = s->conf;
@@ -1378,6 +1408,7 @@ void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
   if (conf->workers != old->workers || conf->memory_budget != old->memory_budget ||
       strcmp(conf->state_dir, old->state_dir) != 0)
     ck_log(CK_LOG_WARN, "reload", CK_LOG_NO_FIELDS, "workers, memory_budget and state_dir change at the next restart");
+  keep_cluster_settings(conf, old);
   /* keep trees present in both (same name and path), pointing at the new settings */
   for (int i = 0; i < s->nroots; i++) {
     struct ck_watch_conf *match = NULL;

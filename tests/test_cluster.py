@@ -170,6 +170,13 @@ def claims():
     ok(wait_for(lambda: not glob.glob(os.path.join(cdir, "*.claim")), 10), "every claim is released at the end")
     for x in ("i2", "i3"):
         stop(x)
+    with open(os.path.join(T, "i1.ini"), "w") as f:
+        f.write(conf_text("i1", tree, f"claims_dir = {cdir}2\nlease_seconds = 9"))
+    procs["i1"].send_signal(signal.SIGHUP)
+    ok(wait_for(lambda: [l for l in events("i1", "reload") if "claims_dir" in l], 10),
+       "a reload that changes claims_dir or lease_seconds keeps the running ones until a restart, and says so")
+    with open(os.path.join(T, "i1.ini"), "w") as f:
+        f.write(conf_text("i1", tree, extra))
 
     # a 1.5 GB checkpoint: i1 converts it; i2 starts meanwhile and does not disturb it
     synth(os.path.join(STAGE, "big.ckpt-1"), "--size", "1536M", "--tensors", "40", "--seed", "7")
