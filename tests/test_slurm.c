@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../daemon/slurm.h"
+#include "fileio.h"
 #include "tap.h"
 
 static void states(void)
