@@ -231,6 +231,19 @@ int ck_temp_owner(const char *name, struct ck_temp_owner *o)
 
 int ck_temp_remove_pid(const char *dir, const char *inst, long pid)
 {
+  return ck_temp_remove_of(dir, NULL, inst, pid);
+}
+
+/* 1 if a temporary's name is of a final name that is base or starts with "base.". */
+static int temp_of(const char *name, const char *base)
+{
+  size_t n = base ? strlen(base) : 0;
+
+  return base == NULL || (name[0] == '.' && strncmp(name + 1, base, n) == 0 && name[1 + n] == '.');
+}
+
+int ck_temp_remove_of(const char *dir, const char *base, const char *inst, long pid)
+{
   DIR *d = opendir(dir);
   struct dirent *de;
   struct stat st;
@@ -240,7 +253,8 @@ int ck_temp_remove_pid(const char *dir, const char *inst, long pid)
   if (d == NULL)
     return 0;
   while ((de = readdir(d)) != NULL) {
-    if (ck_temp_owner(de->d_name, &o) != 0 || (pid > 0 && o.pid != pid) || strcmp(o.instance, inst) != 0)
+    if (ck_temp_owner(de->d_name, &o) != 0 || (pid > 0 && o.pid != pid) || strcmp(o.instance, inst) != 0 ||
+        !temp_of(de->d_name, base))
       continue;
     /* only regular files of ours: never follow or remove anything else */
     if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||

@@ -69,6 +69,11 @@ int ck_temp_owner(const char *name, struct ck_temp_owner *o);
  * Returns how many went. */
 int ck_temp_remove_pid(const char *dir, const char *instance, long pid);
 
+/* The same, only for temporaries of the final file names that start with base
+ * followed by a '.' or nothing (an output's files: "x.h5", or a bundle's
+ * "model.ckpt-1.index" and data files for base "model.ckpt-1"). */
+int ck_temp_remove_of(const char *dir, const char *base, const char *instance, long pid);
+
 /* A source's identity as outputs record it: "SIZE:MTIME_NS", its files' total
  * size and newest mtime (the daemon's ck_ident, an HDF5 output's ckptd_source_id). */
 void ck_source_id_format(uint64_t size, int64_t mtime_ns, char *buf, size_t len);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@ struct held {
   char *source, *path;
   char token[33];
   double expires;
+  int lost;
   struct held *next;
 };
 
@@ -203,34 +205,52 @@ static int claim_text(struct ck_claims *cs, const char *source, const char *toke
   return ck_claim_format(&c, buf, len);
 }
 
-/* Move an expired claim (the one whose token is old->token) out of the way; 0 if it
- * went, 1 if the name now holds someone else's live claim. */
-static int take_expired(const char *path, const char *aside, const struct ck_claim_info *old)
+/* 1 if a claim is this instance's own, left by an earlier run on this host whose
+ * process is gone (a restart after a crash): taken over at once. */
+static int own_leftover(const struct ck_claims *cs, const struct ck_claim_info *c)
 {
+  char host[128] = "";
+
+  gethostname(host, sizeof(host) - 1);
+  return strcmp(c->instance, cs->instance) == 0 && strcmp(c->host, host) == 0 && c->pid > 0 &&
+         c->pid != (long)getpid() && kill((pid_t)c->pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Replace the expired claim at path (the one with token seen, or an unreadable file
+ * with inode seen_ino) by ours (tmp). One taker at a time: the takeover lock
+ * (path.takeover, a link of our claim, stale after a lease) serializes them, the
+ * claim is read again under it, and rename() replaces it atomically, so the name
+ * never disappears under its holder. 0 when ours, 1 when someone else's now. */
+static int take_over(struct ck_claims *cs, const char *path, const char *tmp, const char *seen, uint64_t seen_ino)
+{
+  char *lock = ck_asprintf("%s.takeover", path);
   struct ck_claim_info now;
   struct stat st;
+  int r, rc = 1;
 
-  if (rename(path, aside) != 0)
-    return errno == ENOENT ? 0 : 1; /* gone already (released, or another taker's) */
-  if (read_claim(aside, &now, &st) == 0 && strcmp(now.token, old->token) != 0) {
-    /* between our look and the rename another instance took it over: put it back */
-    if (link(aside, path) != 0 && errno != EEXIST) {
-      unlink(aside);
-      return 1;
-    }
-    unlink(aside);
+  if (lock == NULL)
+    return 1;
+  if (link(tmp, lock) != 0) {
+    if (errno == EEXIST && lstat(lock, &st) == 0 && now_wall() - (double)st.st_mtime > cs->lease)
+      unlink(lock); /* a taker that died holding it: the next look goes ahead */
+    free(lock);
     return 1;
   }
-  unlink(aside);
-  return 0;
+  r = read_claim(path, &now, &st);
+  if ((r == 0 && strcmp(now.token, seen) == 0) || (r == CK_EFORMAT && (uint64_t)st.st_ino == seen_ino) ||
+      r == -ENOENT)
+    rc = rename(tmp, path) == 0 ? 0 : 1;
+  unlink(lock);
+  free(lock);
+  return rc;
 }
 
 int ck_claim_take(struct ck_claims *cs, const char *source, struct ck_claim_info *other, struct ck_err *err)
 {
-  char text[CLAIM_MAX], token[33], *path = ck_claim_path(cs->dir, source), *tmp = NULL, *aside = NULL;
+  char text[CLAIM_MAX], token[33], *path = ck_claim_path(cs->dir, source), *tmp = NULL;
   double expires = now_wall() + cs->lease;
   struct held *h = NULL;
-  int rc = CK_CLAIM_HELD, took = 0;
+  int rc = CK_CLAIM_HELD;
 
   memset(other, 0, sizeof(*other));
   if (find(cs, source)) {
@@ -250,7 +270,7 @@ int ck_claim_take(struct ck_claims *cs, const char *source, struct ck_claim_info
     struct stat st;
     int r;
     if (link(tmp, path) == 0) {
-      rc = took ? CK_CLAIM_TOOK_OVER : CK_CLAIM_OURS;
+      rc = CK_CLAIM_OURS;
       break;
     }
     if (errno != EEXIST) {
@@ -260,35 +280,25 @@ int ck_claim_take(struct ck_claims *cs, const char *source, struct ck_claim_info
     r = read_claim(path, other, &st);
     if (r == -ENOENT)
       continue; /* released meanwhile: try again */
+    if (r != 0 && r != CK_EFORMAT) {
+      rc = ck_err_set(err, r, "%s: cannot read: %s", path, strerror(-r));
+      break;
+    }
     if (r == CK_EFORMAT) {
-      /* not a claim ckptd writes (they appear whole): someone's stray file; treat it as
-       * expired once it is older than a lease */
+      /* not a claim ckptd writes (they appear whole): someone's stray file, taken
+       * over once it is older than a lease */
+      snprintf(other->instance, sizeof(other->instance), "(an unreadable claim file)");
       if (now_wall() - (double)st.st_mtime < cs->lease) {
-        snprintf(other->instance, sizeof(other->instance), "(an unreadable claim file)");
         rc = CK_CLAIM_HELD;
         break;
       }
-      snprintf(other->token, sizeof(other->token), "?");
-    } else if (r != 0) {
-      rc = ck_err_set(err, r, "%s: cannot read: %s", path, strerror(-r));
-      break;
-    } else if (other->expires > now_wall() && strcmp(other->instance, cs->instance) != 0) {
-      rc = CK_CLAIM_HELD; /* live, and not a leftover of this instance's earlier run */
+    } else if (other->expires > now_wall() && !own_leftover(cs, other)) {
+      rc = CK_CLAIM_HELD; /* live */
       break;
     }
-    free(aside);
-    if ((aside = ck_asprintf("%s.aside.%s", path, token)) == NULL) {
-      rc = ck_err_set(err, -ENOMEM, "out of memory");
-      break;
-    }
-    if (r == CK_EFORMAT) {
-      if (rename(path, aside) == 0)
-        unlink(aside);
-    } else if (take_expired(path, aside, other) != 0) {
-      rc = CK_CLAIM_HELD;
-      break;
-    }
-    took = 1;
+    rc = take_over(cs, path, tmp, r == 0 ? other->token : "", (uint64_t)st.st_ino) == 0 ? CK_CLAIM_TOOK_OVER
+                                                                                        : CK_CLAIM_HELD;
+    break;
   }
   if (rc == CK_CLAIM_OURS || rc == CK_CLAIM_TOOK_OVER) {
     if ((h = calloc(1, sizeof(*h))) == NULL || (h->source = strdup(source)) == NULL) {
@@ -307,38 +317,50 @@ int ck_claim_take(struct ck_claims *cs, const char *source, struct ck_claim_info
   }
 out:
   if (tmp) {
-    unlink(tmp);
+    unlink(tmp); /* after a link its claim lives on under the claim's name; after a rename it is gone */
     free(tmp);
   }
-  free(aside);
   free(path);
   return rc;
 }
 
-/* 1 if the claim at h->path still carries our token. */
+/* 1 if the claim at h->path still carries our token, 0 if it does not (gone, or
+ * another's), -1 if it cannot be read now (an I/O error on a network filesystem:
+ * not a loss). */
 static int still_ours(const struct held *h)
 {
   struct ck_claim_info c;
   struct stat st;
+  int r = read_claim(h->path, &c, &st);
 
-  return read_claim(h->path, &c, &st) == 0 && strcmp(c.token, h->token) == 0;
+  if (r == 0)
+    return strcmp(c.token, h->token) == 0;
+  return r == -ENOENT || r == CK_EFORMAT ? 0 : -1;
 }
 
 void ck_claims_renew(struct ck_claims *cs, void (*lost)(void *ctx, const char *source), void *ctx)
 {
-  double now = now_wall();
+  struct held *next;
 
-  for (struct held *h = cs->held; h; h = h->next) {
+  for (struct held *h = cs->held; h; h = next) {
     char text[CLAIM_MAX], *tmp;
     struct ck_err err = { 0 };
-    if (h->expires <= now || !still_ours(h)) {
-      /* expired by our own clock (we were stopped or starved), or taken over */
-      h->expires = 0;
+    double now = now_wall();
+    int ours;
+    next = h->next; /* lost() may end its job, and the job's end release h */
+    if (h->lost)
+      continue;
+    /* Renewals come every third of a lease. One that finds less than a sixth left was
+     * late (this process stopped or starved): a taker may be about to act, so renewing
+     * now could overwrite its claim. Give it up instead. */
+    ours = h->expires - now > cs->lease / 6 ? still_ours(h) : 0;
+    if (ours == 0) {
+      h->lost = 1;
       if (lost)
         lost(ctx, h->source);
       continue;
     }
-    if (claim_text(cs, h->source, h->token, now + cs->lease, text, sizeof(text)) < 0 ||
+    if (ours < 0 || claim_text(cs, h->source, h->token, now + cs->lease, text, sizeof(text)) < 0 ||
         (tmp = write_private(cs, h->token, text, &err)) == NULL)
       continue; /* tried again at the next renewal, well before expiry */
     if (rename(tmp, h->path) == 0)
@@ -355,7 +377,7 @@ void ck_claim_release(struct ck_claims *cs, const char *source)
     struct held *h = *pp;
     if (strcmp(h->source, source) != 0)
       continue;
-    if (still_ours(h))
+    if (!h->lost && still_ours(h) == 1)
       unlink(h->path);
     *pp = h->next;
     free(h->source);

@@ -24,6 +24,7 @@
 #include "decide.h"
 #include "pool.h"
 #include "slurm.h"
+#include "slurm_run.h"
 #include "worker.h"
 
 /* Bytes from a pipe, cut into lines. */
@@ -245,6 +246,47 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void start_next(struct ck_pool *p);
 
+static int slurm_supervised(const struct ck_pool *p, const struct ck_job *j)
+{
+  return p->lim.executor == CK_EXEC_SLURM && j->kind == CK_WJOB_CONVERT;
+}
+
+static void scancel_closed(uv_handle_t *h)
+{
+  free(h);
+}
+
+static void scancel_exit(uv_process_t *proc, int64_t status, int sig)
+{
+  (void)status;
+  (void)sig;
+  uv_close((uv_handle_t *)proc, scancel_closed);
+}
+
+/* Cancel a job whose supervisor is gone (fire and forget: a log line says so). */
+static void scancel(struct ck_pool *p, const struct ck_job *j)
+{
+  uv_process_t *proc;
+  uv_process_options_t o = { 0 };
+  uv_stdio_container_t stdio[3] = { { UV_IGNORE, { 0 } }, { UV_IGNORE, { 0 } }, { UV_IGNORE, { 0 } } };
+  char id[32], *args[] = { "scancel", id, NULL };
+  struct ck_log_fields f = { j->src, dir_name(j), -1, -1, j->dst, NULL, NULL, j->slurm_job };
+
+  if (j->slurm_job == 0 || (proc = calloc(1, sizeof(*proc))) == NULL)
+    return;
+  snprintf(id, sizeof(id), "%llu", (unsigned long long)j->slurm_job);
+  o.file = "scancel";
+  o.args = args;
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  o.exit_cb = scancel_exit;
+  if (uv_spawn(p->loop, proc, &o) != 0) {
+    uv_close((uv_handle_t *)proc, scancel_closed);
+    return;
+  }
+  ck_log(CK_LOG_WARN, "slurm_cancel", &f, "its supervisor died: scancel %s", id);
+}
+
 /* Both handles closed: the job's outcome is known. */
 static void finish(struct ck_proc *c)
 {
@@ -255,6 +297,14 @@ static void finish(struct ck_proc *c)
     if (c->cancelled) {
       j->rc = -ECANCELED;
       snprintf(j->err, sizeof(j->err), "aborted");
+    } else if (slurm_supervised(p, j) && (c->term_signal || c->exit_status != CK_SLURM_EXIT_CRASHED)) {
+      /* the supervisor itself died (killed, or out of memory): its job must not run on
+       * unwatched; nothing says the file is bad, so it is retried */
+      scancel(p, j);
+      j->rc = CK_ESCHED;
+      snprintf(j->err, sizeof(j->err), "the Slurm supervisor (pid %d) ended without a result (%s %d)%s", j->pid,
+               c->term_signal ? "signal" : "status", c->term_signal ? c->term_signal : (int)c->exit_status,
+               j->slurm_job ? ": its job was cancelled" : "");
     } else {
       /* no result line: it crashed (a signal, or a sanitizer's or libhdf5's own exit) */
       char how[64];

@@ -848,8 +848,10 @@ static void queue_job(struct ck_sched *s, struct cand *c, char *dst)
   c->state = CK_ST_QUEUED;
   c->dirty = 0;
   c->started = sched_mono();
-  sched_record(s, c, CK_REC_QUEUED, dst, NULL, 0);
-  ck_log(CK_LOG_DEBUG, "job_queued", &f, "queued");
+  if (!c->held_elsewhere) { /* looking again at a claim held elsewhere is no news */
+    sched_record(s, c, CK_REC_QUEUED, dst, NULL, 0);
+    ck_log(CK_LOG_DEBUG, "job_queued", &f, "queued");
+  }
   /* from here on the pool owns the job; events only mark it dirty. Set before the
    * submission: the pool may hand the job back at once (a claim held elsewhere, a
    * failed spawn), and what its done() decides must stand. */
@@ -955,6 +957,12 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
     maybe_stopped(s);
     return;
   }
+  if (c->claim_lost && j->rc != 0) { /* stopped because its claim was lost: as if held elsewhere */
+    sched_claim_release(s, j->src);
+    j->rc = CK_ECLAIMED;
+    snprintf(j->err, sizeof(j->err), "its claim was lost");
+  }
+  c->claim_lost = 0;
   if (j->rc == CK_ECLAIMED) { /* another instance holds it, or has converted it: look again later */
     c->state = CK_ST_SETTLING;
     c->dirty = 0;

@@ -15,21 +15,26 @@
 
 #include "claim.h"
 #include "fileio.h"
+#include "hmap.h"
 #include "log.h"
 #include "sched_int.h"
 
-/* Remove what the crashed holder of an expired claim left beside the output: its
- * local workers' temporaries (its tag) and its Slurm jobs' (the tag derived from it). */
+/* Remove what the crashed holder of an expired claim left beside this output (only
+ * this output's temporaries: the holder may be alive and slow, with other jobs in
+ * that directory): its local workers' (its tag) and its Slurm jobs' (the tag derived
+ * from it). This instance's own leftovers (a restart) are its start-up's to clean,
+ * by pid: a job it already started may be writing beside them. */
 static int remove_leftovers(const char *dst, const struct ck_claim_info *old)
 {
-  char *dir = ck_dirname(dst), *what = ck_asprintf("slurm\n%s", old->tag), slurm_tag[9];
+  char *dir = ck_dirname(dst), *base = ck_basename(dst), *what = ck_asprintf("slurm\n%s", old->tag), slurm_tag[9];
   int n = 0;
 
-  if (dir && what && strlen(old->tag) == 8) {
+  if (dir && base && what && strlen(old->tag) == 8 && strcmp(old->tag, ck_temp_instance()) != 0) {
     ck_temp_tag_of(what, slurm_tag);
-    n = ck_temp_remove_pid(dir, old->tag, 0) + ck_temp_remove_pid(dir, slurm_tag, 0);
+    n = ck_temp_remove_of(dir, base, old->tag, 0) + ck_temp_remove_of(dir, base, slurm_tag, 0);
   }
   free(dir);
+  free(base);
   free(what);
   return n;
 }
@@ -87,7 +92,10 @@ static void lost(void *ctx, const char *src)
 {
   struct ck_sched *s = ctx;
   struct ck_log_fields f = { src, NULL, -1, -1, NULL, NULL, NULL, 0 };
+  struct cand *c = ck_hmap_get(s->cands, src);
 
+  if (c)
+    c->claim_lost = 1; /* its job's end is a claim held elsewhere, looked at again later */
   ck_log(CK_LOG_ERROR, "claim_lost", &f,
          "the claim's lease expired before it was renewed (was ckptd stopped or starved?) and another instance may "
          "have taken it over: stopping this conversion");

@@ -57,6 +57,7 @@ struct cand {
   int skip;             /* ckpt ctl skip of a running job: skipped when it ends */
   int paused;           /* waiting for its tree's `ckpt ctl resume` */
   int held_elsewhere;   /* its claim is another instance's (logged once) */
+  int claim_lost;       /* its running job's claim was lost: stopped, looked at again */
   unsigned gen;        /* the rescan that last reported one of its files */
 };
 

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,17 +61,27 @@ int ck_slurm_final(int state)
 
 int ck_slurm_outcome(const struct ck_slurm_end *e)
 {
-  if (e->have_result && !e->result_stopped)
+  switch (e->have_result && !e->result_stopped ? -1 : e->state) {
+  case -1:
     return CK_SLURM_USE_RESULT; /* the worker said how it went: published or not */
+  case CK_SLURM_TIMEOUT: case CK_SLURM_NODE_FAIL: case CK_SLURM_PREEMPTED: case CK_SLURM_OUT_OF_MEMORY:
+  case CK_SLURM_BOOT_FAIL: case CK_SLURM_DEADLINE:
+    /* the cluster stopped it, whatever signal the worker died of */
+    return e->we_cancelled ? CK_SLURM_ABORTED : CK_SLURM_RETRY;
+  }
   if (e->we_cancelled)
     return CK_SLURM_ABORTED;
   if (e->state == CK_SLURM_CANCELLED)
     return CK_SLURM_CANCELLED_BY;
+  switch (e->exit_status - 128) { /* the shell's 128 + signal */
+  case SIGSEGV: case SIGBUS: case SIGILL: case SIGFPE: case SIGABRT: case SIGSYS:
+    return CK_SLURM_CRASHED; /* the worker's own fault: the file killed it, as a local crash */
+  }
   if (e->exit_status > 128 && e->exit_status < 128 + 65)
-    return CK_SLURM_CRASHED; /* the shell's 128 + signal: the file killed the worker */
+    return CK_SLURM_RETRY; /* SIGKILL, SIGTERM, ...: the OOM killer, Slurm, an operator; not the file */
   if (e->exit_status == 126 || e->exit_status == 127)
     return CK_SLURM_REFUSED; /* ckptd missing or not executable on the node */
-  return CK_SLURM_RETRY;     /* TIMEOUT, NODE_FAIL, PREEMPTED, OUT_OF_MEMORY, FAILED, lost */
+  return CK_SLURM_RETRY;     /* FAILED, or lost, with no word from the worker */
 }
 
 int ck_slurm_parse_jobid(const char *out, uint64_t *id)
@@ -155,6 +166,27 @@ static int split(const char *s, char **argv, int *n, int max)
   return 0;
 }
 
+/* sbatch expands %j, %N, ... in --output: a literal % is %%. */
+static char *percent_doubled(const char *opt, const char *path)
+{
+  size_t n = strlen(opt) + 1;
+  char *out, *o;
+
+  for (const char *p = path; *p; p++)
+    n += *p == '%' ? 2 : 1;
+  if ((out = malloc(n)) == NULL)
+    return NULL;
+  o = out + strlen(opt);
+  memcpy(out, opt, strlen(opt));
+  for (const char *p = path; *p; p++) {
+    *o++ = *p;
+    if (*p == '%')
+      *o++ = '%';
+  }
+  *o = 0;
+  return out;
+}
+
 char **ck_slurm_sbatch_argv(const struct ck_slurm_req *r, int *bad)
 {
   enum { MAX = 96 };
@@ -167,8 +199,8 @@ char **ck_slurm_sbatch_argv(const struct ck_slurm_req *r, int *bad)
   argv[n++] = strdup("sbatch");
   argv[n++] = strdup("--parsable");
   argv[n++] = ck_asprintf("--job-name=%s", r->job_name);
-  argv[n++] = ck_asprintf("--output=%s", r->out_file);
-  argv[n++] = ck_asprintf("--error=%s", r->out_file);
+  argv[n++] = percent_doubled("--output=", r->out_file);
+  argv[n++] = percent_doubled("--error=", r->out_file);
   argv[n++] = ck_asprintf("--mem=%lluM", (unsigned long long)r->mem_mb);
   argv[n++] = ck_asprintf("--cpus-per-task=%d", r->cpus > 0 ? r->cpus : 1);
   argv[n++] = strdup("--ntasks=1");
@@ -218,7 +250,7 @@ static void adds(struct ck_sbuf *b, const char *s)
   ck_sbuf_add(b, s, strlen(s));
 }
 
-char *ck_slurm_script(char *const *argv, const char *report)
+char *ck_slurm_script(char *const *argv, const char *report, const char *instance)
 {
   struct ck_sbuf b = { 0 };
   char *q = ck_sh_quote(report), *out = NULL;
@@ -230,6 +262,16 @@ char *ck_slurm_script(char *const *argv, const char *report)
   adds(&b, q);
   /* temporaries carry the job id, so the submitting side can remove what a killed job left */
   adds(&b, "\nCKPTD_TEMP_OWNER=\"${SLURM_JOB_ID:-$$}\"; export CKPTD_TEMP_OWNER\n");
+  /* here too, not only through --export: options may say --export=NONE */
+  adds(&b, "CKPTD_INSTANCE=");
+  {
+    char *qi = ck_sh_quote(instance);
+    if (qi == NULL)
+      goto out;
+    adds(&b, qi);
+    free(qi);
+  }
+  adds(&b, "; export CKPTD_INSTANCE\n");
   for (char *const *a = argv; *a; a++) {
     char *w = ck_sh_quote(*a);
     if (w == NULL)

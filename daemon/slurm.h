@@ -89,9 +89,10 @@ struct ck_slurm_req {
  * configured ones can override them. */
 char **ck_slurm_sbatch_argv(const struct ck_slurm_req *r, int *bad);
 
-/* The batch script: runs `argv` (the worker's command line) with its protocol on fd 3
- * appended to report, then records the exit status there. NULL on ENOMEM. */
-char *ck_slurm_script(char *const *argv, const char *report);
+/* The batch script: runs `argv` (the worker's command line) as `instance` (its
+ * temporaries' tag) with its protocol on fd 3 appended to report, then records the
+ * exit status there. NULL on ENOMEM. */
+char *ck_slurm_script(char *const *argv, const char *report, const char *instance);
 
 /* A word quoted for sh: 'it'\''s'. NULL on ENOMEM. */
 char *ck_sh_quote(const char *s);

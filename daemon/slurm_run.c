@@ -115,7 +115,7 @@ static int run_cmd(char *const argv[], char *out, char *err, int timeout)
     goto out;
   }
   if (pid == 0) {
-    int null = open("/dev/null", O_RDONLY);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     dup2(null, 0);
     dup2(po[1], 1);
     dup2(pe[1], 2);
@@ -132,14 +132,13 @@ static int run_cmd(char *const argv[], char *out, char *err, int timeout)
     struct timespec t;
     char buf[1024];
     clock_gettime(CLOCK_MONOTONIC, &t);
-    if (t.tv_sec - t0.tv_sec > timeout) {
+    if (t.tv_sec - t0.tv_sec > timeout || (poll(fds, 2, 1000) < 0 && errno != EINTR)) {
       kill(pid, SIGKILL);
-      waitpid(pid, NULL, 0);
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
       rc = -ETIMEDOUT;
       goto out;
     }
-    if (poll(fds, 2, 1000) < 0 && errno != EINTR)
-      break;
     for (int i = 0; i < 2; i++) {
       char *dst = i ? err : out;
       size_t *n = i ? &ne : &no;
@@ -385,9 +384,11 @@ static int finish(struct run *r, int we_cancelled, int src_gone)
   case CK_SLURM_USE_RESULT:
     say(r->result);
     break;
-  case CK_SLURM_ABORTED:
+  case CK_SLURM_ABORTED: /* said even when the pool sent the signal: a stop it did not send is no crash */
     if (src_gone)
       fail(-EAGAIN, "the source disappeared: slurm job %llu cancelled", (unsigned long long)r->job);
+    else
+      fail(-ECANCELED, "stopped: slurm job %llu cancelled", (unsigned long long)r->job);
     break;
   case CK_SLURM_CANCELLED_BY: {
     char who[320];
@@ -411,7 +412,7 @@ static int finish(struct run *r, int we_cancelled, int src_gone)
   }
   if (r->dir)
     ck_temp_remove_pid(r->dir, r->tag, (long)r->job);
-  return outcome == CK_SLURM_CRASHED ? 1 : 0;
+  return outcome == CK_SLURM_CRASHED ? CK_SLURM_EXIT_CRASHED : 0;
 }
 
 /* 1 if the source is gone (a bundle's key is its prefix: its .index tells). */
@@ -455,6 +456,7 @@ int ck_slurm_run_main(int argc, char **argv)
   int i, status = 0;
 
   fcntl(3, F_SETFD, FD_CLOEXEC); /* no command it runs keeps the protocol pipe open */
+  signal(SIGPIPE, SIG_IGN);      /* a daemon gone mid-write: still scancel and clean up */
   sa.sa_handler = on_term;       /* no SA_RESTART: a signal ends a nap */
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
@@ -492,12 +494,13 @@ int ck_slurm_run_main(int argc, char **argv)
   r.script = ck_temp_name(dst);
   r.out = ck_temp_name(dst);
   what = ck_asprintf("slurm\n%s", ck_temp_instance());
+  if (what)
+    ck_temp_tag_of(what, r.tag);
   if (!r.dir || !base || !r.report || !r.script || !r.out || !what ||
-      (script_text = ck_slurm_script(wargv, r.report)) == NULL) {
+      (script_text = ck_slurm_script(wargv, r.report, r.tag)) == NULL) {
     fail(-ENOMEM, "out of memory");
     goto out;
   }
-  ck_temp_tag_of(what, r.tag);
   if ((i = write_new(r.report, "", 0600)) != 0 || (i = write_new(r.script, script_text, 0700)) != 0) {
     fail(i, "cannot write the job's files beside %s: %s", dst, strerror(-i));
     goto out;
@@ -511,12 +514,16 @@ int ck_slurm_run_main(int argc, char **argv)
     goto out;
   say_msg(&(struct ck_wmsg){ .type = CK_WMSG_SLURM, .slurm_job = r.job });
   snprintf(id, sizeof(id), "%llu", (unsigned long long)r.job);
-  for (int gone = 0;;) {
+  for (int gone = 0, after_exit = 0;;) {
     if (stop_sig || (gone = source_gone(src))) {
       char out[OUT_MAX], err[OUT_MAX];
       char *sc[] = { "scancel", id, NULL };
+      time_t deadline = time(NULL) + 120; /* the controller may be down: do not hold a slot for ever */
       run_cmd(sc, out, err, 60);
-      for (int k = 0; k < 60; k++) { /* until Slurm says it is over: its worker removed its temporaries */
+      while (time(NULL) < deadline) { /* until it is over: its worker removed its temporaries */
+        read_report(&r);
+        if (r.exit_status >= 0)
+          break;
         query(&r);
         if (ck_slurm_final(r.state))
           break;
@@ -526,8 +533,14 @@ int ck_slurm_run_main(int argc, char **argv)
       break;
     }
     read_report(&r);
+    if (r.have_result && !r.result_stopped) {
+      status = finish(&r, 0, 0); /* the worker's own word, written last: nothing to wait for */
+      break;
+    }
     query(&r);
-    if (ck_slurm_final(r.state)) {
+    /* Stopped from outside, Slurm's final state tells why (NODE_FAIL, TIMEOUT, ...); a
+     * controller that never says is not waited for beyond a minute after the script ended. */
+    if (ck_slurm_final(r.state) || (r.exit_status >= 0 && ++after_exit * r.poll > 60)) {
       status = finish(&r, 0, 0);
       break;
     }

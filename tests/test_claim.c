@@ -174,6 +174,50 @@ static void race(const char *dir)
      SOURCES, total);
 }
 
+/* 6 processes find the same expired claim at once: exactly one takes it over. */
+static void takeover_race(const char *dir)
+{
+  enum { PROCS = 6 };
+  struct ck_claim_info o;
+  struct ck_err err = { 0 };
+  int fds[2], took = 0, held = 0;
+  char line[16];
+  FILE *in;
+  pid_t z = fork();
+
+  if (z == 0) { /* Z claims it with a 0.2 s lease, and dies holding it */
+    struct ck_claims *cs = ck_claims_new(dir, "Z", 0.2);
+    _exit(ck_claim_take(cs, "/m/race", &o, &err) == CK_CLAIM_OURS ? 0 : 1);
+  }
+  waitpid(z, NULL, 0);
+  nap(0.3);
+  if (pipe(fds) != 0)
+    return;
+  for (int p = 0; p < PROCS; p++) {
+    if (fork() == 0) {
+      char name[16];
+      struct ck_claims *cs;
+      snprintf(name, sizeof(name), "T%d", p);
+      cs = ck_claims_new(dir, name, 30);
+      close(fds[0]);
+      dprintf(fds[1], "%d\n", ck_claim_take(cs, "/m/race", &o, &err));
+      _exit(0);
+    }
+  }
+  close(fds[1]);
+  in = fdopen(fds[0], "r");
+  while (in && fgets(line, sizeof(line), in)) {
+    took += atoi(line) == CK_CLAIM_TOOK_OVER;
+    held += atoi(line) == CK_CLAIM_HELD;
+  }
+  if (in)
+    fclose(in);
+  while (wait(NULL) > 0)
+    ;
+  ok(took == 1 && held == PROCS - 1, "%d takers of one expired claim: %d took it over, %d found it held", PROCS, took,
+     held);
+}
+
 static void unusable(void)
 {
   struct ck_claims *a = ck_claims_new("/nonexistent/claims", "A", 30);
@@ -196,6 +240,7 @@ int main(void)
   expiry(dir);
   leftovers(dir);
   race(dir);
+  takeover_race(dir);
   unusable();
   tu_rmtree(dir);
   free(dir);

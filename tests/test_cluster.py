@@ -75,7 +75,7 @@ def same(a, b):
     return subprocess.run([CKPT, "diff", a, b], capture_output=True).returncode == 0
 
 
-def conf_text(name, tree, extra="", slurm=""):
+def conf_text(name, tree, extra="", slurm="", more=""):
     return f"""[ckptd]
 workers = 2
 memory_budget = 64M
@@ -90,7 +90,7 @@ log_level = debug
 [watch m]
 path = {tree}
 direction = saver-to-h5
-"""
+{more}"""
 
 
 def start(name, text, env=None):
@@ -240,7 +240,10 @@ def slurm():
     tree = os.path.join(T, "sl")
     os.makedirs(tree)
     slurm = "[slurm]\noptions = --partition=debug --time=10:00\npoll_seconds = 1"
-    start("s1", conf_text("s1", tree, "executor = slurm", slurm))
+    slow = os.path.join(T, "slow")  # gzip:9 output: a conversion long enough to fail mid-way
+    os.makedirs(slow)
+    start("s1", conf_text("s1", tree, "executor = slurm", slurm,
+                          f"[watch slow]\npath = {slow}\ndirection = saver-to-h5\ncompression = gzip:9\n"))
 
     # a conversion through sbatch
     synth(os.path.join(STAGE, "sl.ckpt-1"), "--size", "8M", "--tensors", "10", "--seed", "3")
@@ -260,10 +263,9 @@ def slurm():
 
     # a node failure mid-way (the node set DOWN: Slurm kills the job, NODE_FAIL) is
     # retried; nothing under the final name meanwhile
-    synth(os.path.join(STAGE, "sl.ckpt-2"), "--size", "256M", "--tensors", "16", "--seed", "4",
-          "--compression", "none")
-    drop(os.path.join(STAGE, "sl.ckpt-2"), tree)
-    src2 = os.path.join(tree, "sl.ckpt-2")
+    synth(os.path.join(STAGE, "sl.ckpt-2"), "--size", "128M", "--tensors", "16", "--seed", "4")
+    drop(os.path.join(STAGE, "sl.ckpt-2"), slow)
+    src2 = os.path.join(slow, "sl.ckpt-2")
     ok(wait_for(lambda: events("s1", "job_start", src2), 60, 0.05), "a second conversion is submitted")
     jid2 = re.search(r"slurm_job=(\d+)", events("s1", "job_start", src2)[0]).group(1)
     wait_for(lambda: json.load(open(os.path.join(T, "state-s1", "status.json"))).get("running_jobs"), 10, 0.1)
@@ -276,21 +278,21 @@ def slurm():
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
     ok(retried, "its node failed: the job is retried: " + (events("s1", "job_retry", src2) or ["none"])[0])
     ok(retried and "NODE_FAIL" in events("s1", "job_retry", src2)[0], "saying Slurm's NODE_FAIL")
-    ok(not os.path.exists(src2 + ".h5"), "nothing under the final name after the kill")
+    ok(not os.path.exists(src2 + ".h5") and not temporaries(slow), "nothing under the final name after the kill")
     ok(wait_for(lambda: events("s1", "job_done", src2), 120, 0.1), "the retry converts it")
     ok(same(src2, src2 + ".h5"), "the output is right")
 
     # someone else's scancel: failed, saying who; the daemon stays up; ckpt ctl retry
-    synth(os.path.join(STAGE, "sl.ckpt-3"), "--size", "256M", "--tensors", "16", "--seed", "5")
-    drop(os.path.join(STAGE, "sl.ckpt-3"), tree)
-    src3 = os.path.join(tree, "sl.ckpt-3")
+    synth(os.path.join(STAGE, "sl.ckpt-3"), "--size", "128M", "--tensors", "16", "--seed", "5")
+    drop(os.path.join(STAGE, "sl.ckpt-3"), slow)
+    src3 = os.path.join(slow, "sl.ckpt-3")
     ok(wait_for(lambda: events("s1", "job_start", src3), 60, 0.05), "a third conversion is submitted")
     jid3 = re.search(r"slurm_job=(\d+)", events("s1", "job_start", src3)[0]).group(1)
     subprocess.run(["scancel", jid3], capture_output=True)
     ok(wait_for(lambda: events("s1", "job_failed", src3), 60, 0.1), "cancelled by someone else: the job failed")
     fl = events("s1", "job_failed", src3)
     ok(fl and "reason=cancelled" in fl[0] and "cancelled by" in fl[0], "logged as cancelled, by whom: " + fl[0])
-    ok(not os.path.exists(src3 + ".h5") and not temporaries(tree), "nothing under the final name, nothing left")
+    ok(not os.path.exists(src3 + ".h5") and not temporaries(slow), "nothing under the final name, nothing left")
     ok(procs["s1"].poll() is None, "the daemon is alive")
     r = subprocess.run([CKPT, "ctl", "--socket", os.path.join(T, "ctl-s1.sock"), "retry", src3], capture_output=True)
     ok(r.returncode == 0 and wait_for(lambda: events("s1", "job_done", src3), 120, 0.1) and same(src3, src3 + ".h5"),

@@ -95,6 +95,15 @@ int main(void)
   ok(exists(dir, name) && exists(dir, "keep.h5"), "another pid's temporary and other files stay");
   ok(exists(dir, ".d.h5.ckptd-tmp.00000000-4242.0"), "another instance's temporary with the same pid stays");
   ok(lstat(path, &(struct stat){ 0 }) == 0, "a symbolic link with a temporary's name is never removed");
+  /* an output's temporaries only (a claim's taker): any pid, that output's names */
+  touch(dir, ".model.ckpt-1.index.ckptd-tmp.0000000b-5.0");
+  touch(dir, ".model.ckpt-1.data-00000-of-00001.ckptd-tmp.0000000b-6.1");
+  touch(dir, ".model.ckpt-10.index.ckptd-tmp.0000000b-5.2");
+  touch(dir, ".model.ckpt-1.index.ckptd-tmp.0000000c-5.3");
+  ok(ck_temp_remove_of(dir, "model.ckpt-1", "0000000b", 0) == 2 &&
+         exists(dir, ".model.ckpt-10.index.ckptd-tmp.0000000b-5.2") &&
+         exists(dir, ".model.ckpt-1.index.ckptd-tmp.0000000c-5.3"),
+     "an output's temporaries of any pid go; model.ckpt-10's and another instance's stay");
   { /* publishing never replaces a file ckptd did not write */
     char a[4200], b[4200], got[64];
     FILE *f;

@@ -61,6 +61,12 @@ static void outcomes(void)
     { { CK_SLURM_GONE, 0, 0, -1, 0 }, CK_SLURM_RETRY, "forgotten, no report: retry" },
     { { CK_SLURM_COMPLETED, 0, 0, 0, 0 }, CK_SLURM_RETRY, "exit 0 and no result: retry" },
     { { CK_SLURM_COMPLETED, 0, 0, 139, 0 }, CK_SLURM_CRASHED, "SIGSEGV in the worker: a crash, as locally" },
+    { { CK_SLURM_OUT_OF_MEMORY, 0, 0, 137, 0 }, CK_SLURM_RETRY, "the cgroup's OOM kill (exit 137): retry, not corrupt" },
+    { { CK_SLURM_TIMEOUT, 0, 0, 143, 0 }, CK_SLURM_RETRY, "the time limit's SIGTERM (exit 143): retry" },
+    { { CK_SLURM_COMPLETED, 0, 0, 137, 0 }, CK_SLURM_RETRY, "SIGKILL from outside: retry, not corrupt" },
+    { { CK_SLURM_RUNNING, 1, 1, 143, 0 }, CK_SLURM_RETRY, "SIGTERM from outside, state not final yet: retry" },
+    { { CK_SLURM_COMPLETED, 0, 0, 135, 0 }, CK_SLURM_CRASHED, "SIGBUS in the worker: a crash" },
+    { { CK_SLURM_TIMEOUT, 0, 0, -1, 1 }, CK_SLURM_ABORTED, "our cancel racing a time limit: aborted" },
     { { CK_SLURM_COMPLETED, 0, 0, 134, 0 }, CK_SLURM_CRASHED, "SIGABRT in the worker: a crash" },
     { { CK_SLURM_COMPLETED, 0, 0, 127, 0 }, CK_SLURM_REFUSED, "ckptd not found on the node: blocked" },
     { { CK_SLURM_COMPLETED, 0, 0, 126, 0 }, CK_SLURM_REFUSED, "ckptd not executable on the node: blocked" },
@@ -105,7 +111,7 @@ static int has(char **argv, const char *want)
 static void sbatch_args(void)
 {
   struct ck_slurm_req r = { "--partition=debug  --time=01:00:00 --comment='two words'", "ckptd:model.ckpt-1",
-                            "/d/.out", "/d/.script", "0123abcd", 320, 2 };
+                            "/d/50%/.out", "/d/.script", "0123abcd", 320, 2 };
   int bad = 0, n = 0;
   char **argv = ck_slurm_sbatch_argv(&r, &bad);
 
@@ -115,7 +121,7 @@ static void sbatch_args(void)
   while (argv[n])
     n++;
   ok(strcmp(argv[0], "sbatch") == 0 && has(argv, "--parsable") && has(argv, "--mem=320M") &&
-     has(argv, "--cpus-per-task=2") && has(argv, "--no-requeue") && has(argv, "--output=/d/.out") &&
+     has(argv, "--cpus-per-task=2") && has(argv, "--no-requeue") && has(argv, "--output=/d/50%%/.out") &&
      has(argv, "--export=ALL,CKPTD_INSTANCE=0123abcd") && has(argv, "--job-name=ckptd:model.ckpt-1"),
      "ours: parsable, memory, cpus, no requeue, output, instance");
   ok(has(argv, "--partition=debug") && has(argv, "--time=01:00:00") && has(argv, "--comment=two words"),
@@ -134,7 +140,7 @@ static void script(void)
 {
   char *q = ck_sh_quote("it's");
   char *args[] = { "/usr/bin/ckptd", "--worker", "convert", "--src", "/m/a b", NULL };
-  char *s = ck_slurm_script(args, "/m/.rep'x");
+  char *s = ck_slurm_script(args, "/m/.rep'x", "0123abcd");
 
   ok(q && strcmp(q, "'it'\\''s'") == 0, "sh quoting: %s", q ? q : "(null)");
   ok(s && strstr(s, "'/usr/bin/ckptd' '--worker' 'convert' '--src' '/m/a b' 3>>'/m/.rep'\\''x'\n") != NULL,
@@ -142,6 +148,8 @@ static void script(void)
   ok(s && strstr(s, "echo \"exit $?\" >>'/m/.rep'\\''x'") != NULL, "its exit status recorded");
   ok(s && strstr(s, "CKPTD_TEMP_OWNER=\"${SLURM_JOB_ID:-$$}\"") != NULL, "temporaries named by the job id");
   ok(s && strncmp(s, "#!/bin/sh\n", 10) == 0, "a sh script");
+  ok(s && strstr(s, "CKPTD_INSTANCE='0123abcd'; export CKPTD_INSTANCE") != NULL,
+     "the temporaries' tag set in the script, whatever --export says");
   free(q);
   free(s);
 }
