@@ -71,25 +71,29 @@ int ck_claim_parse(const char *text, size_t len, struct ck_claim_info *c)
   for (p += 14; p < end;) {
     const char *nl = memchr(p, '\n', (size_t)(end - p)), *sp;
     char num[64];
+    size_t klen;
     if (nl == NULL)
       return -1; /* every line ends: a cut claim is not one */
     if ((sp = memchr(p, ' ', (size_t)(nl - p))) == NULL)
       return -1;
+    klen = (size_t)(sp - p); /* the key is p[0, klen): compared only within the line */
+#define KEY(k) (klen == sizeof(k) - 1 && memcmp(p, k, klen) == 0)
     sp++;
-    if (!strncmp(p, "instance ", 9))
+    if (KEY("instance"))
       value(sp, nl, c->instance, sizeof(c->instance)), have |= 1;
-    else if (!strncmp(p, "host ", 5))
+    else if (KEY("host"))
       value(sp, nl, c->host, sizeof(c->host)), have |= 2;
-    else if (!strncmp(p, "pid ", 4))
+    else if (KEY("pid"))
       value(sp, nl, num, sizeof(num)), c->pid = atol(num), have |= 4;
-    else if (!strncmp(p, "tag ", 4))
+    else if (KEY("tag"))
       value(sp, nl, c->tag, sizeof(c->tag)), have |= 8;
-    else if (!strncmp(p, "token ", 6))
+    else if (KEY("token"))
       value(sp, nl, c->token, sizeof(c->token)), have |= 16;
-    else if (!strncmp(p, "expires ", 8))
+    else if (KEY("expires"))
       value(sp, nl, num, sizeof(num)), c->expires = strtod(num, NULL), have |= 32;
-    else if (!strncmp(p, "source ", 7))
+    else if (KEY("source"))
       value(sp, nl, c->source, sizeof(c->source)), have |= 64;
+#undef KEY
     p = nl + 1;
   }
   return have == 127 && c->token[0] && c->expires > 0 ? 0 : -1;
