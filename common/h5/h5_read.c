@@ -1319,6 +1319,8 @@ int ck_h5r_stream_tf(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, 
 
   if (bufsize == 0)
     return ck_err_set(err, CK_EINVAL, "zero-sized buffer");
+  if (t->kind == CK_H5K_FIXED && t->raw_offset && r->fd >= 0) /* contiguous, unfiltered: no dataset to open */
+    return stream_fixed(r, -1, t, buf, bufsize, fn, ctx, err);
   if ((ds = open_dataset(r, t)) < 0)
     return ck_h5_err(err, CK_EFORMAT, "%s: %s: cannot open dataset", r->path, t->path);
   if (t->kind == CK_H5K_FIXED) {
