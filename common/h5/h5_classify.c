@@ -352,10 +352,9 @@ static int check_contiguous(hid_t ds, const char *file, const char *path, uint64
   return 0;
 }
 
-int ck_h5_check_storage(hid_t ds, const char *file, uint64_t file_size, const char *path, int kind, uint64_t nelem,
-                        size_t esize, struct ck_err *err)
+int ck_h5_check_storage(hid_t ds, hid_t dcpl, const char *file, uint64_t file_size, const char *path, int kind,
+                        uint64_t nelem, size_t esize, struct ck_err *err)
 {
-  hid_t dcpl = H5Dget_create_plist(ds);
   H5D_layout_t layout = H5Pget_layout(dcpl);
   H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
   int rc = 0, nfilters = H5Pget_nfilters(dcpl);
@@ -387,7 +386,6 @@ int ck_h5_check_storage(hid_t ds, const char *file, uint64_t file_size, const ch
     rc = check_contiguous(ds, file, path, nelem * esize, err);
   }
   H5Eclear2(H5E_DEFAULT);
-  H5Pclose(dcpl);
   return rc;
 }
 

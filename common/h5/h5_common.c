@@ -320,7 +320,7 @@ int ck_h5_attr_read(hid_t obj, const char *name, struct ck_h5_attr *v, char *s, 
   if (s && slen)
     s[0] = 0;
   v->kind = CK_H5A_ABSENT;
-  if (H5Aexists(obj, name) <= 0 || (a = H5Aopen(obj, name, H5P_DEFAULT)) < 0) {
+  if ((a = H5Aopen(obj, name, H5P_DEFAULT)) < 0) { /* absent: one lookup, not an exists and an open */
     H5Eclear2(H5E_DEFAULT);
     return CK_H5A_ABSENT;
   }

@@ -75,9 +75,9 @@ hid_t ck_h5_mem_type(hid_t ft, int dtype, int *exact, const char **why);
 
 /* Refuse external storage, virtual datasets, filters outside the allow list or not
  * installed, storage larger than the file or smaller than declared, oversized filtered
- * chunks. 0 or CK_E*. */
-int ck_h5_check_storage(hid_t ds, const char *file, uint64_t file_size, const char *path, int kind, uint64_t nelem,
-                        size_t esize, struct ck_err *err);
+ * chunks. dcpl is the dataset's creation property list (the caller's). 0 or CK_E*. */
+int ck_h5_check_storage(hid_t ds, hid_t dcpl, const char *file, uint64_t file_size, const char *path, int kind,
+                        uint64_t nelem, size_t esize, struct ck_err *err);
 
 /* Bytes in one row of chunks (chunk[0] rows, all of the other dimensions). */
 uint64_t ck_h5_chunk_slab(int rank, const hsize_t *dims, const hsize_t *chunk, size_t esize);

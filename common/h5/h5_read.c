@@ -287,16 +287,50 @@ static int meta_lookup(const struct ck_h5r *r, const char *key)
 /* ---- classification of one dataset ---- */
 
 /* Attributes that name the dtype; -1 (with the tf_dtype text in named) if they contradict the stored type. */
+/* The attributes the walk reads on a dataset, found in one pass (H5Aiterate2) rather
+ * than a lookup each: most are absent from most files, and each absent name costs a
+ * scan of the object header. */
+enum { A_TF_DTYPE = 1, A_IS_BF16 = 2, A_TF_CRC = 4, A_ORDER = 8, A_H5_TYPE = 16 };
+
+static herr_t attr_seen(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+  static const struct {
+    const char *name;
+    unsigned bit;
+  } known[] = { { "tf_dtype", A_TF_DTYPE }, { "is_bfloat16", A_IS_BF16 }, { "tf_crc32c", A_TF_CRC },
+                { "ckptd_order", A_ORDER }, { "__H5_TYPE__", A_H5_TYPE } };
+
+  (void)loc;
+  (void)info;
+  for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    if (strcmp(name, known[i].name) == 0)
+      *(unsigned *)data |= known[i].bit;
+  return 0;
+}
+
+static unsigned attrs_of(hid_t ds)
+{
+  unsigned m = 0;
+  hsize_t idx = 0;
+
+  if (H5Aiterate2(ds, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, attr_seen, &m) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return ~0u; /* cannot tell: look each one up */
+  }
+  return m;
+}
+
 static int refine_dtype(struct ck_h5r *r, hid_t ds, hid_t type, const char *key, int dt, int kind, char *named,
-                        size_t nlen)
+                        size_t nlen, unsigned attrs)
 {
   long long flag;
   int tf, md;
 
-  if (ck_h5_attr_get_str(ds, "tf_dtype", named, nlen) == 0 && (tf = ck_dtype_parse(named)) > 0)
+  if ((attrs & A_TF_DTYPE) && ck_h5_attr_get_str(ds, "tf_dtype", named, nlen) == 0 && (tf = ck_dtype_parse(named)) > 0)
     return ck_h5_dtype_fits(tf, type, kind) ? tf : -1;
   named[0] = 0;
-  if (ck_h5_attr_get_int(ds, "is_bfloat16", &flag) == 0 && flag && ck_h5_dtype_fits(CK_DT_BFLOAT16, type, kind))
+  if ((attrs & A_IS_BF16) && ck_h5_attr_get_int(ds, "is_bfloat16", &flag) == 0 && flag &&
+      ck_h5_dtype_fits(CK_DT_BFLOAT16, type, kind))
     return CK_DT_BFLOAT16;
   if ((md = meta_lookup(r, key)) > 0 && ck_h5_dtype_fits(md, type, kind))
     return md;
@@ -318,14 +352,12 @@ static int add_tensor(struct ck_h5r *r, struct ck_h5_tensor *t)
 }
 
 /* Raw pread is allowed only for exact layouts in contiguous, unfiltered storage of this file. */
-static uint64_t raw_offset(const struct ck_h5r *r, hid_t ds, int exact, const struct ck_h5_tensor *t)
+static uint64_t raw_offset(const struct ck_h5r *r, hid_t ds, hid_t dcpl, int exact, const struct ck_h5_tensor *t)
 {
-  hid_t dcpl = H5Dget_create_plist(ds);
   int contiguous = H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
                    H5Pget_external_count(dcpl) == 0;
   haddr_t off = H5Dget_offset(ds);
 
-  H5Pclose(dcpl);
   H5Eclear2(H5E_DEFAULT);
   if (!exact || !contiguous || r->fd < 0 || off == HADDR_UNDEF || t->kind != CK_H5K_FIXED || t->nelem == 0)
     return 0;
@@ -341,13 +373,14 @@ static int has_escape(const char *s)
 }
 
 /* Cerebras' own attributes on root-level datasets are evidence of its legacy layout. */
-static void dataset_evidence(struct ck_h5r *r, hid_t ds, const char *key)
+static void dataset_evidence(struct ck_h5r *r, hid_t ds, const char *key, unsigned attrs)
 {
   if (strchr(key, '/') != NULL)
     return;
   if (has_escape(key))
     r->ev.escaped_names = 1;
-  if (!r->ev.cerebras_marks && (H5Aexists(ds, "__H5_TYPE__") > 0 || H5Aexists(ds, "is_bfloat16") > 0))
+  if (!r->ev.cerebras_marks && (attrs & (A_H5_TYPE | A_IS_BF16)) &&
+      (H5Aexists(ds, "__H5_TYPE__") > 0 || H5Aexists(ds, "is_bfloat16") > 0))
     r->ev.cerebras_marks = 1;
   H5Eclear2(H5E_DEFAULT);
 }
@@ -377,7 +410,7 @@ static int shape_of(struct ck_h5r *r, hid_t space, const char *path, struct ck_h
 
 /* dtype, from the stored type and the attributes; how its bytes may be read. */
 static int type_of(struct ck_h5r *r, hid_t ds, hid_t type, const char *path, const char *key, struct ck_h5_tensor *t,
-                   int *exact)
+                   int *exact, unsigned attrs)
 {
   char named[64];
   const char *why;
@@ -388,7 +421,7 @@ static int type_of(struct ck_h5r *r, hid_t ds, hid_t type, const char *path, con
   if (dt < 0)
     return ck_err_set(r->err, CK_EUNSUP, "%s: dataset %s: unsupported element type (%s, %zu bytes)", r->path, path,
                       ck_h5_class_name(H5Tget_class(type)), H5Tget_size(type));
-  if ((t->dtype = refine_dtype(r, ds, type, key, dt, t->kind, named, sizeof(named))) < 0)
+  if ((t->dtype = refine_dtype(r, ds, type, key, dt, t->kind, named, sizeof(named), attrs)) < 0)
     return ck_err_set(r->err, CK_EFORMAT,
                       "%s: dataset %s: its tf_dtype attribute (%s) does not match its stored type (%s%s, %zu bytes)",
                       r->path, path, named, H5Tget_class(type) == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_NONE
@@ -407,20 +440,26 @@ static int type_of(struct ck_h5r *r, hid_t ds, hid_t type, const char *path, con
 static int classify(struct ck_h5r *r, hid_t ds, const char *path, const char *key)
 {
   struct ck_h5_tensor t = { 0 };
-  hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
+  hid_t type = H5Dget_type(ds), space = H5Dget_space(ds), dcpl = H5Dget_create_plist(ds);
+  unsigned attrs = attrs_of(ds);
   char htype[64] = "";
   long long v;
   int rc, exact;
 
-  dataset_evidence(r, ds, key);
+  dataset_evidence(r, ds, key, attrs);
   if (H5Sget_simple_extent_type(space) == H5S_NULL) {
-    ck_h5_attr_get_str(ds, "__H5_TYPE__", htype, sizeof(htype));
+    if (attrs & A_H5_TYPE)
+      ck_h5_attr_get_str(ds, "__H5_TYPE__", htype, sizeof(htype));
     skip(r, path, htype[0] ? htype : "empty dataset");
     rc = 0;
     goto out;
   }
-  if ((rc = shape_of(r, space, path, &t)) != 0 || (rc = type_of(r, ds, type, path, key, &t, &exact)) != 0 ||
-      (rc = ck_h5_check_storage(ds, r->path, r->file_size, path, t.kind, t.nelem, t.file_esize, r->err)) != 0)
+  if (dcpl < 0) {
+    rc = ck_h5_err(r->err, CK_EFORMAT, "%s: dataset %s: cannot read its storage layout", r->path, path);
+    goto out;
+  }
+  if ((rc = shape_of(r, space, path, &t)) != 0 || (rc = type_of(r, ds, type, path, key, &t, &exact, attrs)) != 0 ||
+      (rc = ck_h5_check_storage(ds, dcpl, r->path, r->file_size, path, t.kind, t.nelem, t.file_esize, r->err)) != 0)
     goto out;
   if ((t.path = arena_strdup(r, "", path, strlen(path))) == NULL) {
     rc = ck_err_set(r->err, -ENOMEM, "out of memory");
@@ -429,11 +468,11 @@ static int classify(struct ck_h5r *r, hid_t ds, const char *path, const char *ke
   /* the name is the key, which the path already holds after its '/' (unless unquoted later) */
   t.nlen = strlen(key);
   t.name = (uint8_t *)t.path + strlen(path) - t.nlen;
-  if ((t.has_crc = ck_h5_attr_get_int(ds, "tf_crc32c", &v) == 0))
+  if ((t.has_crc = (attrs & A_TF_CRC) && ck_h5_attr_get_int(ds, "tf_crc32c", &v) == 0))
     t.tf_crc32c = (uint32_t)v;
-  if ((t.has_order = ck_h5_attr_get_int(ds, "ckptd_order", &v) == 0 && v >= 0))
+  if ((t.has_order = (attrs & A_ORDER) && ck_h5_attr_get_int(ds, "ckptd_order", &v) == 0 && v >= 0))
     t.order = (uint64_t)v;
-  t.raw_offset = raw_offset(r, ds, exact, &t);
+  t.raw_offset = raw_offset(r, ds, dcpl, exact, &t);
   if (t.raw_offset && (t.raw_offset > r->file_size || t.nelem * t.file_esize > r->file_size - t.raw_offset)) {
     rc = ck_err_set(r->err, CK_ETRUNC, "%s: dataset %s: data at offset %llu lies past the end of the file (truncated?)",
                     r->path, path, (unsigned long long)t.raw_offset);
@@ -442,6 +481,8 @@ static int classify(struct ck_h5r *r, hid_t ds, const char *path, const char *ke
   if ((rc = add_tensor(r, &t)) != 0)
     ck_err_set(r->err, rc, "out of memory");
 out: /* what t took from the arena goes with the reader */
+  if (dcpl >= 0)
+    H5Pclose(dcpl);
   H5Sclose(space);
   H5Tclose(type);
   return rc;
