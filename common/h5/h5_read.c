@@ -608,6 +608,7 @@ static int seen_group(struct ck_h5r *r, haddr_t addr)
 static int visit(struct ck_h5r *r, hid_t g, const char *name, int hard, const char *key, hid_t *sub)
 {
   char *path = ck_asprintf("/%s", key);
+  hid_t obj = H5I_INVALID_HID;
   H5O_info_t oi;
   int rc = 0;
 
@@ -616,25 +617,25 @@ static int visit(struct ck_h5r *r, hid_t g, const char *name, int hard, const ch
     rc = ck_err_set(r->err, -ENOMEM, "out of memory");
   } else if (!hard) {
     skip(r, path, "link");
-  } else if (H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) { /* basic: no attribute scan */
+  } else if ((obj = H5Oopen(g, name, H5P_DEFAULT)) < 0) { /* one open: its kind comes with it */
     rc = ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot read object header", r->path, path);
-  } else if (oi.type == H5O_TYPE_GROUP) {
-    if ((rc = seen_group(r, oi.addr)) > 0)
+  } else if (H5Iget_type(obj) == H5I_GROUP) {
+    if (H5Oget_info2(obj, &oi, H5O_INFO_BASIC) < 0) /* basic: no attribute scan */
+      rc = ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot read object header", r->path, path);
+    else if ((rc = seen_group(r, oi.addr)) > 0)
       skip(r, path, "group already listed through another link");
     else if (rc < 0)
       ck_err_set(r->err, rc, "out of memory");
-    else if ((*sub = H5Gopen2(g, name, H5P_DEFAULT)) < 0)
-      rc = ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot open group", r->path, path);
+    else
+      *sub = obj, obj = H5I_INVALID_HID; /* the caller's now */
     rc = rc > 0 ? 0 : rc;
-  } else if (oi.type == H5O_TYPE_DATASET) {
-    hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
-    rc = ds < 0 ? ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot open dataset", r->path, path)
-                : classify(r, ds, path, key);
-    if (ds >= 0)
-      H5Dclose(ds);
+  } else if (H5Iget_type(obj) == H5I_DATASET) {
+    rc = classify(r, obj, path, key);
   } else {
     skip(r, path, "not a dataset");
   }
+  if (obj >= 0)
+    H5Oclose(obj);
   free(path);
   return rc;
 }
