@@ -58,7 +58,7 @@ struct ck_pool_limits {
   double slurm_poll;
 };
 
-/* Asked before a conversion starts (claims, see sched_claim.c): 0 to start it, or a
+/* Asked before a conversion starts (claims, see sched_cluster.c): 0 to start it, or a
  * negative code with j->err set to hand it back unstarted through done(). */
 typedef int (*ck_job_gate_fn)(void *ctx, struct ck_job *job);
 void ck_pool_set_gate(struct ck_pool *p, ck_job_gate_fn gate);

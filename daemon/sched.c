@@ -918,31 +918,6 @@ static void count_job(struct ck_sched *s, const struct cand *c, const struct ck_
     r->disk_guard++; /* stopped by the disk guard while running */
 }
 
-/* An unreachable Slurm controller is logged once per outage, not once per job and
- * retry; 1 if this job's retry is part of one already logged. */
-static int outage_quiet(struct ck_sched *s, const struct ck_job *j)
-{
-  int unreachable = j->rc == CK_ESCHED && strstr(j->err, "cannot be reached") != NULL;
-
-  if (unreachable && !s->sched_outage) {
-    struct ck_log_fields f = { NULL, NULL, -1, -1, NULL, j->err, "scheduler", 0 };
-    ck_log(CK_LOG_WARN, "slurm_unreachable", &f,
-           "the Slurm controller cannot be reached: conversions wait and retry with a backoff (logged once per outage)");
-    s->sched_outage = 1;
-    return 0;
-  }
-  return unreachable;
-}
-
-/* A job Slurm accepted ends an outage. */
-static void outage_over(struct ck_sched *s, const struct ck_job *j)
-{
-  if (s->sched_outage && j->slurm_job) {
-    ck_log(CK_LOG_INFO, "slurm_reachable", CK_LOG_NO_FIELDS, "the Slurm controller answers again");
-    s->sched_outage = 0;
-  }
-}
-
 void ck_sched_job_done(void *ctx, struct ck_job *j)
 {
   struct ck_sched *s = ctx;
@@ -974,7 +949,7 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
     return;
   }
   sched_claim_release(s, j->src);
-  outage_over(s, j);
+  sched_outage_over(s, j);
   if (c->skip && j->rc == -ECANCELED && !s->stopping) { /* ckpt ctl skip stopped it */
     c->skip = 0;
     sched_record(s, c, CK_REC_SKIPPED, NULL, "skipped by ckpt ctl", ms);
@@ -1024,7 +999,7 @@ void ck_sched_job_done(void *ctx, struct ck_job *j)
       ck_log(CK_LOG_WARN, "job_failed", &f, "transient failure; --once does not retry");
       c->state = CK_ST_WAITING;
     } else {
-      ck_log(outage_quiet(s, j) ? CK_LOG_DEBUG : CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s",
+      ck_log(sched_outage_quiet(s, j) ? CK_LOG_DEBUG : CK_LOG_WARN, "job_retry", &f, "transient failure, retry %d in %.0f s",
              c->attempts, after.delay);
       c->next_check = sched_mono() + after.delay;
       want_tick_at(s, c->next_check);
@@ -1377,36 +1352,6 @@ static void unblock_one(void *ctx, const char *key, void *value)
     sched_settle(ctx, c, 0);
 }
 
-static int differ(const char *a, const char *b)
-{
-  return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
-}
-
-static void swap_str(char **a, char **b)
-{
-  char *t = *a;
-
-  *a = *b;
-  *b = t;
-}
-
-/* Where jobs run and what claims them are fixed for a run: the pool and the claims
- * were built from them. A reload keeps the running values (and says so). */
-static void keep_cluster_settings(struct ck_conf *conf, struct ck_conf *old)
-{
-  if (conf->executor != old->executor || differ(conf->claims_dir, old->claims_dir) ||
-      differ(conf->instance, old->instance) || conf->lease_seconds != old->lease_seconds ||
-      differ(conf->slurm_options, old->slurm_options) || conf->slurm_poll != old->slurm_poll)
-    ck_log(CK_LOG_WARN, "reload", CK_LOG_NO_FIELDS,
-           "executor, [slurm], claims_dir, lease_seconds and instance change at the next restart");
-  conf->executor = old->executor;
-  conf->lease_seconds = old->lease_seconds;
-  conf->slurm_poll = old->slurm_poll;
-  swap_str(&conf->claims_dir, &old->claims_dir);
-  swap_str(&conf->instance, &old->instance);
-  swap_str(&conf->slurm_options, &old->slurm_options);
-}
-
 void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
 {
   struct ck_conf *old = s->conf;
@@ -1416,7 +1361,7 @@ void ck_sched_reload(struct ck_sched *s, struct ck_conf *conf)
   if (conf->workers != old->workers || conf->memory_budget != old->memory_budget ||
       strcmp(conf->state_dir, old->state_dir) != 0)
     ck_log(CK_LOG_WARN, "reload", CK_LOG_NO_FIELDS, "workers, memory_budget and state_dir change at the next restart");
-  keep_cluster_settings(conf, old);
+  sched_keep_cluster_settings(conf, old);
   /* keep trees present in both (same name and path), pointing at the new settings */
   for (int i = 0; i < s->nroots; i++) {
     struct ck_watch_conf *match = NULL;

@@ -1,7 +1,7 @@
 /* The scheduler's private parts, shared by its files: sched.c (candidates,
  * checks, jobs, the tick, rescans, lifecycle), sched_status.c (the status file and
- * metrics snapshot), sched_ctl.c (ckpt ctl's requests) and sched_claim.c (claims
- * shared with other instances). Not for other modules:
+ * metrics snapshot), sched_ctl.c (ckpt ctl's requests) and sched_cluster.c (claims
+ * shared with other instances, Slurm outages). Not for other modules:
  * they use sched.h. */
 #ifndef CK_SCHED_INT_H
 #define CK_SCHED_INT_H
@@ -112,7 +112,7 @@ struct ck_sched {
   struct ck_metrics metrics;
   struct finished recent[RECENT];
   int nrecent;
-  struct ck_claims *claims; /* claims_dir's, or NULL (sched_claim.c) */
+  struct ck_claims *claims; /* claims_dir's, or NULL (sched_cluster.c) */
   uv_timer_t claim_timer;   /* renews the leases */
   int have_claim_timer;
   int sched_outage;         /* the cluster's scheduler cannot be reached (logged once) */
@@ -130,11 +130,15 @@ void sched_plan(struct ck_sched *s, const char *verb, const char *src, const cha
 int sched_dir_stamp(const char *key, struct fstamp *out);
 int sched_output_mark(const struct cand *c, const char *dst, int to); /* CK_MARK_* of an existing output */
 
-/* sched_claim.c: claims in claims_dir (claim.h), when configured. */
+/* sched_cluster.c: claims in claims_dir (claim.h), when configured; Slurm outages;
+ * what a reload keeps. */
 int sched_claims_start(struct ck_sched *s);            /* the timer, and the claims if configured */
 int sched_claim_gate(void *ctx, struct ck_job *j);    /* the pool's gate: 0, or CK_ECLAIMED */
 void sched_claim_release(struct ck_sched *s, const char *src);
 void sched_claims_stop(struct ck_sched *s);            /* release all, close the timer */
+int sched_outage_quiet(struct ck_sched *s, const struct ck_job *j); /* 1: a retry in a logged outage */
+void sched_outage_over(struct ck_sched *s, const struct ck_job *j); /* a job Slurm accepted */
+void sched_keep_cluster_settings(struct ck_conf *conf, struct ck_conf *old); /* at reload */
 
 /* sched_status.c: write the status file (and metrics) 250 ms after a change, and
  * every 2 s while jobs run; sched_write_status writes them now. */

@@ -273,6 +273,8 @@ def slurm():
     ok(any(j.get("slurm_job") == int(jid2) for j in status.get("running_jobs", [])),
        "the status file shows the running job's slurm_job")
     node = subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True).stdout.strip()
+    ok(wait_for(lambda: subprocess.run(["squeue", "-h", "-j", jid2, "-o", "%T"], capture_output=True,
+                                       text=True).stdout.strip() == "RUNNING", 30, 0.1), f"job {jid2} runs on {node}")
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=ckptd-test"], capture_output=True)
     retried = wait_for(lambda: events("s1", "job_retry", src2), 60, 0.1)
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)

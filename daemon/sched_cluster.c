@@ -1,7 +1,9 @@
-/* The scheduler's side of claims (claim.h): a conversion starts only once this
- * instance holds its source's claim in claims_dir, and only if no other instance
- * has converted it meanwhile; leases are renewed every third of a lease while jobs
- * run; a lost claim stops its job. */
+/* The scheduler's side of running beyond one machine (README "Clusters"):
+ * - claims (claim.h): a conversion starts only once this instance holds its source's
+ *   claim in claims_dir, and only if no other instance has converted it meanwhile;
+ *   leases are renewed every third of a lease while jobs run; a lost claim stops its job;
+ * - the Slurm executor's outages, logged once each;
+ * - the settings a reload cannot change (the pool and the claims were built from them). */
 #include "config.h"
 
 #include <errno.h>
@@ -162,4 +164,63 @@ void sched_claims_stop(struct ck_sched *s)
   if (s->have_claim_timer)
     uv_close((uv_handle_t *)&s->claim_timer, NULL);
   s->have_claim_timer = 0;
+}
+
+/* ---- the Slurm controller's outages ---- */
+
+/* An unreachable Slurm controller is logged once per outage, not once per job and
+ * retry; 1 if this job's retry is part of one already logged. */
+int sched_outage_quiet(struct ck_sched *s, const struct ck_job *j)
+{
+  int unreachable = j->rc == CK_ESCHED && strstr(j->err, "cannot be reached") != NULL;
+
+  if (unreachable && !s->sched_outage) {
+    struct ck_log_fields f = { NULL, NULL, -1, -1, NULL, j->err, "scheduler", 0 };
+    ck_log(CK_LOG_WARN, "slurm_unreachable", &f,
+           "the Slurm controller cannot be reached: conversions wait and retry with a backoff (logged once per outage)");
+    s->sched_outage = 1;
+    return 0;
+  }
+  return unreachable;
+}
+
+/* A job Slurm accepted ends an outage. */
+void sched_outage_over(struct ck_sched *s, const struct ck_job *j)
+{
+  if (s->sched_outage && j->slurm_job) {
+    ck_log(CK_LOG_INFO, "slurm_reachable", CK_LOG_NO_FIELDS, "the Slurm controller answers again");
+    s->sched_outage = 0;
+  }
+}
+
+/* ---- reload ---- */
+
+static int differ(const char *a, const char *b)
+{
+  return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+static void swap_str(char **a, char **b)
+{
+  char *t = *a;
+
+  *a = *b;
+  *b = t;
+}
+
+/* Where jobs run and what claims them are fixed for a run: the pool and the claims
+ * were built from them. A reload keeps the running values (and says so). */
+void sched_keep_cluster_settings(struct ck_conf *conf, struct ck_conf *old)
+{
+  if (conf->executor != old->executor || differ(conf->claims_dir, old->claims_dir) ||
+      differ(conf->instance, old->instance) || conf->lease_seconds != old->lease_seconds ||
+      differ(conf->slurm_options, old->slurm_options) || conf->slurm_poll != old->slurm_poll)
+    ck_log(CK_LOG_WARN, "reload", CK_LOG_NO_FIELDS,
+           "executor, [slurm], claims_dir, lease_seconds and instance change at the next restart");
+  conf->executor = old->executor;
+  conf->lease_seconds = old->lease_seconds;
+  conf->slurm_poll = old->slurm_poll;
+  swap_str(&conf->claims_dir, &old->claims_dir);
+  swap_str(&conf->instance, &old->instance);
+  swap_str(&conf->slurm_options, &old->slurm_options);
 }
