@@ -386,7 +386,7 @@ static char **slurm_argv(struct ck_pool *p, const struct ck_job *j, char **argv)
       break;
     }
 out:
-  ck_wjob_argv_free(argv);
+  ck_strv_free(argv);
   return v;
 }
 
@@ -403,7 +403,7 @@ static int spawn(struct ck_pool *p, struct ck_job *j)
 
   if (c == NULL || argv == NULL)
     goto out;
-  if (p->lim.executor == CK_EXEC_SLURM && j->kind == CK_WJOB_CONVERT && (argv = slurm_argv(p, j, argv)) == NULL)
+  if (slurm_supervised(p, j) && (argv = slurm_argv(p, j, argv)) == NULL)
     goto out;
   c->pool = p;
   c->job = j;
@@ -439,7 +439,7 @@ static int spawn(struct ck_pool *p, struct ck_job *j)
   c = NULL;
 out:
   free(c);
-  ck_wjob_argv_free(argv);
+  ck_strv_free(argv);
   return rc;
 }
 
@@ -506,7 +506,7 @@ static void start_next(struct ck_pool *p)
       q->running++;
       j->next = p->live;
       p->live = j;
-      if (j->kind == CK_WJOB_CONVERT && p->lim.executor != CK_EXEC_SLURM) /* Slurm's: when submitted */
+      if (j->kind == CK_WJOB_CONVERT && !slurm_supervised(p, j)) /* Slurm's: when submitted */
         ck_log(CK_LOG_INFO, "job_start", &f, "converting %s (worker pid %d)", j->src, j->pid);
     }
   }

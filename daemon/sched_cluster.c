@@ -20,6 +20,7 @@
 #include "hmap.h"
 #include "log.h"
 #include "sched_int.h"
+#include "slurm.h"
 
 /* Remove what the crashed holder of an expired claim left beside this output (only
  * this output's temporaries: the holder may be alive and slow, with other jobs in
@@ -28,16 +29,15 @@
  * by pid: a job it already started may be writing beside them. */
 static int remove_leftovers(const char *dst, const struct ck_claim_info *old)
 {
-  char *dir = ck_dirname(dst), *base = ck_basename(dst), *what = ck_asprintf("slurm\n%s", old->tag), slurm_tag[9];
+  char *dir = ck_dirname(dst), *base = ck_basename(dst), slurm_tag[9];
   int n = 0;
 
-  if (dir && base && what && strlen(old->tag) == 8 && strcmp(old->tag, ck_temp_instance()) != 0) {
-    ck_temp_tag_of(what, slurm_tag);
+  if (dir && base && strlen(old->tag) == 8 && strcmp(old->tag, ck_temp_instance()) != 0) {
+    ck_slurm_temp_tag(old->tag, slurm_tag);
     n = ck_temp_remove_of(dir, base, old->tag, 0) + ck_temp_remove_of(dir, base, slurm_tag, 0);
   }
   free(dir);
   free(base);
-  free(what);
   return n;
 }
 

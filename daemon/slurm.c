@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,14 @@ int ck_slurm_outcome(const struct ck_slurm_end *e)
   if (e->exit_status == 126 || e->exit_status == 127)
     return CK_SLURM_REFUSED; /* ckptd missing or not executable on the node */
   return CK_SLURM_RETRY;     /* FAILED, or lost, with no word from the worker */
+}
+
+void ck_slurm_temp_tag(const char *instance, char out[9])
+{
+  char what[32];
+
+  snprintf(what, sizeof(what), "slurm\n%.8s", instance);
+  ck_temp_tag_of(what, out);
 }
 
 int ck_slurm_parse_jobid(const char *out, uint64_t *id)

@@ -56,6 +56,11 @@ enum {
 };
 int ck_slurm_outcome(const struct ck_slurm_end *e);
 
+/* The instance tag (fileio.h's 8 hex digits) that the Slurm jobs of the instance with
+ * tag `instance` give their temporaries: the supervisor names its jobs' files by it,
+ * and a claim's taker removes a dead instance's by it. */
+void ck_slurm_temp_tag(const char *instance, char out[9]);
+
 /* sbatch --parsable prints "ID" or "ID;CLUSTER". 0, or -1. */
 int ck_slurm_parse_jobid(const char *out, uint64_t *id);
 

@@ -451,7 +451,7 @@ int ck_slurm_run_main(int argc, char **argv)
   struct run r = { .poll = 5, .exit_status = -1 };
   struct ck_slurm_req q = { 0 };
   struct sigaction sa = { 0 };
-  char **wargv = NULL, *script_text = NULL, *what = NULL, *base = NULL, *name = NULL, id[32];
+  char **wargv = NULL, *script_text = NULL, *base = NULL, *name = NULL, id[32];
   const char *dst = NULL, *src = NULL;
   int i, status = 0;
 
@@ -493,10 +493,8 @@ int ck_slurm_run_main(int argc, char **argv)
   r.report = ck_temp_name(dst);
   r.script = ck_temp_name(dst);
   r.out = ck_temp_name(dst);
-  what = ck_asprintf("slurm\n%s", ck_temp_instance());
-  if (what)
-    ck_temp_tag_of(what, r.tag);
-  if (!r.dir || !base || !r.report || !r.script || !r.out || !what ||
+  ck_slurm_temp_tag(ck_temp_instance(), r.tag);
+  if (!r.dir || !base || !r.report || !r.script || !r.out ||
       (script_text = ck_slurm_script(wargv, r.report, r.tag)) == NULL) {
     fail(-ENOMEM, "out of memory");
     goto out;
@@ -553,7 +551,6 @@ out:
   free(r.out);
   free(r.dir);
   free(base);
-  free(what);
   free(name);
   free(script_text);
   return status;

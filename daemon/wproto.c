@@ -26,11 +26,6 @@ static const char *compression_word(int kind, int level, char *buf, size_t len)
   return buf;
 }
 
-void ck_wjob_argv_free(char **argv)
-{
-  ck_strv_free(argv);
-}
-
 /* Append printf output as the next argument; -1 on ENOMEM. */
 static int add(char **argv, int *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int add(char **argv, int *n, const char *fmt, ...)
@@ -87,7 +82,7 @@ char **ck_wjob_argv(const char *exe, const struct ck_wjob *j)
   if (o->output_chgrp)
     bad |= add(argv, &n, "--output-gid") | add(argv, &n, "%u", o->output_gid);
   if (bad) {
-    ck_wjob_argv_free(argv);
+    ck_strv_free(argv);
     return NULL;
   }
   return argv;

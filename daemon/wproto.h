@@ -41,9 +41,8 @@ struct ck_wjob {
                              * less free than this, 0: never */
 };
 
-/* argv for `exe --worker ...` (NULL-terminated; free with ck_wjob_argv_free). NULL on ENOMEM. */
+/* argv for `exe --worker ...` (NULL-terminated; free with fileio.h's ck_strv_free). NULL on ENOMEM. */
 char **ck_wjob_argv(const char *exe, const struct ck_wjob *j);
-void ck_wjob_argv_free(char **argv);
 
 /* Parse the arguments after --worker (argv[0] is the first of them). 0, or -1 with msg. */
 int ck_wjob_parse(int argc, char **argv, struct ck_wjob *j, char *msg, size_t msglen);

@@ -97,6 +97,14 @@ static void parsing(void)
   ok(ck_slurm_unknown_job("slurm_load_jobs error: Invalid job id specified"), "squeue's unknown job");
   ok(ck_slurm_cancelled_by("CANCELLED by 1000") == 1000, "sacct names who cancelled");
   ok(ck_slurm_cancelled_by("CANCELLED") == -1, "or does not");
+  {
+    char a[9], b[9], c[9];
+    ck_slurm_temp_tag("0123abcd", a);
+    ck_slurm_temp_tag("0123abcd", b);
+    ck_slurm_temp_tag("0123abce", c);
+    ok(strlen(a) == 8 && strcmp(a, b) == 0 && strcmp(a, c) != 0 && strcmp(a, "0123abcd") != 0,
+       "the Slurm jobs' temporaries' tag: one per instance, not the instance's own (%s)", a);
+  }
   ok(ck_slurm_mem_mb(64u << 20) == 320 && ck_slurm_mem_mb(1) == 257, "memory asked: buffer + 256 MiB, in MiB up");
 }
 

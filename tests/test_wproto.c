@@ -10,6 +10,7 @@
 #include "../daemon/conf.h"
 #include "../daemon/wproto.h"
 #include "h5.h"
+#include "fileio.h"
 #include "tap.h"
 
 static int argc_of(char **argv)
@@ -37,7 +38,7 @@ static void pairs_roundtrip(void)
       ok(argv && ck_wjob_parse(argc_of(argv) - 2, argv + 2, &out, msg, sizeof(msg)) == 0 && out.from == from &&
              out.to == to && has_policy == (to == CK_KIND_SAVER),
          "%s: parses back as itself%s", ck_decide_dir_name(from, to), to == CK_KIND_SAVER ? ", with the policy" : "");
-      ck_wjob_argv_free(argv);
+      ck_strv_free(argv);
     }
 }
 
@@ -78,14 +79,14 @@ static void job_roundtrip(void)
   ok(out.mem_limit == (1ull << 32) && out.cpu_limit == 600, "limits");
   ok(out.min_free == (5ull << 30), "the disk guard's min_free");
   ok(out.opts.output_mode == 0640 && out.opts.output_chgrp && out.opts.output_gid == 1234, "output mode and group");
-  ck_wjob_argv_free(argv);
+  ck_strv_free(argv);
 
   in = (struct ck_wjob){ .kind = CK_WJOB_PROBE, .src = "/m/a.h5", .require_success = 1 };
   argv = ck_wjob_argv("ckptd", &in);
   ok(argv && ck_wjob_parse(argc_of(argv) - 2, argv + 2, &out, msg, sizeof(msg)) == 0 && out.kind == CK_WJOB_PROBE &&
          strcmp(out.src, "/m/a.h5") == 0 && out.mem_limit == 0 && out.require_success,
      "a probe round-trips, with require_success");
-  ck_wjob_argv_free(argv);
+  ck_strv_free(argv);
 }
 
 static void job_refusals(void)
