@@ -176,3 +176,11 @@ int tu_collect_chunk(void *ctx, const void *data, size_t len)
   c->len += len;
   return 0;
 }
+
+uint64_t tu_xorshift(uint64_t *state)
+{
+  *state ^= *state << 13;
+  *state ^= *state >> 7;
+  *state ^= *state << 17;
+  return *state;
+}

@@ -28,6 +28,10 @@ static const char *tap_fixtures(void)
 }
 #endif
 
+/* The next number of a deterministic xorshift64 sequence kept in *state (never 0):
+ * the fuzz regression runners' mutations, the same every run. */
+uint64_t tu_xorshift(uint64_t *state);
+
 /* A new empty temporary directory (removed by tu_rmtree). */
 char *tu_tmpdir(void);
 

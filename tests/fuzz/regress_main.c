@@ -72,10 +72,7 @@ static uint64_t rng = 0x853c49e6748fea9bull;
 
 static uint64_t next(void)
 {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
+  return tu_xorshift(&rng);
 }
 
 static size_t mutate(const struct seed *s, uint8_t *out, size_t cap)

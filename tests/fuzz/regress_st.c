@@ -75,10 +75,7 @@ static uint64_t rng = 0x2545f4914f6cdd1dull;
 
 static uint64_t next(void)
 {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
+  return tu_xorshift(&rng);
 }
 
 /* JSON-aware edits: flip bytes, put in structural characters and digits, drop or duplicate runs. */
