@@ -7,20 +7,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <zlib.h>
+
+#include "bench_mem.h"
 
 #define SIZE (256u << 20)
 #define ROUNDS 5
 #define CHUNK (1u << 30) /* zlib takes a uInt length: hand it the buffer in chunks */
-
-static double now(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static uint32_t crc_zlib(const uint8_t *buf, size_t len)
 {
@@ -36,20 +29,6 @@ static uint32_t crc_deflate(const uint8_t *buf, size_t len)
   return libdeflate_crc32(0, buf, len);
 }
 
-static double best_gbps(uint32_t (*fn)(const uint8_t *, size_t), const uint8_t *buf, uint32_t *crc)
-{
-  double best = 0;
-
-  for (int r = 0; r < ROUNDS; r++) {
-    double t0 = now(), dt;
-    *crc = fn(buf, SIZE);
-    dt = now() - t0;
-    if ((double)SIZE / dt / 1e9 > best)
-      best = (double)SIZE / dt / 1e9;
-  }
-  return best;
-}
-
 int main(void)
 {
   uint8_t *buf = malloc(SIZE);
@@ -58,10 +37,9 @@ int main(void)
 
   if (buf == NULL)
     return 1;
-  for (size_t i = 0; i < SIZE; i++)
-    buf[i] = (uint8_t)(i * 2654435761u >> 13);
-  z = best_gbps(crc_zlib, buf, &cz);
-  d = best_gbps(crc_deflate, buf, &cd);
+  bench_fill(buf, SIZE);
+  z = bench_best_gbps(crc_zlib, buf, SIZE, ROUNDS, &cz);
+  d = bench_best_gbps(crc_deflate, buf, SIZE, ROUNDS, &cd);
   printf("zlib %s crc32()             %6.2f GB/s  crc %08x\n", zlibVersion(), z, (unsigned)cz);
   printf("libdeflate %s libdeflate_crc32() %6.2f GB/s  crc %08x  %.2fx zlib\n", LIBDEFLATE_VERSION_STRING, d,
          (unsigned)cd, d / z);
