@@ -38,22 +38,27 @@ void ck_progress_init(struct ck_progress *p, const struct ck_convert_opts *o)
 {
   p->o = o;
   atomic_store(&p->done, 0);
-  atomic_store(&p->last_report_ms, 0); /* the first chunk reports at once */
+  atomic_store(&p->reporting, 0);
+  p->last_report_ms = 0; /* the first chunk reports at once */
+  p->last_report_done = 0;
 }
 
 int ck_progress_add(struct ck_progress *p, uint64_t n)
 {
-  uint64_t done = atomic_fetch_add(&p->done, n) + n, now, last;
+  uint64_t done = atomic_fetch_add(&p->done, n) + n, now;
 
   if (p->o == NULL)
     return 0;
   if (p->o->cancel && atomic_load(p->o->cancel))
     return -ECANCELED;
-  if (p->o->progress) {
+  if (p->o->progress && atomic_exchange(&p->reporting, 1) == 0) { /* one thread at a time */
     now = now_ms();
-    last = atomic_load(&p->last_report_ms);
-    if (now - last >= 100 && atomic_compare_exchange_strong(&p->last_report_ms, &last, now))
+    if (now - p->last_report_ms >= 100 || (done > p->last_report_done && done - p->last_report_done >= CK_PROGRESS_BYTES)) {
+      p->last_report_ms = now;
+      p->last_report_done = done;
       p->o->progress(p->o->progress_ctx, done, p->total);
+    }
+    atomic_store(&p->reporting, 0);
   }
   return 0;
 }

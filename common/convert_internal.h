@@ -30,8 +30,14 @@ struct ck_progress {
   const struct ck_convert_opts *o;
   uint64_t total;
   atomic_uint_fast64_t done;
-  atomic_uint_fast64_t last_report_ms;
+  atomic_int reporting;     /* a thread is deciding whether to report: others skip */
+  uint64_t last_report_ms;  /* (under reporting) */
+  uint64_t last_report_done;
 };
+
+/* Progress is reported every 100 ms, and every this many bytes (the daemon's disk
+ * guard looks at free space on each report: a fast conversion must not outrun it). */
+#define CK_PROGRESS_BYTES (16u << 20)
 
 void ck_progress_init(struct ck_progress *p, const struct ck_convert_opts *o);
 int ck_progress_add(struct ck_progress *p, uint64_t n);
