@@ -15,23 +15,8 @@ ROUNDS=${BENCH_ROUNDS:-5}
 BIG=${BENCH_BIG:-1}
 mkdir -p "$DIR"
 
-# timed CMD...: median wall time and the largest peak RSS of ROUNDS runs -> "T RSS".
-# Each run starts with the outputs removed and dirty pages written back (sync).
-timed() {
-  times="" rss=0 i=0
-  while [ $i -lt "$ROUNDS" ]; do
-    rm -rf "$DIR/out.h5" "$DIR/back" "$DIR/cp.data" && mkdir -p "$DIR/back"
-    sync
-    "$RUNSTAT" "$@" 2>"$DIR/stat" >/dev/null || { cat "$DIR/stat" >&2; exit 1; }
-    t=$(tail -n 1 "$DIR/stat" | cut -d' ' -f1)
-    r=$(tail -n 1 "$DIR/stat" | cut -d' ' -f2)
-    times="$times $t"
-    [ "$r" -gt "$rss" ] && rss=$r
-    i=$((i + 1))
-  done
-  med=$(echo "$times" | tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-  echo "$med $rss"
-}
+bench_reset() { rm -rf "$DIR/out.h5" "$DIR/back" "$DIR/cp.data" && mkdir -p "$DIR/back"; }
+. "$(dirname "$0")/timed.sh"
 
 # run_case LABEL PREFIX
 run_case() {

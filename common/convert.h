@@ -19,10 +19,12 @@ struct ck_shard_rule {
 
 struct ck_convert_opts {
   size_t buffer_size;        /* 0: CK_CONVERT_DEFAULT_BUFFER; shared by all threads */
-  int threads;               /* bulk copy threads for TF -> HDF5; 0: 2 */
+  int threads;               /* bulk copy threads for TF -> HDF5, and the compressing or
+                              * decompressing threads of HDF5 chunks; 0: 2 */
   int layout;                /* CK_H5_FLAT / CK_H5_NESTED */
   int compression;           /* CK_H5_NONE / GZIP / LZ4 */
   int gzip_level;
+  size_t chunk_bytes;        /* compressed HDF5 chunks: bytes per chunk; 0: CK_H5_CHUNK_DEFAULT */
   uint64_t max_shard_bytes;  /* HDF5 -> TF: 0 = one shard */
   const struct ck_shard_rule *rules; /* HDF5 -> TF: overrides max_shard_bytes */
   size_t nrules;

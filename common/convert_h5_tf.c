@@ -181,6 +181,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   state = !o->no_checkpoint_file && ck_state_usable(dir, st);
   if ((rc = ck_h5r_open(src, &r, err)) != 0)
     goto out;
+  ck_h5r_set_threads(r, o->threads > 0 ? o->threads : 2, o->buffer_size);
   if ((rc = ck_srcid_add(&id, src, err)) != 0)
     goto out;
   if ((buf = malloc(bufsize)) == NULL || (src_base = ck_basename(src)) == NULL) {

@@ -488,7 +488,9 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
   }
   ck_srcid_format(&id, source_id, sizeof(source_id));
   wo = (struct ck_h5_write_opts){ .layout = o->layout, .compression = o->compression, .gzip_level = o->gzip_level,
-                                  .source_name = base, .source_id = source_id };
+                                  .source_name = base, .source_id = source_id,
+                                  .threads = o->threads > 0 ? o->threads : 2, .budget = o->buffer_size,
+                                  .chunk_bytes = o->chunk_bytes };
   if ((rc = ck_h5w_create(tmp, &wo, &c.w, err)) != 0)
     goto out;
   if ((c.raw_fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {

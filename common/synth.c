@@ -41,6 +41,39 @@ void ck_synth_fill(void *buf, size_t len, uint64_t seed, uint64_t stream, uint64
   }
 }
 
+/* Turn n bytes of uniform random bits into weights drawn from N(0, 0.02^2) (Box-Muller,
+ * one 64-bit draw per element), stored as dtype. Other dtypes keep their bytes. */
+static void normalize(uint8_t *buf, size_t n, int dtype)
+{
+  size_t esize = ck_dtype_size(dtype);
+
+  if (dtype != CK_DT_FLOAT && dtype != CK_DT_BFLOAT16 && dtype != CK_DT_HALF && dtype != CK_DT_DOUBLE)
+    return;
+  for (size_t i = 0; i + esize <= n; i += esize) {
+    uint64_t r = 0x9e3779b97f4a7c15ull * (i + 1);
+    memcpy(&r, buf + i, esize < 8 ? esize : 8);
+    r = splitmix(&r);
+    double u1 = ((double)(r >> 32) + 1.0) / 4294967297.0, u2 = (double)(uint32_t)r / 4294967296.0;
+    double z = 0.02 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    float f = (float)z;
+    uint32_t b;
+    switch (dtype) {
+    case CK_DT_FLOAT: memcpy(buf + i, &f, 4); break;
+    case CK_DT_DOUBLE: memcpy(buf + i, &z, 8); break;
+    case CK_DT_HALF: {
+      _Float16 h = (_Float16)f;
+      memcpy(buf + i, &h, 2);
+      break;
+    }
+    default: /* bfloat16: float32's top half, rounded to nearest even */
+      memcpy(&b, &f, 4);
+      b = (b + 0x7fff + ((b >> 16) & 1)) >> 16;
+      buf[i] = (uint8_t)b;
+      buf[i + 1] = (uint8_t)(b >> 8);
+    }
+  }
+}
+
 /* Pick a 2-D shape [rows, cols] for nelem elements. */
 static int shape_for(uint64_t nelem, int64_t *dims)
 {
@@ -64,7 +97,7 @@ static int shape_for(uint64_t nelem, int64_t *dims)
   return 2;
 }
 
-static int write_fixed(struct ck_bundle_writer *w, const char *name, int dtype, uint64_t bytes,
+static int write_fixed(struct ck_bundle_writer *w, const char *name, int dtype, uint64_t bytes, int normal,
                        uint64_t seed, unsigned idx, uint8_t *buf, struct ck_err *err)
 {
   size_t esize = ck_dtype_size(dtype);
@@ -81,6 +114,8 @@ static int write_fixed(struct ck_bundle_writer *w, const char *name, int dtype, 
   while (off < total) {
     size_t n = total - off < CHUNK ? (size_t)(total - off) : CHUNK;
     ck_synth_fill(buf, n, seed, idx, off);
+    if (normal)
+      normalize(buf, n, dtype);
     if (dtype == CK_DT_BOOL)
       for (size_t i = 0; i < n; i++)
         buf[i] &= 1;
@@ -146,7 +181,7 @@ int ck_synth_tf(const char *prefix, const struct ck_synth_opts *o, struct ck_err
     if (dtype == CK_DT_STRING || dtype == CK_DT_VARIANT)
       rc = write_strings(w, name, o->seed, i, err);
     else
-      rc = write_fixed(w, name, dtype, bytes, o->seed, i, buf, err);
+      rc = write_fixed(w, name, dtype, bytes, o->normal, o->seed, i, buf, err);
   }
   if (rc == 0) {
     rc = ck_bundle_writer_finish(w, err);

@@ -15,6 +15,8 @@ struct ck_synth_opts {
   int ndtypes;
   uint64_t seed;
   uint64_t max_shard_bytes; /* 0: one shard */
+  int normal;             /* floating-point tensors hold weights drawn from N(0, 0.02^2), which
+                           * compress like real ones; else (and integers) uniform random bytes */
 };
 
 /* Write a TensorFlow bundle at prefix. */

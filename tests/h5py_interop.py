@@ -22,23 +22,13 @@ import numpy as np
 TOOLS = sys.argv[1]
 FIX = os.path.join(sys.argv[2], "tf")
 T = tempfile.mkdtemp(prefix="ckptd-h5py.")
-n = 0
-failed = 0
-
-
-def ok(cond, what):
-    global n, failed
-    n += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, what))
-    if not cond:
-        failed += 1
-    sys.stdout.flush()
-    return cond
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from taplib import ok, plan, skip  # noqa: E402
+import taplib  # noqa: E402
 
 
 def run(*args):
-    p = subprocess.run([os.path.join(TOOLS, args[0])] + list(args[1:]), capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
+    return taplib.run(TOOLS, *args)
 
 
 from tf_oracle import tf_strings, tf_variants  # noqa: E402  (beside this script)
@@ -266,8 +256,7 @@ try:
        "Cerebras 0.5 without __SUCCESS__ is refused: %s" % se.strip())
     ok(not os.path.exists(os.path.join(T, "incomplete.index")), "and nothing is written")
 except ImportError:
-    print("ok %d - # SKIP hdf5plugin not installed (python3-hdf5plugin)" % (n + 1))
-    n += 1
+    skip("hdf5plugin not installed (python3-hdf5plugin)")
 
 # Keras weight file: a plain h5py tree
 path = os.path.join(T, "keras.h5")
@@ -290,5 +279,5 @@ with h5py.File(path, "w") as f:
 rc, so, se = run("h5-to-tensorflow", path, os.path.join(T, "compound"))
 ok(rc == 1 and "/pairs" in se and "compound" in se, "unsupported type refused naming it: %s" % se.strip())
 
-print("1..%d" % n)
+plan()
 subprocess.run(["rm", "-rf", T])

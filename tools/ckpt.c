@@ -62,9 +62,11 @@ static void usage(FILE *f)
           "      else ./var/state/status.json\n"
           "  synth OUT [--format tf|h5] [--size BYTES] [--tensors N] [--spread R]\n"
           "            [--dtypes float32,bfloat16,...] [--seed S] [--shard-size BYTES]\n"
+          "            [--fill random|normal]\n"
           "            [--layout flat|nested] [--compression none|gzip[:N]|lz4]\n"
           "      write a synthetic checkpoint: OUT is a TF prefix, or an .h5 file with --format h5\n"
-          "      (sizes take K, M, G suffixes)\n"
+          "      (sizes take K, M, G suffixes; --fill normal: floating-point weights drawn from\n"
+          "      N(0, 0.02^2), which compress like trained ones, instead of random bytes)\n"
           "\n"
           "PATH is an .h5 file, a TF checkpoint prefix (dir/model.ckpt-100), its .index file,\n"
           "or a directory: its `checkpoint` file's latest, else its only *.index.\n"
@@ -883,7 +885,8 @@ static int cmd_synth(int argc, char **argv)
     { "spread", required_argument, NULL, 'r' }, { "dtypes", required_argument, NULL, 'd' },
     { "seed", required_argument, NULL, 'S' }, { "shard-size", required_argument, NULL, 'z' },
     { "format", required_argument, NULL, 'F' }, { "layout", required_argument, NULL, 'L' },
-    { "compression", required_argument, NULL, 'C' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
+    { "compression", required_argument, NULL, 'C' }, { "fill", required_argument, NULL, 'f' },
+    { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
   };
   struct ck_synth_opts o = { .total_bytes = 1u << 20, .tensors = 16, .spread = 100, .seed = 1 };
   struct ck_cli_conv cv = { 0 };
@@ -902,6 +905,11 @@ static int cmd_synth(int argc, char **argv)
     case 'n': o.tensors = (unsigned)strtoul(optarg, NULL, 10); break;
     case 'r': o.spread = strtod(optarg, NULL); break;
     case 'S': o.seed = strtoull(optarg, NULL, 10); break;
+    case 'f':
+      if (strcmp(optarg, "random") != 0 && strcmp(optarg, "normal") != 0)
+        goto bad;
+      o.normal = strcmp(optarg, "normal") == 0;
+      break;
     case 'F':
       if (strcmp(optarg, "tf") != 0 && strcmp(optarg, "h5") != 0)
         goto bad;

@@ -126,6 +126,13 @@ int ck_cli_conv_option(struct ck_cli_conv *c, int opt, const char *arg, const ch
       return -1;
     }
     return 1;
+  case 'K':
+    if (ck_parse_size(arg, &v) != 0 || v < 4096 || v > (64u << 20)) {
+      fprintf(stderr, "%s: --chunk-size: '%s' is not a size from 4K to 64M\n", prog, arg);
+      return -1;
+    }
+    c->o.chunk_bytes = (size_t)v;
+    return 1;
   case 'S':
     if (ck_parse_size(arg, &c->o.max_shard_bytes) != 0 || c->o.max_shard_bytes == 0) {
       fprintf(stderr, "%s: --shard-size: '%s' is not a size\n", prog, arg);

@@ -50,6 +50,7 @@ void ck_cli_conv_free(struct ck_cli_conv *c);
   { "threads", required_argument, NULL, 'T' },                                 \
   { "layout", required_argument, NULL, 'L' },                                  \
   { "compression", required_argument, NULL, 'C' },                             \
+  { "chunk-size", required_argument, NULL, 'K' },                              \
   { "shard-size", required_argument, NULL, 'S' },                              \
   { "shard-rule", required_argument, NULL, 'R' },                              \
   { "no-checkpoint-file", no_argument, NULL, 'N' }

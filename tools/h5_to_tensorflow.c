@@ -34,6 +34,7 @@ static void usage(FILE *f)
           "                        the first match wins, others go to shard 0)\n"
           "  --buffer-size SIZE    at most this much memory for tensor data (default 64M;\n"
           "                        tensors stream in pieces of at most 4 MiB)\n"
+          "  --threads N           threads decompressing HDF5 chunks (gzip, lz4, zstd; default 2)\n"
           "  --no-checkpoint-file  do not update the directory's `checkpoint` file\n"
           "  -v, --verify          re-read the output and compare every tensor's checksum\n"
           "  -f, --force           replace saver_path if it exists\n"
@@ -123,9 +124,9 @@ int main(int argc, char **argv)
       usage(stdout);
       return 0;
     }
-    if (opt == 'L' || opt == 'C' || opt == 'T') {
+    if (opt == 'L' || opt == 'C' || opt == 'K') {
       fprintf(stderr, "h5-to-tensorflow: --%s applies to tensorflow-to-h5\n",
-              opt == 'L' ? "layout" : opt == 'C' ? "compression" : "threads");
+              opt == 'L' ? "layout" : opt == 'C' ? "compression" : "chunk-size");
       return CK_EXIT_USAGE;
     }
     if (ck_cli_conv_option(&c, opt, optarg, "h5-to-tensorflow") <= 0) {

@@ -17,6 +17,7 @@ enum { CK_H5_FLAT = 0, CK_H5_NESTED = 1 };
 enum { CK_H5_NONE = 0, CK_H5_GZIP = 1, CK_H5_LZ4 = 2 };
 
 #define CK_H5_LZ4_FILTER 32004
+#define CK_H5_CHUNK_DEFAULT (4u << 20) /* bytes per compressed chunk (make bench-compress) */
 
 /* Names: Python's urllib.parse.quote(name, safe='') and its inverse. */
 char *ck_h5_quote(const uint8_t *name, size_t len);
@@ -38,6 +39,9 @@ struct ck_h5_write_opts {
   const char *source_id;   /* ckptd_source_id: "SIZE:MTIME_NS" of the source's files (total
                             * bytes, newest mtime) when it was read, so a stale output is
                             * recognised from the file itself */
+  int threads;             /* compressed chunks: codec worker threads (0: in the caller) */
+  size_t budget;           /* compressed chunks: bytes of chunk buffers (0: 64 MiB) */
+  size_t chunk_bytes;      /* compressed chunks: target chunk size (0: CK_H5_CHUNK_DEFAULT) */
   int cerebras05;          /* torch trees: Cerebras' storage format 0.5 (root __version__ "0.5",
                             * <key>.__metadata__ and __spec__ root attributes, which may be
                             * large: stored densely, which needs the 1.8 file format) */
@@ -45,6 +49,7 @@ struct ck_h5_write_opts {
 
 struct ck_h5w;
 struct ck_h5w_ds;
+struct ck_h5_slot;
 
 /* Create a new HDF5 file at path (must not exist). */
 int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_h5w **out, struct ck_err *err);
@@ -80,6 +85,7 @@ struct ck_h5w_stream {
   size_t stage_len;
   uint64_t block_bytes;    /* chunked: bytes of the current block; 0 after the last */
   struct ck_blocks blocks; /* chunked: the block plan */
+  struct ck_h5_slot *slot; /* compressed: the chunk being filled (its buffer is the stage) */
   uint64_t start[CK_MAX_RANK], count[CK_MAX_RANK];
   const char *path;
 };
@@ -128,6 +134,10 @@ struct ck_h5_tensor { /* fields ordered without padding: 200,000 of these are li
 };
 
 struct ck_h5r;
+
+/* Compressed chunks: decode with threads workers within budget bytes of buffers
+ * (defaults: 2 and 64 MiB). Before the first stream. */
+void ck_h5r_set_threads(struct ck_h5r *r, int threads, size_t budget);
 
 /* Open read-only and list its tensors (creation order where tracked, else name
  * order). Refuses unfinished ckptd / Cerebras 0.5 files, external storage, virtual

@@ -297,6 +297,8 @@ static int snk_begin(struct ck_sink *k, const struct ck_source *src, const size_
   struct ck_h5_write_opts wo = {
     .layout = tree ? CK_H5_NESTED : s->conv.layout, .compression = s->conv.compression,
     .gzip_level = s->conv.gzip_level, .source_name = s->mark_name, .source_id = s->mark_id, .cerebras05 = tree,
+    .threads = s->conv.threads > 0 ? s->conv.threads : 2, .budget = s->conv.buffer_size,
+    .chunk_bytes = s->conv.chunk_bytes,
   };
   int rc;
 

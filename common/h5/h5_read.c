@@ -27,6 +27,7 @@
 #include "dtype.h"
 #include "fileio.h"
 #include "h5.h"
+#include "h5_chunk.h"
 #include "h5_internal.h"
 #include "util.h"
 
@@ -70,7 +71,20 @@ struct ck_h5r {
   char *spec;         /* root __spec__ (a torch tree spec), if a string */
   int spec_too_long;  /* __spec__ is a string longer than CK_H5_SPEC_MAX */
   struct ck_err *err;
+  int threads;        /* compressed chunks: decoding workers */
+  size_t budget;      /* and their buffers */
+  struct ck_h5_ring ring;
+  int ring_on;
 };
+
+#define READ_THREADS_DEFAULT 2
+#define READ_BUDGET_DEFAULT (64u << 20)
+
+void ck_h5r_set_threads(struct ck_h5r *r, int threads, size_t budget)
+{
+  r->threads = threads;
+  r->budget = budget ? budget : READ_BUDGET_DEFAULT;
+}
 
 int ck_h5_is_hdf5(const char *path)
 {
@@ -126,6 +140,8 @@ void ck_h5r_close(struct ck_h5r *r)
 {
   if (r == NULL)
     return;
+  if (r->ring_on)
+    ck_h5_ring_free(&r->ring);
   while (r->arena) {
     struct arena_blk *next = r->arena->next;
     free(r->arena);
@@ -893,6 +909,8 @@ static struct ck_h5r *reader_new(const char *path, struct ck_err *err)
   r->err = err;
   r->file = H5I_INVALID_HID;
   r->fd = -1;
+  r->threads = READ_THREADS_DEFAULT;
+  r->budget = READ_BUDGET_DEFAULT;
   return r;
 }
 
@@ -1042,6 +1060,49 @@ static int read_failed(struct ck_h5r *r, const struct ck_h5_tensor *t, struct ck
                    t->path);
 }
 
+static int emit_cb(void *ctx, const void *p, size_t n)
+{
+  return emit(ctx, p, n);
+}
+
+/* A filtered dataset whose pipeline h5_chunk.c runs: its chunks are read raw and
+ * decoded by the ring's workers. 1 when it is not such a dataset (read it through
+ * libhdf5), else 0 or the error. */
+static int stream_chunks(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t, void *buf, size_t bufsize,
+                         ck_chunk_fn fn, void *ctx, struct ck_err *err)
+{
+  struct emitter e = { .buf = buf, .cap = bufsize, .fn = fn, .ctx = ctx };
+  hsize_t chunk[H5S_MAX_RANK];
+  struct ck_h5_codec c;
+  hid_t dcpl = H5Dget_create_plist(ds);
+  uint64_t cbytes = t->file_esize;
+  int direct, rc;
+
+  direct = dcpl >= 0 && ck_h5_codec_of_dcpl(dcpl, t->file_esize, &c) && H5Pget_chunk(dcpl, t->rank, chunk) == t->rank;
+  if (dcpl >= 0)
+    H5Pclose(dcpl);
+  H5Eclear2(H5E_DEFAULT);
+  if (!direct)
+    return 1;
+  if (!r->ring_on) {
+    if ((rc = ck_h5_ring_init(&r->ring, r->threads, r->budget)) != 0) {
+      ck_h5_ring_free(&r->ring);
+      return ck_err_set(err, rc, "%s: cannot start chunk decoding: %s", r->path, ck_strerror(rc));
+    }
+    r->ring_on = 1;
+  }
+  for (int d = 0; d < t->rank; d++)
+    cbytes = chunk[d] && cbytes > CK_H5_CHUNK_SLAB_MAX / chunk[d] ? CK_H5_CHUNK_SLAB_MAX + 1 : cbytes * chunk[d];
+  /* chunks too large for the budget's ring: libhdf5 decodes them, one row cached */
+  if (cbytes <= CK_H5_CHUNK_SLAB_MAX && ck_h5_ring_reserve(&r->ring, &c, (size_t)cbytes) == CK_ELIMIT)
+    return 1;
+  rc = ck_h5_chunks_read(&r->ring, ds, &c, t->rank, t->dims, chunk, t->file_esize, emit_cb, &e, r->path, t->path,
+                         err);
+  if (rc == 0)
+    rc = emit_flush(&e);
+  return rc;
+}
+
 static int stream_fixed(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t, void *buf, size_t bufsize,
                         ck_chunk_fn fn, void *ctx, struct ck_err *err)
 {
@@ -1069,6 +1130,11 @@ static int stream_fixed(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t
   H5Tclose(ft);
   if (mt < 0)
     return ck_err_set(err, CK_EUNSUP, "%s: %s: %s", r->path, t->path, why);
+  if (exact && t->rank >= 1 && (rc = stream_chunks(r, ds, t, buf, bufsize, fn, ctx, err)) != 1) {
+    H5Tclose(mt);
+    return rc;
+  }
+  rc = 0;
   ck_blocks_init(&b, t->rank, t->dims, bufsize / esize);
   while (rc == 0 && ck_blocks_next(&b, start, count, &off, &n)) {
     if (read_sel(r, ds, t->rank, start, count, mt, H5P_DEFAULT, buf) != 0)

@@ -3,7 +3,10 @@
  * Fixed-size tensors without compression are contiguous datasets whose storage is
  * allocated at creation with no fill: their bytes are then written by the caller
  * with plain pwrite at the dataset's file offset, outside HDF5's global lock.
- * Compressed tensors are chunked (about 1 MiB chunks) and written with H5Dwrite;
+ * Compressed tensors are chunked (CK_H5_CHUNK_DEFAULT bytes per chunk, or the
+ * caller's): a stream fills whole chunks, which worker threads compress
+ * (h5_chunk.c) and the calling thread stores with H5Dwrite_chunk; other writes to
+ * them (partitioned variables) go through H5Dwrite and libhdf5's filters;
  * strings and variants are variable-length uint8 sequences. The root group tracks
  * and indexes creation order so that the way back keeps the source's data order. */
 #include "config.h"
@@ -19,9 +22,10 @@
 #include "dtype.h"
 #include "fileio.h"
 #include "h5.h"
+#include "h5_chunk.h"
 #include "h5_internal.h"
 
-#define CHUNK_TARGET (1u << 20)
+#define BUDGET_DEFAULT (64u << 20)
 
 struct ck_h5w {
   hid_t file;
@@ -29,6 +33,10 @@ struct ck_h5w {
   struct ck_h5_write_opts o;
   hid_t gcpl; /* for intermediate groups of the nested layout */
   uint64_t seq; /* data order, recorded on each dataset of the nested layout */
+  struct ck_h5_codec codec; /* compressed chunks: our pipeline (shuffle + deflate, or lz4) */
+  struct ck_h5_ring ring;   /* compressed chunks in flight, all of one dataset */
+  int ring_on;
+  struct ck_h5w_ds *ring_ds; /* the dataset they belong to */
 };
 
 struct ck_h5w_ds {
@@ -37,7 +45,22 @@ struct ck_h5w_ds {
   hid_t type;
   int rank;
   uint64_t raw_offset;
+  uint64_t chunk_elems; /* compressed: the block plan's bound, as make_dcpl chunked it; 0 otherwise */
+  size_t chunk_bytes;   /* compressed: bytes of one (full) chunk */
+  struct ck_h5_codec codec; /* compressed: the writer's, with this dataset's element size */
 };
+
+/* Bytes per compressed chunk: the caller's or the default, but small enough that one
+ * slot of the ring (chunk, its encoding, a shuffle scratch) fits the budget. */
+static size_t chunk_target(const struct ck_h5w *w)
+{
+  size_t want = w->o.chunk_bytes ? w->o.chunk_bytes : CK_H5_CHUNK_DEFAULT;
+  size_t budget = w->o.budget ? w->o.budget : BUDGET_DEFAULT, fit = budget / 4;
+
+  if (want > fit)
+    want = fit < 4096 ? 4096 : fit;
+  return want;
+}
 
 const char *ck_h5w_path(const struct ck_h5w *w)
 {
@@ -57,6 +80,12 @@ int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_
   }
   if (o)
     w->o = *o;
+  if (w->o.compression == CK_H5_GZIP) {
+    w->codec = (struct ck_h5_codec){ .shuffle = 1, .shuffle_pos = 0, .codec = CK_H5F_DEFLATE, .codec_pos = 1,
+                                     .level = w->o.gzip_level };
+  } else if (w->o.compression == CK_H5_LZ4) {
+    w->codec = (struct ck_h5_codec){ .codec = CK_H5F_LZ4 };
+  }
   if (w->o.compression == CK_H5_LZ4 && H5Zfilter_avail(CK_H5_LZ4_FILTER) <= 0) {
     free(w->path);
     free(w);
@@ -137,7 +166,8 @@ static hid_t parent_group(struct ck_h5w *w, const char *path, const char **leaf,
   return g;
 }
 
-static hid_t make_dcpl(const struct ck_h5w *w, int dtype, int rank, const int64_t *dims, uint64_t nelem)
+static hid_t make_dcpl(const struct ck_h5w *w, int dtype, int rank, const int64_t *dims, uint64_t nelem,
+                       uint64_t *chunk_elems)
 {
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   size_t esize = ck_dtype_size(dtype) ? ck_dtype_size(dtype) : 16;
@@ -152,7 +182,8 @@ static hid_t make_dcpl(const struct ck_h5w *w, int dtype, int rank, const int64_
   } else {
     struct ck_blocks b;
     hsize_t chunk[CK_MAX_RANK];
-    ck_blocks_init(&b, rank, dims, CHUNK_TARGET / esize);
+    *chunk_elems = chunk_target(w) / esize ? chunk_target(w) / esize : 1;
+    ck_blocks_init(&b, rank, dims, *chunk_elems);
     for (int d = 0; d < rank; d++)
       chunk[d] = d < b.split ? 1 : d == b.split ? (b.run < (uint64_t)dims[d] ? b.run : (hsize_t)dims[d])
                                                 : (hsize_t)dims[d];
@@ -226,7 +257,7 @@ int ck_h5w_dataset(struct ck_h5w *w, const uint8_t *name, size_t nlen, int dtype
     goto out;
   }
   space = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, hd, NULL);
-  dcpl = make_dcpl(w, dtype, rank, dims, nelem);
+  dcpl = make_dcpl(w, dtype, rank, dims, nelem, &ds->chunk_elems);
   ds->ds = H5Dcreate2(parent, leaf, ds->type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   if (ds->ds < 0) /* before any other call clears HDF5's error stack */
     rc = ck_h5_err(err, -EIO, "%s: cannot create dataset %s", w->path, leaf);
@@ -234,6 +265,15 @@ int ck_h5w_dataset(struct ck_h5w *w, const uint8_t *name, size_t nlen, int dtype
   if (ds->ds >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && !ck_dtype_is_varlen(dtype) && nelem > 0) {
     haddr_t off = H5Dget_offset(ds->ds);
     ds->raw_offset = off == HADDR_UNDEF ? 0 : (uint64_t)off;
+  }
+  if (ds->chunk_elems) {
+    hsize_t chunk[CK_MAX_RANK];
+    ds->chunk_bytes = ck_dtype_size(dtype);
+    ds->codec = w->codec;
+    ds->codec.esize = ck_dtype_size(dtype);
+    H5Pget_chunk(dcpl, rank, chunk);
+    for (int d = 0; d < rank; d++)
+      ds->chunk_bytes *= chunk[d];
   }
   H5Pclose(dcpl);
   if (rc != 0)
@@ -328,11 +368,110 @@ void ck_h5w_stream_init(struct ck_h5w_stream *s, struct ck_h5w_ds *ds, int raw_f
   s->stage = stage;
   s->stage_len = 0;
   s->block_bytes = 0;
+  s->slot = NULL;
   s->path = path;
   if (raw_off == 0 && s->esize > 0) {
-    ck_blocks_init(&s->blocks, rank, dims, stage_cap / s->esize);
+    /* compressed: blocks are exactly the chunks (same plan as make_dcpl's) */
+    ck_blocks_init(&s->blocks, rank, dims, ds && ds->chunk_elems ? ds->chunk_elems : stage_cap / s->esize);
     stream_next_block(s);
   }
+}
+
+/* Store the oldest compressed chunk in flight. */
+static int ring_retire(struct ck_h5w *w, struct ck_err *err)
+{
+  struct ck_h5_slot *s = ck_h5_ring_oldest(&w->ring);
+  int rc = 0;
+
+  if (s == NULL)
+    return 0;
+  if (s->rc != 0)
+    rc = ck_err_set(err, s->rc, "%s: cannot compress a chunk", w->path);
+  else if (H5Dwrite_chunk(w->ring_ds->ds, H5P_DEFAULT, 0, s->off, s->raw_len, s->raw) < 0)
+    rc = ck_h5_err(err, -EIO, "%s: cannot write a chunk (disk full?)", w->path);
+  ck_h5_ring_pop(&w->ring);
+  return rc;
+}
+
+/* Forget what is in flight (after an error: nothing more is written). */
+static void ring_drop(struct ck_h5w *w)
+{
+  if (!w->ring_on)
+    return;
+  while (ck_h5_ring_oldest(&w->ring) != NULL)
+    ck_h5_ring_pop(&w->ring);
+  w->ring_ds = NULL;
+}
+
+/* A free slot for a chunk of ds: the ring started on first use, older chunks stored. */
+static int ring_slot(struct ck_h5w_ds *ds, struct ck_h5_slot **out, struct ck_err *err)
+{
+  struct ck_h5w *w = ds->w;
+  int rc;
+
+  if (!w->ring_on) {
+    size_t budget = w->o.budget ? w->o.budget : BUDGET_DEFAULT, one = 3 * chunk_target(w) + (64u << 10);
+    /* (a budget under 16 KiB still gets one slot of the smallest chunk) */
+    if ((rc = ck_h5_ring_init(&w->ring, w->o.threads, budget > one ? budget : one)) != 0 ||
+        (rc = ck_h5_ring_reserve(&w->ring, &w->codec, chunk_target(w))) != 0) {
+      ck_h5_ring_free(&w->ring);
+      return ck_err_set(err, rc, "%s: cannot set up chunk compression: %s", w->path, ck_strerror(rc));
+    }
+    w->ring_on = 1;
+  }
+  while (w->ring_ds != ds && ck_h5_ring_oldest(&w->ring) != NULL) /* (drained at each dataset's end) */
+    if ((rc = ring_retire(w, err)) != 0)
+      return rc;
+  w->ring_ds = ds;
+  while ((*out = ck_h5_ring_free_slot(&w->ring)) == NULL)
+    if ((rc = ring_retire(w, err)) != 0)
+      return rc;
+  return 0;
+}
+
+/* The current block is a whole chunk: pad an edge chunk, compress it in the ring;
+ * after the dataset's last chunk, store everything in flight. */
+static int chunk_full(struct ck_h5w_stream *s, struct ck_err *err)
+{
+  struct ck_h5_slot *slot = s->slot;
+  struct ck_h5w *w = s->ds->w;
+  int rc = 0;
+
+  memset(slot->data + s->stage_len, 0, s->ds->chunk_bytes - s->stage_len);
+  for (int d = 0; d < s->ds->rank; d++)
+    slot->off[d] = s->start[d];
+  slot->data_len = s->ds->chunk_bytes;
+  slot->codec = &s->ds->codec;
+  slot->encode = 1;
+  ck_h5_ring_push(&w->ring, slot);
+  s->slot = NULL;
+  s->stage_len = 0;
+  stream_next_block(s);
+  while (rc == 0 && s->block_bytes == 0 && ck_h5_ring_oldest(&w->ring) != NULL)
+    rc = ring_retire(w, err);
+  return rc;
+}
+
+static int stream_chunks(struct ck_h5w_stream *s, const uint8_t *p, size_t len, struct ck_err *err)
+{
+  int rc;
+
+  while (len > 0) {
+    size_t take;
+    if (s->block_bytes == 0)
+      return ck_err_set(err, CK_EFORMAT, "%s: more bytes than the dataset holds", s->path);
+    if (s->slot == NULL && (rc = ring_slot(s->ds, &s->slot, err)) != 0)
+      return rc;
+    take = s->block_bytes - s->stage_len < len ? (size_t)(s->block_bytes - s->stage_len) : len;
+    memcpy(s->slot->data + s->stage_len, p, take);
+    s->stage_len += take;
+    p += take;
+    len -= take;
+    s->pos += take;
+    if (s->stage_len == s->block_bytes && (rc = chunk_full(s, err)) != 0)
+      return rc;
+  }
+  return 0;
 }
 
 int ck_h5w_stream_write(struct ck_h5w_stream *s, const void *data, size_t len, struct ck_err *err)
@@ -348,6 +487,8 @@ int ck_h5w_stream_write(struct ck_h5w_stream *s, const void *data, size_t len, s
     s->pos += len;
     return 0;
   }
+  if (s->ds && s->ds->chunk_elems)
+    return stream_chunks(s, p, len, err);
   while (len > 0) {
     size_t take = s->block_bytes - s->stage_len < len ? (size_t)(s->block_bytes - s->stage_len) : len;
     if (s->block_bytes == 0)
@@ -378,6 +519,8 @@ void ck_h5w_ds_close(struct ck_h5w_ds *ds)
 {
   if (ds == NULL)
     return;
+  if (ds->w->ring_ds == ds) /* chunks of a stream that failed: never stored */
+    ring_drop(ds->w);
   if (ds->ds >= 0)
     H5Dclose(ds->ds);
   if (ds->type >= 0)
@@ -387,6 +530,8 @@ void ck_h5w_ds_close(struct ck_h5w_ds *ds)
 
 static void w_free(struct ck_h5w *w)
 {
+  if (w->ring_on)
+    ck_h5_ring_free(&w->ring);
   H5Pclose(w->gcpl);
   free(w->path);
   free(w);
