@@ -6,7 +6,8 @@
 # Baselines measured in the same run, from a warm page cache, median of BENCH_ROUNDS:
 #   cp + sync of the uncompressed data (the target: lz4 >= 0.8x of it both ways),
 #   cp + sync of the compressed .h5 itself (what writing those bytes costs),
-# and the 1-thread result (gzip's target: >= 1.8x from 1 to 2 threads).
+# and the 1-thread result (gzip's target: >= 1.8x from 1 to 2 threads). The buffer
+# budget is 64M, or 16 chunks for chunks over 4M, so that every thread has a chunk.
 set -eu
 TOOLS=${TOOLS:-./tools}
 RUNSTAT=${RUNSTAT:-./bench/runstat}
@@ -34,8 +35,11 @@ printf '%-5s %-5s %-3s %-4s %8s %8s %7s %9s %9s %8s %8s\n' codec chunk thr dir s
 printf '%-5s %-5s %-3s %-4s %8s %8s %7s %9s %9s %8s %8s\n' "" "" "" "" "" "(raw)" "(size)" "(raw)" "(.h5)" "" ""
 for codec in $CODECS; do
   for chunk in $CHUNKS; do
+    # a buffer budget that holds a chunk slot per thread (the default 64M does up to 4M)
+    mib=$(echo "$chunk" | sed 's/[Kk]$/ \/ 1024/; s/[Mm]$//' | xargs expr)
+    BUF=$((mib * 16 > 64 ? mib * 16 : 64))M
     rm -f "$DIR/zsrc.h5"
-    "$TOOLS/tensorflow-to-h5" --quiet --compression "$codec" --chunk-size "$chunk" "$P" "$DIR/zsrc.h5"
+    "$TOOLS/tensorflow-to-h5" --quiet --compression "$codec" --chunk-size "$chunk" --buffer-size $BUF "$P" "$DIR/zsrc.h5"
     ZB=$(wc -c < "$DIR/zsrc.h5")
     cat "$DIR/zsrc.h5" >/dev/null
     ZCPS=$(timed sh -c "cp '$DIR/zsrc.h5' '$DIR/cp.data' && sync '$DIR/cp.data'" | cut -d' ' -f1)
@@ -44,9 +48,10 @@ for codec in $CODECS; do
       for thr in 1 2; do
         if [ $dir = th ]; then
           R=$(timed "$TOOLS/tensorflow-to-h5" --quiet --compression "$codec" --chunk-size "$chunk" --threads $thr \
+                --buffer-size $BUF \
                 "$P" "$DIR/z.h5")
         else
-          R=$(timed "$TOOLS/h5-to-tensorflow" --quiet --no-checkpoint-file --threads $thr "$DIR/zsrc.h5" \
+          R=$(timed "$TOOLS/h5-to-tensorflow" --quiet --no-checkpoint-file --threads $thr --buffer-size $BUF "$DIR/zsrc.h5" \
                 "$DIR/zback/model")
         fi
         t=${R% *}

@@ -34,7 +34,7 @@ static void usage(FILE *f)
           "                        or names verbatim with '/' making groups\n"
           "  --compression C       none (default, contiguous), gzip, gzip:LEVEL, or lz4\n"
           "                        (lz4 needs HDF5 filter 32004: Debian package hdf5-filter-plugin)\n"
-          "  --chunk-size SIZE     bytes per compressed chunk (default 4M; 4K to 64M)\n"
+          "  --chunk-size SIZE     bytes per compressed chunk (default 1M; 4K to 64M)\n"
           "  --buffer-size SIZE    at most this much memory for tensor data, shared by all threads\n"
           "                        (default 64M; tensors stream in pieces of at most 4 MiB)\n"
           "  --threads N           threads copying tensor bytes, or compressing chunks (default 2)\n"

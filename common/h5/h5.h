@@ -17,7 +17,7 @@ enum { CK_H5_FLAT = 0, CK_H5_NESTED = 1 };
 enum { CK_H5_NONE = 0, CK_H5_GZIP = 1, CK_H5_LZ4 = 2 };
 
 #define CK_H5_LZ4_FILTER 32004
-#define CK_H5_CHUNK_DEFAULT (4u << 20) /* bytes per compressed chunk (make bench-compress) */
+#define CK_H5_CHUNK_DEFAULT (1u << 20) /* bytes per compressed chunk (make bench-compress) */
 
 /* Names: Python's urllib.parse.quote(name, safe='') and its inverse. */
 char *ck_h5_quote(const uint8_t *name, size_t len);

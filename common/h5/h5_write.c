@@ -37,7 +37,13 @@ struct ck_h5w {
   struct ck_h5_ring ring;   /* compressed chunks in flight, all of one dataset */
   int ring_on;
   struct ck_h5w_ds *ring_ds; /* the dataset they belong to */
+  int wb_fd;                /* compressed chunks: for starting writeback as they are stored */
+  uint64_t wb_pending;      /* bytes stored since writeback was last started */
 };
+
+/* Start writeback every this many bytes of stored chunks, so the final fsync
+ * overlaps the conversion instead of following it (as raw copies do). */
+#define WRITEBACK_STEP (8u << 20)
 
 struct ck_h5w_ds {
   struct ck_h5w *w;
@@ -50,12 +56,14 @@ struct ck_h5w_ds {
   struct ck_h5_codec codec; /* compressed: the writer's, with this dataset's element size */
 };
 
-/* Bytes per compressed chunk: the caller's or the default, but small enough that one
- * slot of the ring (chunk, its encoding, a shuffle scratch) fits the budget. */
+/* Bytes per compressed chunk: the caller's or the default, but small enough that a
+ * slot per codec thread plus one (chunk, encoding bound, shuffle scratch: about three
+ * chunks each) fits the budget, so the threads have work at the same time. */
 static size_t chunk_target(const struct ck_h5w *w)
 {
   size_t want = w->o.chunk_bytes ? w->o.chunk_bytes : CK_H5_CHUNK_DEFAULT;
-  size_t budget = w->o.budget ? w->o.budget : BUDGET_DEFAULT, fit = budget / 4;
+  size_t budget = w->o.budget ? w->o.budget : BUDGET_DEFAULT;
+  size_t fit = budget / (3 * (size_t)((w->o.threads > 0 ? w->o.threads : 0) + 1) + 1) / 4096 * 4096;
 
   if (want > fit)
     want = fit < 4096 ? 4096 : fit;
@@ -389,6 +397,10 @@ static int ring_retire(struct ck_h5w *w, struct ck_err *err)
     rc = ck_err_set(err, s->rc, "%s: cannot compress a chunk", w->path);
   else if (H5Dwrite_chunk(w->ring_ds->ds, H5P_DEFAULT, 0, s->off, s->raw_len, s->raw) < 0)
     rc = ck_h5_err(err, -EIO, "%s: cannot write a chunk (disk full?)", w->path);
+  else if ((w->wb_pending += s->raw_len) >= WRITEBACK_STEP && w->wb_fd >= 0) {
+    sync_file_range(w->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* (a hint: errors show at fsync) */
+    w->wb_pending = 0;
+  }
   ck_h5_ring_pop(&w->ring);
   return rc;
 }
@@ -418,6 +430,7 @@ static int ring_slot(struct ck_h5w_ds *ds, struct ck_h5_slot **out, struct ck_er
       return ck_err_set(err, rc, "%s: cannot set up chunk compression: %s", w->path, ck_strerror(rc));
     }
     w->ring_on = 1;
+    w->wb_fd = open(w->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   }
   while (w->ring_ds != ds && ck_h5_ring_oldest(&w->ring) != NULL) /* (drained at each dataset's end) */
     if ((rc = ring_retire(w, err)) != 0)
@@ -530,8 +543,11 @@ void ck_h5w_ds_close(struct ck_h5w_ds *ds)
 
 static void w_free(struct ck_h5w *w)
 {
-  if (w->ring_on)
+  if (w->ring_on) {
     ck_h5_ring_free(&w->ring);
+    if (w->wb_fd >= 0)
+      close(w->wb_fd);
+  }
   H5Pclose(w->gcpl);
   free(w->path);
   free(w);
