@@ -73,8 +73,11 @@ with h5py.File(path, "w") as f:
             f.create_dataset(name, data=a, chunks=chunks, compression="gzip", compression_opts=(i % 9) + 1,
                              shuffle=(i % 2 == 0))
             expect[name] = a.tobytes()
+    # an empty extendible dataset: chunked and filtered, nothing stored
+    f.create_dataset("empty", shape=(0, 128), maxshape=(None, 128), dtype="f4", compression="gzip")
+    expect["empty"] = b""
 for th in (1, 2):
-    to_tf("h5py gzip (+shuffle on half), 21 chunk shapes", path, expect, th)
+    to_tf("h5py gzip (+shuffle on half), 21 chunk shapes and an empty one", path, expect, th)
 
 path = os.path.join(T, "h5py_fletcher.h5")
 expect = {}

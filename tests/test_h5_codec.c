@@ -240,14 +240,17 @@ static void test_ring_budget(void)
   struct ck_h5_codec c = { .shuffle = 1, .codec = CK_H5F_DEFLATE, .codec_pos = 1, .level = 6, .esize = 4 };
   size_t per = (1u << 20) + ck_h5_codec_bound(&c, 1u << 20) + (1u << 20);
 
-  ok(ck_h5_ring_init(&r, 2, 64u << 20) == 0 && ck_h5_ring_reserve(&r, &c, 1u << 20) == 0 && r.active == 4,
+  ok(ck_h5_ring_init(&r, 2, 64u << 20) == 0 && ck_h5_ring_reserve(&r, &c, 1u << 20, 0) == 0 && r.active == 4,
      "64 MiB for 1 MiB chunks and 2 threads: 4 slots (one per worker, one filling, one writing)");
   ck_h5_ring_free(&r);
-  ok(ck_h5_ring_init(&r, 2, 2 * per) == 0 && ck_h5_ring_reserve(&r, &c, 1u << 20) == 0 && r.active == 2,
+  ok(ck_h5_ring_init(&r, 2, 2 * per) == 0 && ck_h5_ring_reserve(&r, &c, 1u << 20, 0) == 0 && r.active == 2,
      "a budget of two slots' buffers: 2 slots");
   ck_h5_ring_free(&r);
-  ok(ck_h5_ring_init(&r, 2, per - 1) == 0 && ck_h5_ring_reserve(&r, &c, 1u << 20) == CK_ELIMIT,
-     "a budget below one slot: CK_ELIMIT, nothing allocated beyond it");
+  ok(ck_h5_ring_init(&r, 2, per - 1) == 0 && ck_h5_ring_reserve(&r, &c, 1u << 20, 0) == CK_ELIMIT &&
+     r.data_cap == 0, "a budget below one slot: CK_ELIMIT, nothing allocated");
+  ok(ck_h5_ring_reserve(&r, &c, 1u << 20, 1) == 0 && r.active == 1, "unless asked for at least one slot");
+  ok(ck_h5_ring_reserve(&r, &c, 4096, 0) == 0 && r.active == 4 && r.data_cap == 4096,
+     "a later small chunk gets all its slots again (the big buffers are given back)");
   ck_h5_ring_free(&r);
 }
 

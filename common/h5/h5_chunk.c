@@ -36,24 +36,27 @@ static void slots_release(struct ck_h5_ring *r)
   r->data_cap = r->raw_cap = r->scratch_cap = 0;
 }
 
-int ck_h5_ring_reserve(struct ck_h5_ring *r, const struct ck_h5_codec *c, size_t data_bytes)
+int ck_h5_ring_reserve(struct ck_h5_ring *r, const struct ck_h5_codec *c, size_t data_bytes, int at_least_one)
 {
   size_t raw = ck_h5_codec_bound(c, data_bytes), scratch = c->shuffle && c->codec ? data_bytes : 0;
   size_t cost, n;
 
   if (raw < data_bytes) /* an unfiltered chunk is stored as it is */
     raw = data_bytes;
-  if (data_bytes > r->data_cap || raw > r->raw_cap || scratch > r->scratch_cap) {
+  /* slots for this chunk size, decided before anything is freed or kept */
+  cost = data_bytes + raw + scratch;
+  n = cost ? r->budget / cost : (size_t)r->nslots;
+  if (n == 0 && !at_least_one)
+    return CK_ELIMIT;
+  r->active = n == 0 ? 1 : n < (size_t)r->nslots ? (int)n : r->nslots;
+  /* buffers too small, or large ones from an earlier dataset that would now exceed the budget */
+  if (data_bytes > r->data_cap || raw > r->raw_cap || scratch > r->scratch_cap ||
+      (r->data_cap + r->raw_cap + r->scratch_cap) * (size_t)r->active > (n ? r->budget : cost)) {
     slots_release(r);
     r->data_cap = data_bytes;
     r->raw_cap = raw;
     r->scratch_cap = scratch;
   }
-  cost = r->data_cap + r->raw_cap + r->scratch_cap;
-  n = cost ? r->budget / cost : (size_t)r->nslots;
-  if (n == 0)
-    return CK_ELIMIT;
-  r->active = n < (size_t)r->nslots ? (int)n : r->nslots;
   for (int i = 0; i < r->active; i++) {
     struct ck_h5_slot *s = &r->slots[i];
     if ((s->data == NULL && (s->data = malloc(r->data_cap ? r->data_cap : 1)) == NULL) ||
@@ -224,15 +227,18 @@ int ck_h5_chunks_read(struct ck_h5_ring *r, hid_t ds, const struct ck_h5_codec *
   int contig = 1, k = 0, rc = 0;
 
   for (int d = 0; d < rank; d++) {
-    if (chunk[d] == 0 || dims[d] <= 0)
-      return ck_err_set(err, CK_EFORMAT, "%s: %s: empty chunk or dimension", file, path);
+    if (dims[d] == 0)
+      return 0; /* nothing stored, nothing to emit */
+    if (chunk[d] == 0 || dims[d] < 0)
+      return ck_err_set(err, CK_EFORMAT, "%s: %s: a chunk dimension of 0", file, path);
+    /* (bounds before products: a chunk dimension may exceed the dataset's) */
+    if (chunk[d] > CK_H5_CHUNK_SLAB_MAX / cbytes)
+      return ck_err_set(err, CK_ELIMIT, "%s: %s: chunks over %u MiB", file, path, CK_H5_CHUNK_SLAB_MAX >> 20);
+    cbytes *= chunk[d];
     grid[d] = ((uint64_t)dims[d] + chunk[d] - 1) / chunk[d];
     total *= grid[d];
-    cbytes *= chunk[d];
     if (d > 0)
       rowbytes *= (uint64_t)dims[d];
-    if (cbytes > CK_H5_CHUNK_SLAB_MAX)
-      return ck_err_set(err, CK_ELIMIT, "%s: %s: chunks over %u MiB", file, path, CK_H5_CHUNK_SLAB_MAX >> 20);
   }
   /* contiguous chunks: [1, .., 1, m, whole, .., whole] */
   while (k < rank - 1 && chunk[k] == 1)
@@ -247,7 +253,7 @@ int ck_h5_chunks_read(struct ck_h5_ring *r, hid_t ds, const struct ck_h5_codec *
     if ((slab = malloc(chunk[0] * rowbytes)) == NULL)
       return ck_err_set(err, -ENOMEM, "out of memory");
   }
-  if ((rc = ck_h5_ring_reserve(r, c, cbytes)) != 0) {
+  if ((rc = ck_h5_ring_reserve(r, c, cbytes, 1)) != 0) {
     rc = ck_err_set(err, rc, "%s: %s: no memory for %llu-byte chunks within the buffer budget", file, path,
                     (unsigned long long)cbytes);
     goto out;

@@ -54,9 +54,10 @@ struct ck_h5_ring {
 int ck_h5_ring_init(struct ck_h5_ring *r, int threads, size_t budget);
 
 /* Make every active slot hold a chunk of data_bytes (raw: the codec's bound; scratch
- * if it shuffles and compresses). Only with nothing in flight. 0, -ENOMEM, or
- * CK_ELIMIT when even one slot would exceed the budget. */
-int ck_h5_ring_reserve(struct ck_h5_ring *r, const struct ck_h5_codec *c, size_t data_bytes);
+ * if it shuffles and compresses), as many slots as the budget holds. Only with nothing
+ * in flight. 0, -ENOMEM, or CK_ELIMIT when even one slot would exceed the budget
+ * (nothing changed), unless at_least_one: then one slot, over the budget. */
+int ck_h5_ring_reserve(struct ck_h5_ring *r, const struct ck_h5_codec *c, size_t data_bytes, int at_least_one);
 
 /* The next free slot, or NULL when all active slots are in flight. */
 struct ck_h5_slot *ck_h5_ring_free_slot(struct ck_h5_ring *r);

@@ -278,11 +278,18 @@ static const struct filter_rule *filter_rule(int id)
 
 /* A filter need not be installed when ckptd decodes the pipeline itself
  * (h5_chunk.c: shuffle, deflate, lz4, zstd in native byte order). */
-static int check_filters(hid_t dcpl, const char *file, const char *path, int kind, size_t esize, struct ck_err *err)
+static int check_filters(hid_t ds, hid_t dcpl, const char *file, const char *path, int kind, size_t esize,
+                         struct ck_err *err)
 {
   int n = H5Pget_nfilters(dcpl);
   struct ck_h5_codec c;
-  int direct = kind == CK_H5K_FIXED && ck_h5_codec_of_dcpl(dcpl, esize, &c);
+  hid_t ft = H5Dget_type(ds);
+  /* (a big-endian type goes through libhdf5's conversion, and so through its filters) */
+  int direct = kind == CK_H5K_FIXED && ft >= 0 && (H5Tget_size(ft) == 1 || H5Tget_order(ft) == H5T_ORDER_LE) &&
+               ck_h5_codec_of_dcpl(dcpl, esize, &c);
+
+  if (ft >= 0)
+    H5Tclose(ft);
 
   for (int i = 0; i < n; i++) {
     unsigned flags = 0, config = 0;
@@ -338,7 +345,7 @@ out:
 
 uint64_t ck_h5_chunk_slab(int rank, const hsize_t *dims, const hsize_t *chunk, size_t esize)
 {
-  uint64_t slab = chunk[0] * (uint64_t)esize;
+  uint64_t slab = esize && chunk[0] > UINT64_MAX / esize ? UINT64_MAX : chunk[0] * (uint64_t)esize;
 
   for (int d = 1; d < rank; d++) {
     uint64_t span = chunk[d] ? (dims[d] + chunk[d] - 1) / chunk[d] * chunk[d] : 0;
@@ -376,7 +383,7 @@ int ck_h5_check_storage(hid_t ds, hid_t dcpl, const char *file, uint64_t file_si
                     path, name);
   } else if (layout < 0 || nfilters < 0) {
     rc = ck_h5_err(err, CK_EFORMAT, "%s: dataset %s: cannot read its storage layout", file, path);
-  } else if ((rc = check_filters(dcpl, file, path, kind, esize, err)) != 0) {
+  } else if ((rc = check_filters(ds, dcpl, file, path, kind, esize, err)) != 0) {
   } else if (H5Dget_storage_size(ds) > file_size) {
     /* (a corrupt chunk index can claim gigabytes that libhdf5 would allocate to read) */
     rc = ck_err_set(err, CK_EFORMAT, "%s: dataset %s: its storage (%llu bytes) is larger than the file (%llu bytes): corrupt",

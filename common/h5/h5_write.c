@@ -425,7 +425,7 @@ static int ring_slot(struct ck_h5w_ds *ds, struct ck_h5_slot **out, struct ck_er
     size_t budget = w->o.budget ? w->o.budget : BUDGET_DEFAULT, one = 3 * chunk_target(w) + (64u << 10);
     /* (a budget under 16 KiB still gets one slot of the smallest chunk) */
     if ((rc = ck_h5_ring_init(&w->ring, w->o.threads, budget > one ? budget : one)) != 0 ||
-        (rc = ck_h5_ring_reserve(&w->ring, &w->codec, chunk_target(w))) != 0) {
+        (rc = ck_h5_ring_reserve(&w->ring, &w->codec, chunk_target(w), 1)) != 0) {
       ck_h5_ring_free(&w->ring);
       return ck_err_set(err, rc, "%s: cannot set up chunk compression: %s", w->path, ck_strerror(rc));
     }
