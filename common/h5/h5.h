@@ -159,7 +159,8 @@ const char *ck_h5r_skipped(const struct ck_h5r *r, size_t i);
 
 /* Stream a tensor's bytes in TensorFlow's stored layout (for strings: varint lengths,
  * length checksum, bytes; for variants: per-element length, bytes, running checksum)
- * in chunks of at most bufsize through buf. */
+ * in pieces of at most bufsize, through buf or (decoded chunks) straight from the
+ * chunk's own buffer: fn must not keep the pointer. */
 int ck_h5r_stream_tf(struct ck_h5r *r, const struct ck_h5_tensor *t, void *buf, size_t bufsize,
                      ck_chunk_fn fn, void *ctx, struct ck_err *err);
 
