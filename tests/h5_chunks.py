@@ -79,6 +79,15 @@ with h5py.File(path, "w") as f:
 for th in (1, 2):
     to_tf("h5py gzip (+shuffle on half), 21 chunk shapes and an empty one", path, expect, th)
 
+# a user block before the superblock: chunk addresses are relative to it
+path = os.path.join(T, "userblock.h5")
+expect = {}
+with h5py.File(path, "w", userblock_size=512) as f:
+    a = weights((300, 70), "f4")
+    f.create_dataset("w", data=a, chunks=(32, 70), compression="gzip", shuffle=True)
+    expect["w"] = a.tobytes()
+to_tf("gzip behind a 512-byte user block", path, expect, 2)
+
 path = os.path.join(T, "h5py_fletcher.h5")
 expect = {}
 with h5py.File(path, "w") as f:

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "h5_chunk.h"
 #include "h5_internal.h"
 
@@ -82,6 +83,11 @@ static void slot_run(struct ck_workq_job *j, void *tctx)
 {
   struct ck_h5_slot *s = (struct ck_h5_slot *)j;
 
+  if (!s->encode && s->fd >= 0 && ck_pread_full(s->fd, s->raw, s->raw_len, s->addr) != 0) {
+    s->rc = CK_EFORMAT;
+    s->why = "cannot read the stored chunk (truncated file?)";
+    return;
+  }
   if (s->encode)
     s->rc = ck_h5_codec_encode(tctx, s->codec, s->data, s->data_len, s->scratch, s->raw, s->raw_cap, &s->raw_len);
   else
@@ -218,8 +224,9 @@ static void scatter(uint8_t *slab, const int64_t *dims, int rank, const hsize_t 
 }
 
 int ck_h5_chunks_read(struct ck_h5_ring *r, hid_t ds, const struct ck_h5_codec *c, int rank, const int64_t *dims,
-                      const hsize_t *chunk, size_t esize, int (*emit)(void *ctx, const void *p, size_t n), void *ctx,
-                      const char *file, const char *path, struct ck_err *err)
+                      const hsize_t *chunk, size_t esize, int fd, uint64_t file_size,
+                      int (*emit)(void *ctx, const void *p, size_t n), void *ctx, const char *file, const char *path,
+                      struct ck_err *err)
 {
   uint64_t grid[H5S_MAX_RANK], idx[H5S_MAX_RANK] = { 0 }, total = 1, per_row, next = 0, done = 0;
   uint64_t cbytes = esize, rowbytes = esize, slab_rows = 0;
@@ -262,10 +269,13 @@ int ck_h5_chunks_read(struct ck_h5_ring *r, hid_t ds, const struct ck_h5_codec *
     struct ck_h5_slot *s;
     while (next < total && (s = ck_h5_ring_free_slot(r)) != NULL) {
       hsize_t stored = 0;
-      uint32_t mask = 0;
+      haddr_t addr = HADDR_UNDEF;
+      unsigned mask = 0;
+      uint32_t mask32 = 0;
       for (int d = 0; d < rank; d++)
         s->off[d] = idx[d] * chunk[d];
-      if (H5Dget_chunk_storage_size(ds, s->off, &stored) < 0) {
+      if ((fd >= 0 ? H5Dget_chunk_info_by_coord(ds, s->off, &mask, &addr, &stored)
+                   : H5Dget_chunk_storage_size(ds, s->off, &stored)) < 0) {
         rc = read_error(err, -EIO, file, path, rank, s->off, "cannot find its storage");
         break;
       }
@@ -274,10 +284,18 @@ int ck_h5_chunks_read(struct ck_h5_ring *r, hid_t ds, const struct ck_h5_codec *
                         stored ? "stored size exceeds what its codec can produce: corrupt" : "not stored");
         break;
       }
-      if (H5Dread_chunk(ds, H5P_DEFAULT, s->off, &mask, s->raw) < 0) {
+      if (fd >= 0 && (addr == HADDR_UNDEF || addr > file_size || stored > file_size - addr)) {
+        rc = read_error(err, CK_EFORMAT, file, path, rank, s->off, "stored past the end of the file: corrupt");
+        break;
+      }
+      s->fd = fd;
+      s->addr = (uint64_t)addr;
+      if (fd < 0 && H5Dread_chunk(ds, H5P_DEFAULT, s->off, &mask32, s->raw) < 0) {
         rc = read_error(err, -EIO, file, path, rank, s->off, "read failed");
         break;
       }
+      if (fd < 0)
+        mask = mask32;
       s->raw_len = (size_t)stored;
       s->mask = mask;
       s->codec = c;

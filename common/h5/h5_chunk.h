@@ -32,6 +32,8 @@ struct ck_h5_slot {
   size_t raw_len, raw_cap;
   uint8_t *scratch;
   unsigned mask;        /* filters skipped (read: as stored) */
+  int fd;               /* read: >= 0: the worker preads raw_len bytes at addr first */
+  uint64_t addr;
   hsize_t off[H5S_MAX_RANK];
   uint64_t valid;       /* bytes of data that belong to the tensor (edge chunks: fewer) */
   int rc;
@@ -80,9 +82,12 @@ int ck_h5_codec_of_dcpl(hid_t dcpl, size_t esize, struct ck_h5_codec *c);
 /* Stream a filtered chunked dataset's bytes (stored layout, row-major) through
  * emit, decoding on the ring. rank >= 1; chunk[] its chunk dims. A chunk row of a
  * general chunk shape is assembled in a slab (at most CK_H5_CHUNK_SLAB_MAX).
- * file and path name errors. */
+ * With fd >= 0 (a file without a user block, file_size bytes) the calling thread
+ * only looks chunks up and the workers pread them, checked against the file's size;
+ * else the calling thread reads them with H5Dread_chunk. file and path name errors. */
 int ck_h5_chunks_read(struct ck_h5_ring *r, hid_t ds, const struct ck_h5_codec *c, int rank, const int64_t *dims,
-                      const hsize_t *chunk, size_t esize, int (*emit)(void *ctx, const void *p, size_t n), void *ctx,
-                      const char *file, const char *path, struct ck_err *err);
+                      const hsize_t *chunk, size_t esize, int fd, uint64_t file_size,
+                      int (*emit)(void *ctx, const void *p, size_t n), void *ctx, const char *file, const char *path,
+                      struct ck_err *err);
 
 #endif

@@ -75,6 +75,7 @@ struct ck_h5r {
   size_t budget;      /* and their buffers */
   struct ck_h5_ring ring;
   int ring_on;
+  int chunk_fd;       /* fd when chunks may be pread at libhdf5's addresses (no user block), else -1 */
 };
 
 #define READ_THREADS_DEFAULT 2
@@ -909,6 +910,7 @@ static struct ck_h5r *reader_new(const char *path, struct ck_err *err)
   r->err = err;
   r->file = H5I_INVALID_HID;
   r->fd = -1;
+  r->chunk_fd = -1;
   r->threads = READ_THREADS_DEFAULT;
   r->budget = READ_BUDGET_DEFAULT;
   return r;
@@ -955,6 +957,16 @@ int ck_h5r_open(const char *path, struct ck_h5r **out, struct ck_err *err)
   if (r->file < 0) {
     rc = ck_h5_err(err, CK_EFORMAT, "%s: cannot open as HDF5 (truncated or corrupt?)", path);
     goto fail;
+  }
+  {
+    /* chunk addresses are relative to the superblock: with a user block, leave the reads to libhdf5 */
+    hid_t fcpl = H5Fget_create_plist(r->file);
+    hsize_t ub = 1;
+    if (fcpl >= 0 && H5Pget_userblock(fcpl, &ub) >= 0 && ub == 0)
+      r->chunk_fd = r->fd;
+    if (fcpl >= 0)
+      H5Pclose(fcpl);
+    H5Eclear2(H5E_DEFAULT);
   }
   return finish_open(r, out);
 fail:
@@ -1104,8 +1116,8 @@ static int stream_chunks(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *
   if (t->nelem > 0 && cbytes <= CK_H5_CHUNK_SLAB_MAX && ck_h5_ring_reserve(&r->ring, &c, (size_t)cbytes, 0) == CK_ELIMIT &&
       H5Zfilter_avail((H5Z_filter_t)c.codec) > 0)
     return 1;
-  rc = ck_h5_chunks_read(&r->ring, ds, &c, t->rank, t->dims, chunk, t->file_esize, emit_cb, &e, r->path, t->path,
-                         err);
+  rc = ck_h5_chunks_read(&r->ring, ds, &c, t->rank, t->dims, chunk, t->file_esize, r->chunk_fd, r->file_size,
+                         emit_cb, &e, r->path, t->path, err);
   if (rc == 0)
     rc = emit_flush(&e);
   return rc;

@@ -456,6 +456,7 @@ static int chunk_full(struct ck_h5w_stream *s, struct ck_err *err)
   slot->data_len = s->ds->chunk_bytes;
   slot->codec = &s->ds->codec;
   slot->encode = 1;
+  slot->fd = -1;
   ck_h5_ring_push(&w->ring, slot);
   s->slot = NULL;
   s->stage_len = 0;
