@@ -18,6 +18,7 @@ enum { CK_H5_NONE = 0, CK_H5_GZIP = 1, CK_H5_LZ4 = 2 };
 
 #define CK_H5_LZ4_FILTER 32004
 #define CK_H5_CHUNK_DEFAULT (1u << 20) /* bytes per compressed chunk (make bench-compress) */
+#define CK_H5_BUDGET_DEFAULT (64u << 20) /* chunk buffers when the caller gives no budget */
 
 /* Names: Python's urllib.parse.quote(name, safe='') and its inverse. */
 char *ck_h5_quote(const uint8_t *name, size_t len);
@@ -40,7 +41,7 @@ struct ck_h5_write_opts {
                             * bytes, newest mtime) when it was read, so a stale output is
                             * recognised from the file itself */
   int threads;             /* compressed chunks: codec worker threads (0: in the caller) */
-  size_t budget;           /* compressed chunks: bytes of chunk buffers (0: 64 MiB) */
+  size_t budget;           /* compressed chunks: bytes of chunk buffers (0: CK_H5_BUDGET_DEFAULT) */
   size_t chunk_bytes;      /* compressed chunks: target chunk size (0: CK_H5_CHUNK_DEFAULT) */
   int cerebras05;          /* torch trees: Cerebras' storage format 0.5 (root __version__ "0.5",
                             * <key>.__metadata__ and __spec__ root attributes, which may be
@@ -136,7 +137,7 @@ struct ck_h5_tensor { /* fields ordered without padding: 200,000 of these are li
 struct ck_h5r;
 
 /* Compressed chunks: decode with threads workers within budget bytes of buffers
- * (defaults: 2 and 64 MiB). Before the first stream. */
+ * (defaults: 2 and CK_H5_BUDGET_DEFAULT). Before the first stream. */
 void ck_h5r_set_threads(struct ck_h5r *r, int threads, size_t budget);
 
 /* Open read-only and list its tensors (creation order where tracked, else name

@@ -38,7 +38,9 @@ void ck_h5_codec_ctx_free(struct ck_h5_codec_ctx *x)
   free(x);
 }
 
-void ck_h5_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t esize)
+/* HDF5's shuffle is a byte transpose of the count x esize matrix of whole elements
+ * (unshuffle: of the esize x count one); the n % esize tail stays where it is. */
+static void transpose(const uint8_t *src, uint8_t *dst, size_t n, size_t esize, int inverse)
 {
   size_t count = esize ? n / esize : 0;
 
@@ -46,30 +48,24 @@ void ck_h5_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t esize)
     memmove(dst, src, n);
     return;
   }
-  for (size_t b = 0; b < esize; b++) {
-    uint8_t *d = dst + b * count;
-    const uint8_t *s = src + b;
-    for (size_t i = 0; i < count; i++)
-      d[i] = s[i * esize];
-  }
+  for (size_t b = 0; b < esize; b++)
+    for (size_t i = 0; i < count; i++) {
+      if (inverse)
+        dst[i * esize + b] = src[b * count + i];
+      else
+        dst[b * count + i] = src[i * esize + b];
+    }
   memcpy(dst + count * esize, src + count * esize, n - count * esize);
+}
+
+void ck_h5_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t esize)
+{
+  transpose(src, dst, n, esize, 0);
 }
 
 void ck_h5_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t esize)
 {
-  size_t count = esize ? n / esize : 0;
-
-  if (esize <= 1 || count <= 1) {
-    memmove(dst, src, n);
-    return;
-  }
-  for (size_t b = 0; b < esize; b++) {
-    const uint8_t *s = src + b * count;
-    uint8_t *d = dst + b;
-    for (size_t i = 0; i < count; i++)
-      d[i * esize] = s[i];
-  }
-  memcpy(dst + count * esize, src + count * esize, n - count * esize);
+  transpose(src, dst, n, esize, 1);
 }
 
 static uint32_t lz4_block_of(const struct ck_h5_codec *c, size_t n)

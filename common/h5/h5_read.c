@@ -79,12 +79,11 @@ struct ck_h5r {
 };
 
 #define READ_THREADS_DEFAULT 2
-#define READ_BUDGET_DEFAULT (64u << 20)
 
 void ck_h5r_set_threads(struct ck_h5r *r, int threads, size_t budget)
 {
   r->threads = threads;
-  r->budget = budget ? budget : READ_BUDGET_DEFAULT;
+  r->budget = budget ? budget : CK_H5_BUDGET_DEFAULT;
 }
 
 int ck_h5_is_hdf5(const char *path)
@@ -912,7 +911,7 @@ static struct ck_h5r *reader_new(const char *path, struct ck_err *err)
   r->fd = -1;
   r->chunk_fd = -1;
   r->threads = READ_THREADS_DEFAULT;
-  r->budget = READ_BUDGET_DEFAULT;
+  r->budget = CK_H5_BUDGET_DEFAULT;
   return r;
 }
 

@@ -5,8 +5,9 @@
  * with plain pwrite at the dataset's file offset, outside HDF5's global lock.
  * Compressed tensors are chunked (CK_H5_CHUNK_DEFAULT bytes per chunk, or the
  * caller's): a stream fills whole chunks, which worker threads compress
- * (h5_chunk.c) and the calling thread stores with H5Dwrite_chunk; other writes to
- * them (partitioned variables) go through H5Dwrite and libhdf5's filters;
+ * (h5_chunk.c) and the calling thread stores with H5Dwrite_chunk (partitioned
+ * variables too: they are assembled in row-major order); hyperslab writes
+ * (ck_h5w_ds_write) go through H5Dwrite and libhdf5's filters;
  * strings and variants are variable-length uint8 sequences. The root group tracks
  * and indexes creation order so that the way back keeps the source's data order. */
 #include "config.h"
@@ -25,7 +26,6 @@
 #include "h5_chunk.h"
 #include "h5_internal.h"
 
-#define BUDGET_DEFAULT (64u << 20)
 
 struct ck_h5w {
   hid_t file;
@@ -62,7 +62,7 @@ struct ck_h5w_ds {
 static size_t chunk_target(const struct ck_h5w *w)
 {
   size_t want = w->o.chunk_bytes ? w->o.chunk_bytes : CK_H5_CHUNK_DEFAULT;
-  size_t budget = w->o.budget ? w->o.budget : BUDGET_DEFAULT;
+  size_t budget = w->o.budget ? w->o.budget : CK_H5_BUDGET_DEFAULT;
   size_t fit = budget / (3 * (size_t)((w->o.threads > 0 ? w->o.threads : 0) + 1) + 1) / 4096 * 4096;
 
   if (want > fit)
@@ -422,7 +422,7 @@ static int ring_slot(struct ck_h5w_ds *ds, struct ck_h5_slot **out, struct ck_er
   int rc;
 
   if (!w->ring_on) {
-    size_t budget = w->o.budget ? w->o.budget : BUDGET_DEFAULT, one = 3 * chunk_target(w) + (64u << 10);
+    size_t budget = w->o.budget ? w->o.budget : CK_H5_BUDGET_DEFAULT, one = 3 * chunk_target(w) + (64u << 10);
     /* (a budget under 16 KiB still gets one slot of the smallest chunk) */
     if ((rc = ck_h5_ring_init(&w->ring, w->o.threads, budget > one ? budget : one)) != 0 ||
         (rc = ck_h5_ring_reserve(&w->ring, &w->codec, chunk_target(w), 1)) != 0) {
@@ -466,32 +466,20 @@ static int chunk_full(struct ck_h5w_stream *s, struct ck_err *err)
   return rc;
 }
 
-static int stream_chunks(struct ck_h5w_stream *s, const uint8_t *p, size_t len, struct ck_err *err)
+/* The current block is whole and uncompressed: one hyperslab through H5Dwrite. */
+static int block_full(struct ck_h5w_stream *s, struct ck_err *err)
 {
-  int rc;
+  int rc = ck_h5w_ds_write(s->ds, s->start, s->count, s->stage, err);
 
-  while (len > 0) {
-    size_t take;
-    if (s->block_bytes == 0)
-      return ck_err_set(err, CK_EFORMAT, "%s: more bytes than the dataset holds", s->path);
-    if (s->slot == NULL && (rc = ring_slot(s->ds, &s->slot, err)) != 0)
-      return rc;
-    take = s->block_bytes - s->stage_len < len ? (size_t)(s->block_bytes - s->stage_len) : len;
-    memcpy(s->slot->data + s->stage_len, p, take);
-    s->stage_len += take;
-    p += take;
-    len -= take;
-    s->pos += take;
-    if (s->stage_len == s->block_bytes && (rc = chunk_full(s, err)) != 0)
-      return rc;
-  }
-  return 0;
+  s->stage_len = 0;
+  stream_next_block(s);
+  return rc;
 }
 
 int ck_h5w_stream_write(struct ck_h5w_stream *s, const void *data, size_t len, struct ck_err *err)
 {
   const uint8_t *p = data;
-  int rc;
+  int chunked = s->ds && s->ds->chunk_elems, rc;
 
   if (s->raw_off) {
     if ((rc = ck_pwrite_full(s->raw_fd, data, len, s->raw_off + s->pos)) != 0)
@@ -501,23 +489,20 @@ int ck_h5w_stream_write(struct ck_h5w_stream *s, const void *data, size_t len, s
     s->pos += len;
     return 0;
   }
-  if (s->ds && s->ds->chunk_elems)
-    return stream_chunks(s, p, len, err);
+  /* stage a block (compressed: a chunk, in a slot of the ring), then hand it on */
   while (len > 0) {
     size_t take = s->block_bytes - s->stage_len < len ? (size_t)(s->block_bytes - s->stage_len) : len;
     if (s->block_bytes == 0)
       return ck_err_set(err, CK_EFORMAT, "%s: more bytes than the dataset holds", s->path);
-    memcpy(s->stage + s->stage_len, p, take);
+    if (chunked && s->slot == NULL && (rc = ring_slot(s->ds, &s->slot, err)) != 0)
+      return rc;
+    memcpy((chunked ? s->slot->data : s->stage) + s->stage_len, p, take);
     s->stage_len += take;
     p += take;
     len -= take;
     s->pos += take;
-    if (s->stage_len == s->block_bytes) {
-      if ((rc = ck_h5w_ds_write(s->ds, s->start, s->count, s->stage, err)) != 0)
-        return rc;
-      s->stage_len = 0;
-      stream_next_block(s);
-    }
+    if (s->stage_len == s->block_bytes && (rc = chunked ? chunk_full(s, err) : block_full(s, err)) != 0)
+      return rc;
   }
   return 0;
 }
