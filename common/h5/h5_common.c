@@ -119,7 +119,7 @@ static hid_t half_type(void)
   return t;
 }
 
-static hid_t bool_type(void)
+hid_t ck_h5_bool_type(void)
 {
   hid_t t = H5Tenum_create(H5T_NATIVE_INT8);
   int8_t v = 0;
@@ -153,7 +153,7 @@ hid_t ck_h5_type_for(int dtype)
   case CK_DT_UINT16: case CK_DT_QUINT16: return H5Tcopy(H5T_STD_U16LE);
   case CK_DT_UINT32: return H5Tcopy(H5T_STD_U32LE);
   case CK_DT_UINT64: return H5Tcopy(H5T_STD_U64LE);
-  case CK_DT_BOOL: return bool_type();
+  case CK_DT_BOOL: return ck_h5_bool_type();
   case CK_DT_HALF: return half_type();
   case CK_DT_COMPLEX64: return complex_type(H5T_IEEE_F32LE, 4);
   case CK_DT_COMPLEX128: return complex_type(H5T_IEEE_F64LE, 8);
@@ -188,31 +188,45 @@ int ck_h5_err(struct ck_err *err, int code, const char *fmt, ...)
   return ck_err_set(err, code, "%s", head);
 }
 
-static int put_attr(hid_t obj, const char *name, hid_t type, const void *value)
+int ck_h5_attr_new(hid_t obj, const char *name, hid_t type, hid_t space, const void *value)
 {
-  hid_t space = H5Screate(H5S_SCALAR), a;
+  hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
   int rc = -1;
 
-  if (H5Aexists(obj, name) > 0)
-    H5Adelete(obj, name);
-  a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
   if (a >= 0) {
     rc = H5Awrite(a, type, value) < 0 ? -1 : 0;
     H5Aclose(a);
   }
+  return rc;
+}
+
+static int put_attr(hid_t obj, const char *name, hid_t type, const void *value)
+{
+  hid_t space = H5Screate(H5S_SCALAR);
+  int rc;
+
+  if (H5Aexists(obj, name) > 0)
+    H5Adelete(obj, name);
+  rc = ck_h5_attr_new(obj, name, type, space, value);
   H5Sclose(space);
   return rc;
 }
 
-int ck_h5_attr_str(hid_t obj, const char *name, const char *value)
+hid_t ck_h5_str_type(void)
 {
   hid_t t = H5Tcopy(H5T_C_S1);
-  int rc;
 
   /* a variable-length UTF-8 string: what h5py writes for a Python str */
   H5Tset_size(t, H5T_VARIABLE);
   H5Tset_cset(t, H5T_CSET_UTF8);
-  rc = put_attr(obj, name, t, &value);
+  return t;
+}
+
+int ck_h5_attr_str(hid_t obj, const char *name, const char *value)
+{
+  hid_t t = ck_h5_str_type();
+  int rc = put_attr(obj, name, t, &value);
+
   H5Tclose(t);
   return rc;
 }
@@ -234,7 +248,7 @@ int ck_h5_attr_i32(hid_t obj, const char *name, int32_t value)
 
 int ck_h5_attr_bool(hid_t obj, const char *name, int value)
 {
-  hid_t t = bool_type();
+  hid_t t = ck_h5_bool_type();
   int8_t v = value ? 1 : 0;
   int rc = put_attr(obj, name, t, &v);
 

@@ -28,6 +28,16 @@ int ck_h5_attr_i32(hid_t obj, const char *name, int32_t value);
 int ck_h5_attr_u64(hid_t obj, const char *name, uint64_t value);
 int ck_h5_attr_bool(hid_t obj, const char *name, int value);
 
+/* An attribute of an object just created (none to replace), with the caller's
+ * type and dataspace, shared across calls: a writer of 200,000 datasets makes
+ * them once. 0 or -1. */
+int ck_h5_attr_new(hid_t obj, const char *name, hid_t type, hid_t space, const void *value);
+
+/* Types of attributes, for the caller to close: a variable-length UTF-8 string
+ * (what h5py writes for a Python str) and h5py's bool (an int8 enum). */
+hid_t ck_h5_str_type(void);
+hid_t ck_h5_bool_type(void);
+
 /* One attribute value, read with the only bounded reader of attributes: a single
  * element (scalar or [1]) of integer, float, 1-byte enum (h5py's bool) or string
  * class; arrays and other classes are CK_H5A_OTHER and never read. */

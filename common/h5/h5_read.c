@@ -511,6 +511,7 @@ out: /* what t took from the arena goes with the reader */
 
 struct child {
   size_t off;        /* its name in the frame's name buffer: 200,000 links, no 200,000 mallocs */
+  haddr_t addr;      /* a hard link's object: opened by address, not looked up by name again */
   int hard;
 };
 
@@ -550,7 +551,8 @@ static herr_t list_child(hid_t g, const char *name, const H5L_info_t *info, void
     f->c[f->n].off = f->nused;
     f->nused += len;
   }
-  f->c[f->n++].hard = info->type == H5L_TYPE_HARD;
+  f->c[f->n].hard = info->type == H5L_TYPE_HARD;
+  f->c[f->n++].addr = info->type == H5L_TYPE_HARD ? info->u.address : HADDR_UNDEF;
   return 0;
 }
 
@@ -621,7 +623,7 @@ static int seen_group(struct ck_h5r *r, haddr_t addr)
 }
 
 /* One link of group g: classify a dataset, skip what is not one; *sub gets a group to enter. */
-static int visit(struct ck_h5r *r, hid_t g, const char *name, int hard, const char *key, hid_t *sub)
+static int visit(struct ck_h5r *r, hid_t g, const struct child *c, const char *key, hid_t *sub)
 {
   char *path = ck_asprintf("/%s", key);
   hid_t obj = H5I_INVALID_HID;
@@ -631,9 +633,9 @@ static int visit(struct ck_h5r *r, hid_t g, const char *name, int hard, const ch
   *sub = H5I_INVALID_HID;
   if (path == NULL) {
     rc = ck_err_set(r->err, -ENOMEM, "out of memory");
-  } else if (!hard) {
+  } else if (!c->hard) {
     skip(r, path, "link");
-  } else if ((obj = H5Oopen(g, name, H5P_DEFAULT)) < 0) { /* one open: its kind comes with it */
+  } else if ((obj = H5Oopen_by_addr(g, c->addr)) < 0) { /* one open: its kind comes with it */
     rc = ck_h5_err(r->err, CK_EFORMAT, "%s: %s: cannot read object header", r->path, path);
   } else if (H5Iget_type(obj) == H5I_GROUP) {
     if (H5Oget_info2(obj, &oi, H5O_INFO_BASIC) < 0) /* basic: no attribute scan */
@@ -702,7 +704,7 @@ static int walk(struct ck_h5r *r, hid_t root)
       ck_err_set(r->err, rc, "out of memory");
       break;
     }
-    if ((rc = visit(r, f->g, f->names + c->off, c->hard, key, &sub)) != 0 || sub < 0)
+    if ((rc = visit(r, f->g, c, key, &sub)) != 0 || sub < 0)
       continue;
     if (depth == CK_H5_MAX_DEPTH) {
       H5Gclose(sub);
