@@ -428,6 +428,7 @@ static int cmd_ls(int argc, char **argv)
     return CK_EXIT_USAGE;
   }
   a.path = argv[optind];
+  ck_h5_set_walkers(2); /* an .h5's big groups listed by two processes */
   return ck_isolate_run(ls_body, &a, a.path, NULL);
 }
 
@@ -543,6 +544,7 @@ static int cmd_verify(int argc, char **argv)
     return CK_EXIT_USAGE;
   }
   a.path = argv[optind];
+  ck_h5_set_walkers(a.threads > 0 ? a.threads : 2);
   return ck_isolate_run(verify_body, &a, a.path, NULL);
 }
 
@@ -740,6 +742,7 @@ static int cmd_diff(int argc, char **argv)
     what = ck_asprintf("%s or %s", p.a, p.b);
   else
     what = strdup(is_h5_path(p.b) ? p.b : p.a);
+  ck_h5_set_walkers(2);
   rc = ck_isolate_run(diff_body, &p, what ? what : p.a, NULL);
   free(what);
   return rc;

@@ -13,6 +13,7 @@
 #include "ckpt_convert.h"
 #include "cli.h"
 #include "fileio.h"
+#include "h5.h"
 #include "isolate.h"
 #include "pipeline.h"
 
@@ -119,6 +120,7 @@ int ck_cmd_convert(int argc, char **argv)
   {
     struct job j = { argv[optind], argv[optind + 1], to, &c };
     const char *dirs[] = { dir, NULL };
+    ck_h5_set_walkers(c.o.threads ? c.o.threads : 2); /* big groups listed by two processes */
     rc = ck_isolate_run(run, &j, argv[optind], dirs);
   }
 out:

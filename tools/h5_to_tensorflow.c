@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "convert.h"
 #include "fileio.h"
+#include "h5.h"
 #include "isolate.h"
 
 static void usage(FILE *f)
@@ -34,7 +35,8 @@ static void usage(FILE *f)
           "                        the first match wins, others go to shard 0)\n"
           "  --buffer-size SIZE    at most this much memory for tensor data (default 64M;\n"
           "                        tensors stream in pieces of at most 4 MiB)\n"
-          "  --threads N           threads decompressing HDF5 chunks (gzip, lz4, zstd; default 2)\n"
+          "  --threads N           threads decompressing HDF5 chunks (gzip, lz4, zstd), and\n"
+          "                        processes listing a group of 4,096+ datasets (default 2)\n"
           "  --no-checkpoint-file  do not update the directory's `checkpoint` file\n"
           "  -v, --verify          re-read the output and compare every tensor's checksum\n"
           "  -f, --force           replace saver_path if it exists\n"
@@ -158,6 +160,7 @@ int main(int argc, char **argv)
   {
     struct job j = { argv[optind], prefix, &c };
     const char *dirs[] = { dir, NULL };
+    ck_h5_set_walkers(c.o.threads ? c.o.threads : 2); /* big groups listed by two processes */
     rc = ck_isolate_run(convert, &j, argv[optind], dirs);
   }
 out:

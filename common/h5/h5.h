@@ -140,6 +140,11 @@ struct ck_h5r;
  * (defaults: 2 and CK_H5_BUDGET_DEFAULT). Before the first stream. */
 void ck_h5r_set_threads(struct ck_h5r *r, int threads, size_t budget);
 
+/* Listing a group of 4,096 links or more: n - 1 forked helper processes classify
+ * slices of it alongside the caller (libhdf5 itself runs on one thread). Process-wide,
+ * default 1 (none). Set by programs that may fork: the tools, ckptd's workers. */
+void ck_h5_set_walkers(int n);
+
 /* Open read-only and list its tensors (creation order where tracked, else name
  * order). Refuses unfinished ckptd / Cerebras 0.5 files, external storage, virtual
  * datasets, filters outside the allow list and data its storage cannot hold. */

@@ -27,6 +27,14 @@ void ck_h5_init(void)
   }
 }
 
+static void cache_size(H5AC_cache_config_t *mdc, size_t size)
+{
+  mdc->set_initial_size = 1;
+  mdc->initial_size = size;
+  mdc->min_size = size;
+  mdc->max_size = size;
+}
+
 int ck_h5_limit_cache(hid_t fapl)
 {
   H5AC_cache_config_t mdc;
@@ -34,11 +42,19 @@ int ck_h5_limit_cache(hid_t fapl)
   mdc.version = H5AC__CURR_CACHE_CONFIG_VERSION;
   if (H5Pget_mdc_config(fapl, &mdc) < 0)
     return -1;
-  mdc.set_initial_size = 1;
-  mdc.initial_size = 1 << 20;
-  mdc.min_size = 1 << 20;
-  mdc.max_size = 1 << 20;
+  cache_size(&mdc, CK_H5_CACHE);
   return H5Pset_mdc_config(fapl, &mdc) < 0 ? -1 : 0;
+}
+
+int ck_h5_set_cache(hid_t file, size_t size)
+{
+  H5AC_cache_config_t mdc;
+
+  mdc.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+  if (H5Fget_mdc_config(file, &mdc) < 0)
+    return -1;
+  cache_size(&mdc, size);
+  return H5Fset_mdc_config(file, &mdc) < 0 ? -1 : 0;
 }
 
 static int unreserved(uint8_t c)

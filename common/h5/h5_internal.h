@@ -12,11 +12,19 @@
  * conventions); also the memory type that gives TensorFlow's byte layout. */
 hid_t ck_h5_type_for(int dtype);
 
-/* Bound libhdf5's metadata cache on a file access property list. The cache sizes
- * itself by the on-disk size of what it holds, while each cached object header
- * costs several times that in memory: with the default 32 MiB bound a walk over
- * 200,000 datasets kept ~200 MB of object headers alive. 0 or -1. */
+/* Bound libhdf5's metadata cache on a file access property list, to CK_H5_CACHE.
+ * The cache sizes itself by the on-disk size of what it holds, while each cached
+ * object header costs several times that in memory: with the default 32 MiB bound a
+ * walk over 200,000 datasets kept ~200 MB of object headers alive. 0 or -1. */
+#define CK_H5_CACHE (1u << 20)
 int ck_h5_limit_cache(hid_t fapl);
+
+/* Resize an open file's metadata cache. Listing a group's links (its name heap and
+ * index, no object headers) takes CK_H5_LIST_CACHE: at 1 MiB, iterating the 200,000
+ * links of one group reloaded and re-checksummed heap blocks for each link. 0 or -1. */
+#define CK_H5_LIST_CACHE (8u << 20)
+int ck_h5_set_cache(hid_t file, size_t size);
+int ck_h5_cache_size(hid_t file, size_t size);
 
 /* Record an error with HDF5's innermost message appended. Returns code. */
 int ck_h5_err(struct ck_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
