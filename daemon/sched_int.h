@@ -130,6 +130,23 @@ void sched_plan(struct ck_sched *s, const char *verb, const char *src, const cha
 int sched_dir_stamp(const char *key, struct fstamp *out);
 int sched_output_mark(const struct cand *c, const char *dst, int to); /* CK_MARK_* of an existing output */
 
+/* Shared by sched.c, sched_check.c (file events, checks) and sched_sweep.c (rescans). */
+double sched_settle_of(struct ck_sched *s, const struct cand *c); /* its quiet time */
+void sched_want_tick_at(struct ck_sched *s, double when); /* the timer fires by then */
+void sched_check(struct ck_sched *s, struct cand *c);    /* check it now (off the loop) */
+void sched_probe_done(struct ck_sched *s, struct ck_job *j); /* a probe job's result */
+void sched_queue_job(struct ck_sched *s, struct cand *c, char *dst); /* takes dst */
+void sched_run_hook(struct ck_sched *s, const struct cand *c, const char *dst, int to, int ok,
+                    const char *error, const char *reason, unsigned long long bytes, double seconds);
+void sched_on_rescan(uv_timer_t *timer);
+void sched_add_pending_roots(struct ck_sched *s);
+void sched_free_cand(void *ctx, const char *key, void *value);
+struct candvec {
+  struct cand **v;
+  size_t n, cap;
+};
+void sched_candvec_push(struct candvec *cv, struct cand *c);
+
 /* sched_cluster.c: claims in claims_dir (claim.h), when configured; Slurm outages;
  * what a reload keeps. */
 int sched_claims_start(struct ck_sched *s);            /* the timer, and the claims if configured */
