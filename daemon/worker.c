@@ -156,7 +156,9 @@ static int convert(struct ck_wjob *j)
   j->opts.progress_ctx = &g;
   j->opts.no_checkpoint_file = 1; /* the policy below decides, not the converter */
   j->opts.keep_foreign = 1;       /* a trainer's file that appeared meanwhile is never replaced */
-  ck_h5_set_walkers(j->opts.threads); /* an HDF5 source's big groups: listed by as many processes */
+  /* an HDF5 source's big groups: listed by as many processes, unless the worker's
+   * memory or CPU is limited (each helper would get a whole limit of its own) */
+  ck_h5_set_walkers(j->mem_limit || j->cpu_limit ? 1 : j->opts.threads);
   if (j->from == CK_KIND_SAVER && j->to == CK_KIND_H5)
     rc = ck_convert_tf_to_h5(j->src, j->dst, &j->opts, &st, &err);
   else if (j->from == CK_KIND_H5 && j->to == CK_KIND_SAVER)

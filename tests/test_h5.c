@@ -619,9 +619,11 @@ static void writer(const char *good)
 }
 
 /* The listing of one group by helper processes (ck_h5_set_walkers) is the listing
- * made alone: 9,000 links of tensors, groups holding a tensor, soft links and empty
- * datasets (skipped), in creation order; and a bad dataset in a helper's slice
- * stops it with the same error. */
+ * made alone: 9,000 links of tensors (some with ckptd_order), groups holding a
+ * tensor, soft links and empty datasets (skipped), in creation order; an escaped
+ * name only in a helper's slice (evidence that changes how every name is read); a
+ * big group in a helper's slice (helpers of its own); and a bad dataset in a
+ * helper's slice stops it with the same error. */
 static char *listing(const char *path, int walkers, struct ck_err *err)
 {
   struct ck_h5r *r = NULL;
@@ -635,8 +637,9 @@ static char *listing(const char *path, int walkers, struct ck_err *err)
   } else {
     for (size_t i = 0; i < ck_h5r_count(r); i++) {
       const struct ck_h5_tensor *t = ck_h5r_tensor(r, i);
-      fprintf(m, "%s|%s|%d|%d|%d|%llu|%llu|%d:%08x|", t->path, (const char *)t->name, t->dtype, t->kind, t->rank,
-              (unsigned long long)t->nelem, (unsigned long long)t->raw_offset, t->has_crc, t->tf_crc32c);
+      fprintf(m, "%s|%s|%d|%d|%d|%llu|%llu|%d:%08x|%d:%llu|", t->path, (const char *)t->name, t->dtype, t->kind,
+              t->rank, (unsigned long long)t->nelem, (unsigned long long)t->raw_offset, t->has_crc, t->tf_crc32c,
+              t->has_order, (unsigned long long)t->order);
       for (int d = 0; d < t->rank; d++)
         fprintf(m, "%lld,", (long long)t->dims[d]);
       fputc('\n', m);
@@ -689,15 +692,40 @@ static void listing_by_helpers(void)
       H5Awrite(a, vt, &htype);
       H5Aclose(a);
     } else {
-      snprintf(name, sizeof(name), "t%05d", i);
+      snprintf(name, sizeof(name), i == 8000 ? "esc%%2F%05d" : "t%05d", i);
       space = H5Screate_simple(1, &n, NULL);
       ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
       H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
       H5Sclose(space);
+      if (i % 3 == 0) {
+        uint64_t order = (uint64_t)i;
+        hid_t a, sc = H5Screate(H5S_SCALAR);
+        a = H5Acreate2(ds, "ckptd_order", H5T_STD_U64LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_UINT64, &order);
+        H5Aclose(a);
+        H5Sclose(sc);
+      }
       ntensors++;
     }
     if (ds >= 0)
       H5Dclose(ds);
+  }
+  {
+    hid_t g = H5Gcreate2(f, "zz_big", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t one = 1;
+    float v = 1;
+    space = H5Screate_simple(1, &one, NULL);
+    for (int i = 0; i < 5000; i++) {
+      char name[32];
+      hid_t ds;
+      snprintf(name, sizeof(name), "b%04d", i);
+      ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v);
+      H5Dclose(ds);
+    }
+    H5Sclose(space);
+    H5Gclose(g);
+    ntensors += 5000;
   }
   H5Fclose(f);
   {
@@ -706,13 +734,17 @@ static void listing_by_helpers(void)
     char *one = listing(path, 1, &err), *two = listing(path, 2, &err), *three = listing(path, 3, &err);
     size_t lines = 0;
     forked1 = ck_h5r_helpers(&used1);
-    ok(forked1 - forked0 == 3 && used1 - used0 == 3, "1 + 2 helper processes listed slices (%lu started, %lu used)",
+    /* 2 walkers: 1 helper for the root, then 1 for zz_big (in that helper's slice,
+     * reached once it is reaped); 3 walkers: 2 and 2 */
+    ok(forked1 - forked0 == 6 && used1 - used0 == 6, "helper processes listed slices of both big groups (%lu started, %lu used)",
        forked1 - forked0, used1 - used0);
     for (const char *p = one; (p = strchr(p, '\n')) != NULL; p++)
       lines++;
-    ok(strncmp(one, "error", 5) != 0 && lines == 9000 && strcmp(one, two) == 0 && strcmp(one, three) == 0,
-       "9,000 links listed by 1, 2 and 3 processes: the same %zu lines (%zu tensors; soft links and empty datasets skipped)",
+    ok(strncmp(one, "error", 5) != 0 && lines == 9000 + 5000 && strcmp(one, two) == 0 && strcmp(one, three) == 0,
+       "14,001 links listed by 1, 2 and 3 processes: the same %zu lines (%zu tensors; soft links and empty datasets skipped)",
        lines, ntensors);
+    ok(strstr(two, "|esc/08000|") != NULL && strstr(two, "|1:7998|") != NULL,
+       "an escaped name in a helper's slice unquotes as alone; ckptd_order comes through");
     free(one);
     free(two);
     free(three);

@@ -212,6 +212,7 @@ static int key_set(char **key, size_t *cap, size_t plen, const char *name)
 #define WALKERS_MAX 8
 
 static int walkers = 1;
+static int live; /* helpers forked and not yet reaped, over all frames: at most walkers - 1 */
 static unsigned long helpers_forked, helpers_used; /* for the tests */
 
 unsigned long ck_h5r_helpers(unsigned long *used)
@@ -274,7 +275,9 @@ static void helper_run(struct ck_h5r *r, struct frame *f, char *key, size_t kcap
      * alive over 200,000 datasets) */
     if (!c->hard || (obj = H5Oopen(f->g, f->names + c->off, H5P_DEFAULT)) < 0 || H5Iget_type(obj) != H5I_DATASET) {
       rc = put_rec(out, REC_SELF, NULL, 0, NULL, 0);
-    } else if ((code = ck_h5r_classify(r, obj, path, key)) != 0) {
+    } else if ((code = ck_h5r_classify(r, obj, path, key)) == -ENOMEM) {
+      rc = put_rec(out, REC_SELF, NULL, 0, NULL, 0); /* (this process's memory: the walk may have more) */
+    } else if (code != 0) {
       rc = put_rec(out, REC_ERROR, &code, sizeof(code), r->err ? r->err->msg : "", r->err ? strlen(r->err->msg) : 0);
       end = i + 1; /* the walk stops there */
     } else if (r->n > n0) {
@@ -309,11 +312,11 @@ static void helpers_start(struct ck_h5r *r, struct frame *f, char *key)
 {
   pid_t parent = getpid();
   size_t per;
-  int n = walkers - 1;
+  int n = walkers - 1 - live; /* (a big group inside a big group: the outer one's may still run) */
 
   if (n < 1 || f->n < PAR_MIN || r->fd < 0 || (f->h = calloc((size_t)n, sizeof(*f->h))) == NULL)
     return;
-  per = f->n / (size_t)walkers;
+  per = f->n / (size_t)(n + 1);
   for (int i = 0; i < n; i++) {
     struct helper *h = &f->h[f->nh];
     h->first = per * (size_t)(i + 1);
@@ -332,8 +335,22 @@ static void helpers_start(struct ck_h5r *r, struct frame *f, char *key)
       helper_run(r, f, key, strlen(key) + 1, h->first, h->end, h->fd);
     }
     f->nh++;
+    live++;
     helpers_forked++;
   }
+}
+
+/* Reap a helper (its status, or -1), retrying when a signal interrupts the wait:
+ * ckptd's worker cancels with SIGTERM, whose handler does not restart calls. */
+static int reap(struct helper *h)
+{
+  int status = -1;
+
+  while (waitpid(h->pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  h->pid = 0;
+  live--;
+  return status;
 }
 
 static void helpers_free(struct frame *f)
@@ -342,7 +359,7 @@ static void helpers_free(struct frame *f)
     struct helper *h = &f->h[i];
     if (h->pid > 0) {
       kill(h->pid, SIGKILL);
-      waitpid(h->pid, NULL, 0);
+      reap(h);
     }
     if (h->in)
       fclose(h->in);
@@ -359,6 +376,17 @@ static int get_rec(FILE *in, uint8_t *kind, uint64_t n[2])
   return fread(kind, 1, 1, in) == 1 && fread(n, sizeof(uint64_t), 2, in) == 2 ? 0 : -1;
 }
 
+/* A helper's last record: the evidence its classifications gathered. */
+static void end_evidence(struct ck_h5r *r, struct helper *h, const uint64_t n[2])
+{
+  int ev[2];
+
+  if (n[0] == sizeof(ev) && n[1] == 0 && fread(ev, sizeof(ev), 1, h->in) == 1) {
+    r->ev.escaped_names |= ev[0];
+    r->ev.cerebras_marks |= ev[1];
+  }
+}
+
 /* The helper's next record: 1 to visit the link, 0 when taken, or the error. */
 static int take(struct ck_h5r *r, struct helper *h)
 {
@@ -368,13 +396,15 @@ static int take(struct ck_h5r *r, struct helper *h)
   uint8_t kind;
 
   if (get_rec(h->in, &kind, n) != 0 || kind == REC_END) { /* (cannot happen: it exited 0) */
+    if (kind == REC_END)
+      end_evidence(r, h, n);
     h->failed = 1;
     return 1;
   }
   if (kind == REC_SELF)
     return 1;
   if (kind == REC_SKIP || kind == REC_ERROR) {
-    char *s = n[0] + n[1] < (1u << 20) ? malloc(n[0] + n[1] + 1) : NULL;
+    char *s = n[0] < (1u << 20) && n[1] < (1u << 20) ? malloc(n[0] + n[1] + 1) : NULL;
     int code = CK_EFORMAT;
     if (s == NULL || (n[0] && fread(s, n[0], 1, h->in) != 1) || (n[1] && fread(s + n[0], n[1], 1, h->in) != 1)) {
       free(s);
@@ -431,10 +461,9 @@ static int helped(struct ck_h5r *r, struct frame *f, size_t i)
   if (h == NULL || h->failed)
     return 1;
   if (h->in == NULL) { /* the walk reached this slice: its helper must be done */
-    pid_t pid = h->pid;
-    h->pid = 0;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-        lseek(h->fd, 0, SEEK_SET) != 0 || (h->in = fdopen(h->fd, "r")) == NULL) {
+    status = reap(h);
+    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || lseek(h->fd, 0, SEEK_SET) != 0 ||
+        (h->in = fdopen(h->fd, "r")) == NULL) {
       h->failed = 1;
       return 1;
     }
@@ -442,13 +471,10 @@ static int helped(struct ck_h5r *r, struct frame *f, size_t i)
   }
   rc = take(r, h);
   if ((rc == 0 || rc == 1) && i + 1 == h->end && !h->failed) { /* the slice's last: its evidence */
-    int ev[2];
     uint64_t n[2];
     uint8_t kind;
-    if (get_rec(h->in, &kind, n) == 0 && kind == REC_END && n[0] == sizeof(ev) && fread(ev, sizeof(ev), 1, h->in) == 1) {
-      r->ev.escaped_names |= ev[0];
-      r->ev.cerebras_marks |= ev[1];
-    }
+    if (get_rec(h->in, &kind, n) == 0 && kind == REC_END)
+      end_evidence(r, h, n);
   }
   return rc;
 }
