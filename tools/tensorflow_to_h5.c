@@ -153,6 +153,7 @@ int main(int argc, char **argv)
   {
     struct job j = { argv[optind], dst, &c };
     const char *dirs[] = { dir, NULL };
+    ck_h5_set_walkers(c.o.threads ? c.o.threads : 2); /* --verify lists it: big groups by two processes */
     rc = ck_isolate_run(convert, &j, dst, dirs); /* --verify reads the new HDF5 file back */
   }
 out:
