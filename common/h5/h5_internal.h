@@ -24,7 +24,6 @@ int ck_h5_limit_cache(hid_t fapl);
  * links of one group reloaded and re-checksummed heap blocks for each link. 0 or -1. */
 #define CK_H5_LIST_CACHE (8u << 20)
 int ck_h5_set_cache(hid_t file, size_t size);
-int ck_h5_cache_size(hid_t file, size_t size);
 
 /* Record an error with HDF5's innermost message appended. Returns code. */
 int ck_h5_err(struct ck_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

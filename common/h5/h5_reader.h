@@ -10,6 +10,7 @@
 #include "error.h"
 #include "h5.h"
 #include "h5_chunk.h"
+#include "h5_internal.h"
 
 struct meta;      /* h5_read.c: a Cerebras 0.5 "<key>.__metadata__" attribute */
 struct arena_blk; /* h5_read.c: names, paths and shapes of the listing */

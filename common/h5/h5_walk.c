@@ -236,14 +236,6 @@ struct helper {
   int failed;        /* the walk visits the slice itself */
 };
 
-/* What a tensor record carries besides its path and dims. */
-struct rec_tensor {
-  uint64_t nelem, file_esize, raw_offset, order;
-  int32_t dtype, rank, kind, has_crc, has_order;
-  uint32_t tf_crc32c;
-  uint64_t nlen, plen;
-};
-
 static int put_rec(FILE *out, int kind, const void *a, size_t alen, const void *b, size_t blen)
 {
   uint8_t k = (uint8_t)kind;
@@ -280,12 +272,10 @@ static void helper_run(struct ck_h5r *r, struct frame *f, char *key, size_t kcap
     } else if (code != 0) {
       rc = put_rec(out, REC_ERROR, &code, sizeof(code), r->err ? r->err->msg : "", r->err ? strlen(r->err->msg) : 0);
       end = i + 1; /* the walk stops there */
-    } else if (r->n > n0) {
+    } else if (r->n > n0) { /* the listing's own record (the same program: its pointers are remade), its path */
       const struct ck_h5_tensor *t = &r->t[r->n - 1];
-      struct rec_tensor rt = { t->nelem, t->file_esize, t->raw_offset, t->order, t->dtype, t->rank, t->kind,
-                               t->has_crc, t->has_order, t->tf_crc32c, t->nlen, strlen(t->path) };
-      rc = put_rec(out, REC_TENSOR, &rt, sizeof(rt), t->dims, (size_t)t->rank * sizeof(int64_t));
-      rc = rc == 0 && fwrite(t->path, rt.plen, 1, out) == 1 ? 0 : -1;
+      rc = put_rec(out, REC_TENSOR, t, sizeof(*t), t->path, strlen(t->path));
+      rc = rc == 0 && (t->rank == 0 || fwrite(t->dims, (size_t)t->rank * sizeof(int64_t), 1, out) == 1) ? 0 : -1;
       r->n = n0; /* (its bytes stay in the arena: the helper is about to exit) */
     } else if (r->nskipped > s0) {
       rc = put_rec(out, REC_SKIP, r->skipped[s0], strlen(r->skipped[s0]), NULL, 0);
@@ -390,8 +380,7 @@ static void end_evidence(struct ck_h5r *r, struct helper *h, const uint64_t n[2]
 /* The helper's next record: 1 to visit the link, 0 when taken, or the error. */
 static int take(struct ck_h5r *r, struct helper *h)
 {
-  struct rec_tensor rt;
-  struct ck_h5_tensor t = { 0 };
+  struct ck_h5_tensor t;
   uint64_t n[2];
   uint8_t kind;
 
@@ -422,27 +411,18 @@ static int take(struct ck_h5r *r, struct helper *h)
     free(s);
     return code;
   }
-  if (kind != REC_TENSOR || n[0] != sizeof(rt) || fread(&rt, sizeof(rt), 1, h->in) != 1 || rt.rank < 0 ||
-      rt.rank > CK_MAX_RANK || n[1] != (uint64_t)rt.rank * sizeof(int64_t) || rt.nlen > rt.plen || rt.plen > (1u << 20))
+  if (kind != REC_TENSOR || n[0] != sizeof(t) || fread(&t, sizeof(t), 1, h->in) != 1 || t.rank < 0 ||
+      t.rank > CK_MAX_RANK || t.nlen > n[1] || n[1] > (1u << 20))
     return ck_err_set(r->err, CK_EFORMAT, "%s: a listing helper's records are corrupt", r->path);
-  if ((t.dims = ck_h5r_arena_alloc(r, ((size_t)rt.rank + 1) * sizeof(int64_t))) == NULL ||
-      (t.path = ck_h5r_arena_alloc(r, rt.plen + 1)) == NULL)
+  /* its pointers were the helper's: the path, dims and name are remade in the arena */
+  if ((t.path = ck_h5r_arena_alloc(r, n[1] + 1)) == NULL ||
+      (t.dims = ck_h5r_arena_alloc(r, ((size_t)t.rank + 1) * sizeof(int64_t))) == NULL)
     return ck_err_set(r->err, -ENOMEM, "out of memory");
-  if ((n[1] && fread(t.dims, n[1], 1, h->in) != 1) || fread(t.path, rt.plen, 1, h->in) != 1)
+  if (fread(t.path, n[1], 1, h->in) != 1 ||
+      (t.rank > 0 && fread(t.dims, (size_t)t.rank * sizeof(int64_t), 1, h->in) != 1))
     return ck_err_set(r->err, CK_EFORMAT, "%s: a listing helper's records are short", r->path);
-  t.path[rt.plen] = 0;
-  t.nelem = rt.nelem;
-  t.file_esize = rt.file_esize;
-  t.raw_offset = rt.raw_offset;
-  t.order = rt.order;
-  t.dtype = rt.dtype;
-  t.rank = rt.rank;
-  t.kind = rt.kind;
-  t.has_crc = rt.has_crc;
-  t.has_order = rt.has_order;
-  t.tf_crc32c = rt.tf_crc32c;
-  t.nlen = rt.nlen;
-  t.name = (uint8_t *)t.path + rt.plen - rt.nlen;
+  t.path[n[1]] = 0;
+  t.name = (uint8_t *)t.path + n[1] - t.nlen;
   if (ck_h5r_add_tensor(r, &t) != 0)
     return ck_err_set(r->err, -ENOMEM, "out of memory");
   return 0;

@@ -152,7 +152,7 @@ int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_
 /* For the nested layout: open (creating as needed) the parent group of a path. */
 static hid_t parent_group(struct ck_h5w *w, const char *path, const char **leaf, struct ck_err *err)
 {
-  hid_t g = H5Gopen2(w->file, "/", H5P_DEFAULT);
+  hid_t g = H5Iinc_ref(w->root) >= 0 ? w->root : H5I_INVALID_HID; /* (closed as any group it opens) */
   const char *p = path, *slash;
 
   while ((slash = strchr(p, '/')) != NULL) {
