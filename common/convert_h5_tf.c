@@ -191,6 +191,7 @@ int ck_convert_h5_to_tf(const char *src, const char *dst_prefix, const struct ck
   ck_srcid_format(&id, source_id, sizeof(source_id));
   wo.mark_name = src_base;
   wo.keep_foreign = o->keep_foreign;
+  wo.keep_cached = o->verify;
   wo.mode = o->output_mode;
   wo.chgrp = o->output_chgrp;
   wo.gid = o->output_gid;

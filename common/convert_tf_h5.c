@@ -118,6 +118,7 @@ static void *bulk_worker(void *arg)
     struct fixed_sink s = { .c = c, .err = &err };
     int rc;
     ck_h5w_stream_init(&s.w, NULL, c->raw_fd, j->dst_off, j->e->dtype, 0, NULL, NULL, 0, c->tmp);
+    s.w.wb.keep = c->o->verify;
     rc = ck_bundle_stream(c->b, j->e, a->buf, a->size, sink_write, &s, &err);
     if (rc != 0)
       fail(c, rc, &err);
@@ -173,6 +174,7 @@ static int write_fixed_via_h5(struct tf_h5 *c, const struct ck_entry *e, struct 
 
   ck_h5w_stream_init(&s.w, ds, c->raw_fd, ck_h5w_ds_raw_offset(ds), e->dtype, e->rank, e->dims, c->buf + half, half,
                      c->tmp);
+  s.w.wb.keep = c->o->verify;
   if (e->nslices == 0)
     return ck_bundle_stream(c->b, e, c->buf, half, sink_write, &s, err);
   /* a partitioned variable: its crc is computed over the assembled bytes */

@@ -342,29 +342,50 @@ int ck_create_excl(const char *path)
   return fd < 0 ? -errno : fd;
 }
 
+void ck_wb_init(struct ck_wb *wb, uint64_t start)
+{
+  wb->kicked = wb->waited = start;
+  wb->keep = 0;
+}
+
+int ck_wb_wrote(struct ck_wb *wb, int fd, uint64_t end)
+{
+  const unsigned wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+  uint64_t upto = end > CK_WB_STEP ? (end - CK_WB_STEP) & ~(uint64_t)4095 : 0;
+
+  if (end > wb->kicked) /* a hint: errors show when waited for, or at fsync */
+    sync_file_range(fd, (off64_t)wb->kicked, (off64_t)(end - wb->kicked), SYNC_FILE_RANGE_WRITE);
+  wb->kicked = end;
+  if (wb->keep || upto <= wb->waited || upto - wb->waited < CK_WB_STEP)
+    return 0;
+  if (sync_file_range(fd, (off64_t)wb->waited, (off64_t)(upto - wb->waited), wait) != 0 &&
+      errno != EINVAL && errno != ESPIPE && errno != ENOSYS) /* (not a regular file, or no support) */
+    return -errno; /* the wait took the error: a later fsync would not see it again */
+  posix_fadvise(fd, (off_t)wb->waited, (off_t)(upto - wb->waited), POSIX_FADV_DONTNEED);
+  wb->waited = upto;
+  return 0;
+}
+
 int ck_obuf_init(struct ck_obuf *o, int fd, size_t cap)
 {
   o->fd = fd;
   o->cap = cap;
   o->len = 0;
-  o->written = o->kicked = 0;
+  o->pos = 0;
+  ck_wb_init(&o->wb, 0);
   o->buf = malloc(cap);
   return o->buf ? 0 : -ENOMEM;
 }
 
-/* Write len bytes at the file position; start writeback of what has accumulated. */
+/* Write len bytes at the file position, paced. */
 static int obuf_write(struct ck_obuf *o, const void *p, size_t len)
 {
   int rc = ck_write_full(o->fd, p, len);
 
   if (rc != 0)
     return rc;
-  o->written += len;
-  if (o->written - o->kicked >= CK_OBUF_KICK) {
-    sync_file_range(o->fd, (off64_t)o->kicked, (off64_t)(o->written - o->kicked), SYNC_FILE_RANGE_WRITE);
-    o->kicked = o->written;
-  }
-  return 0;
+  o->pos += len;
+  return ck_wb_wrote(&o->wb, o->fd, o->pos);
 }
 
 int ck_obuf_flush(struct ck_obuf *o)
@@ -373,6 +394,18 @@ int ck_obuf_flush(struct ck_obuf *o)
 
   o->len = 0;
   return rc;
+}
+
+int ck_obuf_skip(struct ck_obuf *o, uint64_t len)
+{
+  int rc = ck_obuf_flush(o);
+
+  if (rc != 0)
+    return rc;
+  if (lseek(o->fd, (off_t)len, SEEK_CUR) < 0)
+    return -errno;
+  o->pos += len;
+  return 0;
 }
 
 int ck_obuf_append(struct ck_obuf *o, const void *data, size_t len)

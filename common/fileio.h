@@ -104,25 +104,49 @@ int ck_set_owner(const char *path, int mode, int chgrp, unsigned gid);
 /* Create a new file with O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0644. fd or -errno. */
 int ck_create_excl(const char *path);
 
-/* Buffered sequential writer over an fd that it does not own. */
+/* Writeback pacing of an output written front to back (a file, or one region of it).
+ * Each write is handed to writeback at once (sync_file_range SYNC_FILE_RANGE_WRITE),
+ * so the final fsync overlaps the writing instead of following it. Everything older
+ * than the last CK_WB_STEP bytes is then waited for and dropped from the page cache:
+ * at most two steps of an output are dirty or cached at a time, so a conversion does
+ * not push a training job's pages out, and the kernel does not throttle it as it
+ * would a writer with gigabytes dirty (a 2 GiB copy: 3.2-3.6 s with kicks alone,
+ * 2.1-2.6 s paced; docs/performance.md). */
+struct ck_wb {
+  uint64_t kicked; /* written bytes end here, all handed to writeback */
+  uint64_t waited; /* bytes before this are on disk and no longer cached */
+  int keep;        /* the output is read back next (verify): only hand it to writeback,
+                    * so the reading finds it cached */
+};
+
+#define CK_WB_STEP (8u << 20)
+
+/* Pace a region starting at file offset start (keep: 0). */
+void ck_wb_init(struct ck_wb *wb, uint64_t start);
+
+/* The region has been written up to offset end (increasing). 0, or -errno when the
+ * bytes waited for did not reach the disk (the error that fsync would have reported). */
+int ck_wb_wrote(struct ck_wb *wb, int fd, uint64_t end);
+
+/* Buffered sequential writer over an fd that it does not own, paced (ck_wb; the fd's
+ * position at the first write is taken as offset 0). */
 struct ck_obuf {
   int fd;
   uint8_t *buf;
   size_t cap;
   size_t len;
-  uint64_t written; /* bytes that reached the file through this buffer */
-  uint64_t kicked;  /* of those, handed to writeback (every CK_OBUF_KICK bytes) */
+  uint64_t pos;     /* the file offset after what reached the file (it starts at 0) */
+  struct ck_wb wb;
 };
-
-/* Writeback of an output starts every this many bytes, so the final fsync overlaps the
- * writing instead of following it (sync_file_range SYNC_FILE_RANGE_WRITE). */
-#define CK_OBUF_KICK (8u << 20)
 
 /* Set up with a buffer of cap bytes. 0 or -ENOMEM. */
 int ck_obuf_init(struct ck_obuf *o, int fd, size_t cap);
 
 /* Append len bytes. 0 or -errno. */
 int ck_obuf_append(struct ck_obuf *o, const void *data, size_t len);
+
+/* Leave a hole of len bytes: write out what is buffered, then seek past it. 0 or -errno. */
+int ck_obuf_skip(struct ck_obuf *o, uint64_t len);
 
 /* Write out what is buffered. 0 or -errno. */
 int ck_obuf_flush(struct ck_obuf *o);

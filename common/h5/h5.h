@@ -12,6 +12,7 @@
 #include "blocks.h"
 #include "bundle.h"
 #include "error.h"
+#include "fileio.h"
 
 enum { CK_H5_FLAT = 0, CK_H5_NESTED = 1 };
 enum { CK_H5_NONE = 0, CK_H5_GZIP = 1, CK_H5_LZ4 = 2 };
@@ -73,14 +74,15 @@ int ck_h5w_ds_write_vlen(struct ck_h5w_ds *ds, const uint64_t *start, const uint
                          const uint8_t *const *ptrs, const size_t *lens, struct ck_err *err);
 
 /* A dataset's fixed-size elements written from a stream of TensorFlow bytes in order:
- * with pwrite at raw_off when the dataset has raw storage (writeback started as it
- * goes), else a hyperslab block at a time through the caller's stage buffer. path
+ * with pwrite at raw_off when the dataset has raw storage (writeback paced, ck_wb),
+ * else a hyperslab block at a time through the caller's stage buffer. path
  * names the file in messages. With raw_off set, ds may be NULL (a bulk copy thread). */
 struct ck_h5w_stream {
   struct ck_h5w_ds *ds;
   int raw_fd;
   uint64_t raw_off;        /* contiguous: file offset of the data; 0: through HDF5 */
   uint64_t pos;            /* bytes received */
+  struct ck_wb wb;         /* contiguous: writeback of the bytes at raw_off */
   size_t esize;
   uint8_t *stage;          /* chunked: bytes of the current block */
   size_t stage_len;

@@ -321,6 +321,7 @@ static int snk_tensor_begin(struct ck_sink *k, const struct ck_tinfo *t, struct 
   s->crc = 0;
   ck_h5w_stream_init(&s->ws, s->ds, s->raw_fd, ck_h5w_ds_raw_offset(s->ds), t->dtype, t->rank, t->dims, s->stage,
                      s->stage_cap, s->tmp);
+  s->ws.wb.keep = s->conv.verify;
   return 0;
 }
 

@@ -438,6 +438,7 @@ void ck_h5w_stream_init(struct ck_h5w_stream *s, struct ck_h5w_ds *ds, int raw_f
   s->raw_fd = raw_fd;
   s->raw_off = raw_off;
   s->pos = 0;
+  ck_wb_init(&s->wb, raw_off);
   s->esize = ck_dtype_size(dtype);
   s->stage = stage;
   s->stage_len = 0;
@@ -548,10 +549,9 @@ int ck_h5w_stream_write(struct ck_h5w_stream *s, const void *data, size_t len, s
   int chunked = s->ds && s->ds->chunk_elems, rc;
 
   if (s->raw_off) {
-    if ((rc = ck_pwrite_full(s->raw_fd, data, len, s->raw_off + s->pos)) != 0)
+    if ((rc = ck_pwrite_full(s->raw_fd, data, len, s->raw_off + s->pos)) != 0 ||
+        (rc = ck_wb_wrote(&s->wb, s->raw_fd, s->raw_off + s->pos + len)) != 0)
       return ck_err_set(err, rc, "%s: write: %s", s->path, strerror(-rc));
-    /* start writeback now, so the final fsync overlaps the copy instead of following it */
-    sync_file_range(s->raw_fd, (off64_t)(s->raw_off + s->pos), (off64_t)len, SYNC_FILE_RANGE_WRITE);
     s->pos += len;
     return 0;
   }

@@ -381,6 +381,7 @@ int ck_st_sink_open(const char *dst, const struct ck_sink_opts *o, struct ck_sin
     goto out;
   }
   k->ob.fd = k->fd;
+  k->ob.wb.keep = k->conv && k->conv->verify;
   *out = &k->base;
   rc = 0;
 out:

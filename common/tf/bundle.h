@@ -134,6 +134,7 @@ struct ck_bundle_writer_opts {
   const char *mark_name;    /* if set, the index gets ckptd's mark (ck_mark_set) naming the */
   const char *mark_id;      /* source and its identity, before it is published; kept by the caller */
   int keep_foreign;         /* never replace a final file without ckptd's mark (ck_publish_rename) */
+  int keep_cached;          /* the bundle is read back next (verify): its pages stay cached (ck_wb) */
   int mode, chgrp;          /* ck_set_owner() of every file before it is published */
   unsigned gid;
 };

@@ -184,8 +184,11 @@ static int pick_shard(struct ck_bundle_writer *w, const uint8_t *key, size_t kle
   }
   if ((rc = open_shard(w, s, err)) != 0)
     return rc;
-  if (w->shards[s].ob.buf == NULL && ck_obuf_init(&w->shards[s].ob, w->shards[s].fd, w->o.buffer_size) != 0)
-    return ck_err_set(err, -ENOMEM, "out of memory");
+  if (w->shards[s].ob.buf == NULL) {
+    if (ck_obuf_init(&w->shards[s].ob, w->shards[s].fd, w->o.buffer_size) != 0)
+      return ck_err_set(err, -ENOMEM, "out of memory");
+    w->shards[s].ob.wb.keep = w->o.keep_cached;
+  }
   w->cur_shard = s;
   return s;
 }

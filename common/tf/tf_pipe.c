@@ -207,6 +207,7 @@ int ck_saver_sink_open(const char *dst, const struct ck_sink_opts *o, struct ck_
   s->base.format = CK_FMT_SAVER;
   s->wo.max_shard_bytes = c->max_shard_bytes;
   s->wo.keep_foreign = c->keep_foreign;
+  s->wo.keep_cached = c->verify;
   s->wo.mode = c->output_mode;
   s->wo.chgrp = c->output_chgrp;
   s->wo.gid = c->output_gid;

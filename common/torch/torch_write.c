@@ -726,7 +726,7 @@ int ck_torch_sink_open(const char *dst, const struct ck_sink_opts *o, struct ck_
     k->tmp = NULL;
     goto out;
   }
-  rc = ck_zipw_open(k->fd, write_buffer(o), &k->zw, err);
+  rc = ck_zipw_open(k->fd, write_buffer(o), o->conv && o->conv->verify, &k->zw, err);
 out:
   if (rc != 0) {
     sink_abort(&k->base);

@@ -108,7 +108,7 @@ static int emit(struct ck_zipw *z, const void *p, size_t len, struct ck_err *err
   return 0;
 }
 
-int ck_zipw_open(int fd, size_t bufsize, struct ck_zipw **out, struct ck_err *err)
+int ck_zipw_open(int fd, size_t bufsize, int keep_cached, struct ck_zipw **out, struct ck_err *err)
 {
   struct ck_zipw *z = calloc(1, sizeof(*z));
 
@@ -117,6 +117,7 @@ int ck_zipw_open(int fd, size_t bufsize, struct ck_zipw **out, struct ck_err *er
     free(z);
     return ck_err_set(err, -ENOMEM, "out of memory");
   }
+  z->ob.wb.keep = keep_cached;
   *out = z;
   return 0;
 }
@@ -231,8 +232,7 @@ int ck_zipw_entry_skip(struct ck_zipw *z, uint64_t len, struct ck_err *err)
 
   if (!z->open || len > z->e[z->n - 1].size - z->done)
     return ck_err_set(err, CK_EINVAL, "zip: a hole outside an entry or beyond its size");
-  if ((rc = ck_obuf_flush(&z->ob)) != 0 || lseek(z->ob.fd, (off_t)len, SEEK_CUR) < 0) {
-    rc = rc ? rc : -errno;
+  if ((rc = ck_obuf_skip(&z->ob, len)) != 0) {
     z->failed = 1;
     return ck_err_set(err, rc, "write: %s", strerror(-rc));
   }

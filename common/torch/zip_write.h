@@ -18,8 +18,8 @@
 struct ck_zipw;
 
 /* A writer appending to fd (at its current position, taken as offset 0) through a
- * buffer of bufsize bytes. 0, -ENOMEM. */
-int ck_zipw_open(int fd, size_t bufsize, struct ck_zipw **out, struct ck_err *err);
+ * buffer of bufsize bytes; keep_cached: the file is read back next (ck_wb). 0, -ENOMEM. */
+int ck_zipw_open(int fd, size_t bufsize, int keep_cached, struct ck_zipw **out, struct ck_err *err);
 /* Start entry name (nlen bytes, no NUL inside) of exactly size bytes. */
 int ck_zipw_entry_begin(struct ck_zipw *z, const char *name, size_t nlen, uint64_t size, struct ck_err *err);
 /* More of the current entry's bytes (CK_EINVAL beyond its size). */
