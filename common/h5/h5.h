@@ -139,7 +139,8 @@ struct ck_h5_tensor { /* fields ordered without padding: 200,000 of these are li
 struct ck_h5r;
 
 /* Compressed chunks: decode with threads workers within budget bytes of buffers
- * (defaults: 2 and CK_H5_BUDGET_DEFAULT). Before the first stream. */
+ * (defaults: 2 and CK_H5_BUDGET_DEFAULT); with threads > 1 contiguous data is also
+ * read ahead of the caller (ck_read_range). Before the first stream. */
 void ck_h5r_set_threads(struct ck_h5r *r, int threads, size_t budget);
 
 /* Listing a group of 4,096 links or more: n - 1 forked helper processes classify

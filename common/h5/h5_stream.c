@@ -1,7 +1,7 @@
 /* HDF5 reader, second half: a listed tensor's bytes in TensorFlow's stored layout.
  *
  * Exact little-endian data in contiguous storage is pread at the dataset's offset
- * (checked against the file size when listed); chunks whose pipeline h5_chunk.c
+ * (checked against the file size when listed), the next piece read ahead; chunks whose pipeline h5_chunk.c
  * runs are read raw and decoded by worker threads; everything else goes through
  * H5Dread in blocks bounded by the caller's buffer. Strings and variants are read
  * element by element in batches, their memory bounded (vmem). */
@@ -22,6 +22,7 @@
 #include "h5_chunk.h"
 #include "h5_internal.h"
 #include "h5_reader.h"
+#include "readahead.h"
 #include "util.h"
 
 /* ---- streaming in TensorFlow's layout ---- */
@@ -160,13 +161,10 @@ static int stream_fixed(struct ck_h5r *r, hid_t ds, const struct ck_h5_tensor *t
   int rc = 0, exact;
 
   if (t->raw_offset && r->fd >= 0) {
-    for (uint64_t pos = 0; pos < total && rc == 0; pos += n) {
-      n = total - pos < bufsize ? total - pos : bufsize;
-      if ((rc = ck_pread_full(r->fd, buf, (size_t)n, t->raw_offset + pos)) != 0)
-        return ck_err_set(err, rc, "%s: %s: read at %llu: %s", r->path, t->path,
-                          (unsigned long long)(t->raw_offset + pos), ck_strerror(rc));
-      rc = fn(ctx, buf, (size_t)n);
-    }
+    uint64_t bad;
+    if ((rc = ck_read_range(r->fd, t->raw_offset, total, buf, bufsize, r->threads, fn, ctx, &bad)) != 0 &&
+        bad != UINT64_MAX)
+      ck_err_set(err, rc, "%s: %s: read at %llu: %s", r->path, t->path, (unsigned long long)bad, ck_strerror(rc));
     return rc;
   }
   if (bufsize < esize)
