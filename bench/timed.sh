@@ -15,3 +15,30 @@ timed() {
   med=$(echo "$times" | tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
   echo "$med $rss"
 }
+
+# interleaved CMD...: like timed, for several commands (shell strings) at once. Each of
+# ROUNDS rounds runs every command in turn, so a machine whose speed drifts (shared
+# disks and hosts do, by 2x within minutes) slows every command of a round alike and
+# the ratios compare like with like. Prints "T RSS" per command, in order, on one line.
+interleaved() {
+  i=0
+  rm -f "$DIR"/times.*
+  while [ $i -lt "$ROUNDS" ]; do
+    k=0
+    for cmd in "$@"; do
+      k=$((k + 1))
+      bench_reset
+      sync
+      "$RUNSTAT" sh -c "$cmd" 2>"$DIR/stat" >/dev/null || { cat "$DIR/stat" >&2; exit 1; }
+      tail -n 1 "$DIR/stat" | cut -d' ' -f1,2 >>"$DIR/times.$k"
+    done
+    i=$((i + 1))
+  done
+  k=0 line=""
+  for cmd in "$@"; do
+    k=$((k + 1))
+    line="$line $(sort -n "$DIR/times.$k" | awk '{ t[NR] = $1; if ($2 > r) r = $2 } END { print t[int((NR + 1) / 2)], r }')"
+  done
+  rm -f "$DIR"/times.*
+  echo $line
+}
