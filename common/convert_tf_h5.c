@@ -132,7 +132,7 @@ static void *bulk_worker(void *arg)
 
 static int run_bulk(struct tf_h5 *c)
 {
-  int n = c->o->threads > 0 ? c->o->threads : 2;
+  int threads = c->o->threads > 0 ? c->o->threads : 2, n = threads;
   struct worker_arg args[16];
   pthread_t tids[16];
   int started = 0;
@@ -143,6 +143,8 @@ static int run_bulk(struct tf_h5 *c)
     n = 16;
   if ((size_t)n > c->njobs)
     n = (int)c->njobs;
+  /* fewer tensors than threads (one big tensor): the spare threads read ahead */
+  ck_bundle_set_read_ahead(c->b, n < threads);
   for (int i = 0; i < n; i++) {
     args[i].c = c;
     args[i].size = c->bufsize / (size_t)n;
@@ -156,6 +158,7 @@ static int run_bulk(struct tf_h5 *c)
   for (int i = 0; i < started; i++)
     pthread_join(tids[i], NULL);
   pthread_mutex_destroy(&c->lock);
+  ck_bundle_set_read_ahead(c->b, 0);
   return c->rc;
 }
 

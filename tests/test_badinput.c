@@ -77,18 +77,29 @@ static void edit(const char *path, long off, uint8_t xor_with, long truncate_to)
   free(d);
 }
 
-/* Open (and verify every entry); expect failure whose message holds want and file. */
-static void expect_fail(const char *prefix, const char *want, const char *file_part, const char *what)
+/* Open and verify every entry, reading ahead or not. */
+static int open_verify(const char *prefix, int ahead, struct ck_err *err)
 {
   struct ck_bundle *b = NULL;
-  struct ck_err err = { 0 };
   uint8_t buf[64];
-  int rc = ck_bundle_open(prefix, 0, &b, &err);
+  int rc = ck_bundle_open(prefix, 0, &b, err);
 
+  if (rc == 0)
+    ck_bundle_set_read_ahead(b, ahead);
   for (size_t i = 0; rc == 0 && i < ck_bundle_data_count(b); i++)
-    rc = ck_bundle_verify(b, ck_bundle_data_entry(b, i), buf, sizeof(buf), &err);
+    rc = ck_bundle_verify(b, ck_bundle_data_entry(b, i), buf, sizeof(buf), err);
   ck_bundle_close(b);
-  ok(rc != 0 && strstr(err.msg, want) && strstr(err.msg, file_part), "%s: \"%s\"", what, err.msg);
+  return rc;
+}
+
+/* Expect failure whose message holds want and file, the same with read-ahead. */
+static void expect_fail(const char *prefix, const char *want, const char *file_part, const char *what)
+{
+  struct ck_err err = { 0 }, ahead = { 0 };
+  int rc = open_verify(prefix, 0, &err), rc2 = open_verify(prefix, 1, &ahead);
+
+  ok(rc != 0 && strstr(err.msg, want) && strstr(err.msg, file_part) && rc2 == rc && strcmp(ahead.msg, err.msg) == 0,
+     "%s: \"%s\"%s", what, err.msg, strcmp(ahead.msg, err.msg) ? " (read ahead: different)" : "");
 }
 
 /* Write an index whose header and entries we choose. */

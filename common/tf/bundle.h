@@ -87,9 +87,14 @@ int ck_bundle_read(struct ck_bundle *b, const struct ck_entry *e, uint64_t off, 
 typedef int (*ck_chunk_fn)(void *ctx, const void *data, size_t len);
 
 /* Stream the stored bytes of a data entry through buf, verifying its crc32c
- * (a mismatch is reported after the last chunk). */
+ * (a mismatch is reported after the last chunk). With read-ahead on, entries larger
+ * than buf are read a half of it at a time by a thread of their own, the next piece
+ * while fn takes the current (ck_read_range). */
 int ck_bundle_stream(struct ck_bundle *b, const struct ck_entry *e, void *buf, size_t bufsize,
                      ck_chunk_fn fn, void *ctx, struct ck_err *err);
+
+/* Read ahead in ck_bundle_stream (default off): for callers with a core to spare. */
+void ck_bundle_set_read_ahead(struct ck_bundle *b, int on);
 
 /* Verify the checksum of a data entry. */
 int ck_bundle_verify(struct ck_bundle *b, const struct ck_entry *e, void *buf, size_t bufsize,

@@ -22,6 +22,7 @@
 #include "dtype.h"
 #include "fileio.h"
 #include "ordered_code.h"
+#include "readahead.h"
 #include "table.h"
 #include "tensor_bundle.pb-c.h"
 #include "tensor_crc.h"
@@ -44,6 +45,7 @@ struct ck_bundle {
   int have_header;
   unsigned data_blocks;
   unsigned snappy_blocks;
+  int read_ahead;     /* ck_bundle_stream reads ahead (ck_read_range) */
   struct ck_err *err; /* during open */
 };
 
@@ -688,29 +690,54 @@ int ck_bundle_read(struct ck_bundle *b, const struct ck_entry *e, uint64_t off, 
   return 0;
 }
 
+void ck_bundle_set_read_ahead(struct ck_bundle *b, int on)
+{
+  b->read_ahead = on;
+}
+
+struct stream {
+  const struct ck_bundle *b;
+  const struct ck_entry *e;
+  struct ck_tcrc crc;
+  ck_chunk_fn fn;
+  void *ctx;
+  struct ck_err *err;
+};
+
+static int stream_piece(void *p, const void *data, size_t n)
+{
+  struct stream *s = p;
+  int rc = ck_tcrc_update(&s->crc, data, n);
+
+  if (rc != 0)
+    return ck_err_set(s->err, rc, "%s: %s: %s", s->b->shard_paths[s->e->shard], s->e->key, s->crc.why);
+  return s->fn ? s->fn(s->ctx, data, n) : 0;
+}
+
 int ck_bundle_stream(struct ck_bundle *b, const struct ck_entry *e, void *buf, size_t bufsize,
                      ck_chunk_fn fn, void *ctx, struct ck_err *err)
 {
-  struct ck_tcrc s;
-  uint64_t off = 0;
+  struct stream s = { .b = b, .e = e, .fn = fn, .ctx = ctx, .err = err };
+  uint64_t bad;
   uint32_t crc;
   int rc;
 
   if (bufsize == 0)
     return ck_err_set(err, CK_EINVAL, "zero-sized buffer");
-  ck_tcrc_init(&s, e->dtype, e->nelem);
-  while (off < e->size) {
-    size_t n = e->size - off < bufsize ? (size_t)(e->size - off) : bufsize;
-    if ((rc = ck_bundle_read(b, e, off, buf, n, err)) != 0)
-      return rc;
-    if ((rc = ck_tcrc_update(&s, buf, n)) != 0)
-      return ck_err_set(err, rc, "%s: %s: %s", b->shard_paths[e->shard], e->key, s.why);
-    if (fn && (rc = fn(ctx, buf, n)) != 0)
-      return rc;
-    off += n;
-  }
-  if ((rc = ck_tcrc_final(&s, &crc)) != 0)
-    return ck_err_set(err, rc, "%s: %s: %s", b->shard_paths[e->shard], e->key, s.why);
+  if (b->shard_fds == NULL)
+    return ck_err_set(err, CK_EINVAL, "%s: opened index-only", b->index_path);
+  if (e->nslices)
+    return ck_err_set(err, CK_EINVAL, "%s: read outside entry %s", b->index_path, e->key);
+  ck_tcrc_init(&s.crc, e->dtype, e->nelem);
+  rc = ck_read_range(b->shard_fds[e->shard], e->offset, e->size, buf, bufsize, b->read_ahead ? 2 : 1, stream_piece,
+                     &s, &bad);
+  if (rc != 0 && bad != UINT64_MAX)
+    return ck_err_set(err, rc, "%s: %s: read at %llu: %s", b->shard_paths[e->shard], e->key, (unsigned long long)bad,
+                      ck_strerror(rc));
+  if (rc != 0)
+    return rc;
+  if ((rc = ck_tcrc_final(&s.crc, &crc)) != 0)
+    return ck_err_set(err, rc, "%s: %s: %s", b->shard_paths[e->shard], e->key, s.crc.why);
   if (ck_crc32c_mask(crc) != e->crc32c)
     return ck_err_set(err, CK_ECHECKSUM, "%s: %s: crc32c mismatch (stored %08x, computed %08x)",
                       b->shard_paths[e->shard], e->key, e->crc32c, ck_crc32c_mask(crc));

@@ -104,6 +104,7 @@ int ck_saver_source_open(const char *path, size_t budget, struct ck_source **out
   if ((rc = ck_bundle_open(path, 0, &ss->b, err)) != 0)
     goto fail;
   ck_bundle_version(ss->b, &ss->base.tf_producer, &ss->base.tf_min_consumer);
+  ck_bundle_set_read_ahead(ss->b, 1); /* the converter takes tensors one at a time, as the .h5 source does */
   if ((ss->base.path = strdup(ck_bundle_prefix(ss->b))) == NULL ||
       (ss->base.source_name = ck_basename(ck_bundle_prefix(ss->b))) == NULL) {
     rc = ck_err_set(err, -ENOMEM, "out of memory");
