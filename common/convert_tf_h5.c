@@ -516,8 +516,8 @@ static int seal(struct tf_h5 *c, const char *tmp, struct ck_err *err)
 {
   int rc;
 
-  if (fsync(c->raw_fd) != 0)
-    return ck_err_set(err, -errno, "%s: fsync: %s", tmp, strerror(errno));
+  if ((rc = ck_fsync_drop(c->raw_fd, c->o->verify)) != 0)
+    return ck_err_set(err, rc, "%s: fsync: %s", tmp, strerror(-rc));
   rc = ck_h5w_finish(c->w, err);
   c->w = NULL;
   return rc;

@@ -346,6 +346,7 @@ void ck_wb_init(struct ck_wb *wb, uint64_t start)
 {
   wb->kicked = wb->waited = start;
   wb->keep = 0;
+  wb->err = 0;
 }
 
 int ck_wb_wrote(struct ck_wb *wb, int fd, uint64_t end)
@@ -353,6 +354,8 @@ int ck_wb_wrote(struct ck_wb *wb, int fd, uint64_t end)
   const unsigned wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
   uint64_t upto = end > CK_WB_STEP ? (end - CK_WB_STEP) & ~(uint64_t)4095 : 0;
 
+  if (wb->err != 0)
+    return wb->err;
   if (end > wb->kicked) /* a hint: errors show when waited for, or at fsync */
     sync_file_range(fd, (off64_t)wb->kicked, (off64_t)(end - wb->kicked), SYNC_FILE_RANGE_WRITE);
   wb->kicked = end;
@@ -360,9 +363,18 @@ int ck_wb_wrote(struct ck_wb *wb, int fd, uint64_t end)
     return 0;
   if (sync_file_range(fd, (off64_t)wb->waited, (off64_t)(upto - wb->waited), wait) != 0 &&
       errno != EINVAL && errno != ESPIPE && errno != ENOSYS) /* (not a regular file, or no support) */
-    return -errno; /* the wait took the error: a later fsync would not see it again */
+    return wb->err = -errno; /* the wait took the error: a later fsync would not see it again */
   posix_fadvise(fd, (off_t)wb->waited, (off_t)(upto - wb->waited), POSIX_FADV_DONTNEED);
   wb->waited = upto;
+  return 0;
+}
+
+int ck_fsync_drop(int fd, int keep)
+{
+  if (fsync(fd) != 0)
+    return -errno;
+  if (!keep)
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   return 0;
 }
 

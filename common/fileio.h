@@ -108,7 +108,8 @@ int ck_create_excl(const char *path);
  * Each write is handed to writeback at once (sync_file_range SYNC_FILE_RANGE_WRITE),
  * so the final fsync overlaps the writing instead of following it. Everything older
  * than the last CK_WB_STEP bytes is then waited for and dropped from the page cache:
- * at most two steps of an output are dirty or cached at a time, so a conversion does
+ * at most two steps of a region are dirty or cached at a time (ck_fsync_drop takes
+ * the rest when the output is complete), so a conversion does
  * not push a training job's pages out, and the kernel does not throttle it as it
  * would a writer with gigabytes dirty (a 2 GiB copy: 3.2-3.6 s with kicks alone,
  * 2.1-2.6 s paced; docs/performance.md). */
@@ -117,6 +118,7 @@ struct ck_wb {
   uint64_t waited; /* bytes before this are on disk and no longer cached */
   int keep;        /* the output is read back next (verify): only hand it to writeback,
                     * so the reading finds it cached */
+  int err;         /* a wait failed: every later call fails with it */
 };
 
 #define CK_WB_STEP (8u << 20)
@@ -125,8 +127,14 @@ struct ck_wb {
 void ck_wb_init(struct ck_wb *wb, uint64_t start);
 
 /* The region has been written up to offset end (increasing). 0, or -errno when the
- * bytes waited for did not reach the disk (the error that fsync would have reported). */
+ * bytes waited for did not reach the disk (the error that fsync would have reported;
+ * kept: the wait consumed it). */
 int ck_wb_wrote(struct ck_wb *wb, int fd, uint64_t end);
+
+/* fsync fd, then, unless keep, drop its pages from the page cache: they are on disk and
+ * nobody reads them soon. Regions too small to be paced (tensors under two steps) are
+ * left behind by ck_wb; this takes them too. 0 or -errno of the fsync. */
+int ck_fsync_drop(int fd, int keep);
 
 /* Buffered sequential writer over an fd that it does not own, paced (ck_wb; the fd's
  * position at the first write is taken as offset 0). */

@@ -85,7 +85,7 @@ int ck_read_range(int fd, uint64_t off, uint64_t len, void *buf, size_t bufsize,
   int rc = 0;
 
   *bad_off = UINT64_MAX;
-  if (threads < 2 || len <= bufsize || a.cap == 0)
+  if (threads < 2 || len <= bufsize || a.cap < CK_READ_AHEAD_MIN) /* (a handoff per few bytes costs more) */
     return read_serial(fd, off, len, buf, bufsize, fn, ctx, bad_off);
   a.h[0].p = buf;
   a.h[1].p = (uint8_t *)buf + a.cap;

@@ -10,6 +10,7 @@
 
 #include "bundle.h"
 #include "dtype.h"
+#include "readahead.h"
 #include "tap.h"
 #include "testutil.h"
 
@@ -92,11 +93,11 @@ int main(void)
       for (size_t k = 0; k < ck_bundle_data_count(b) && rc == 0; k++)
         rc = ck_bundle_verify(b, ck_bundle_data_entry(b, k), buf, 3, &err);
       ok(rc == 0, "%s/%s: checksums verify with a 3-byte buffer %s", rows[i].fixture, rows[i].prefix, err.msg);
-      /* Read ahead: 2 KiB pieces from a thread (ck_read_range), other boundaries again. */
+      /* Read ahead: 4 KiB pieces from a thread (ck_read_range), other boundaries again. */
       ck_bundle_set_read_ahead(b, 1);
       rc = 0;
       for (size_t k = 0; k < ck_bundle_data_count(b) && rc == 0; k++)
-        rc = ck_bundle_verify(b, ck_bundle_data_entry(b, k), buf, 4096, &err);
+        rc = ck_bundle_verify(b, ck_bundle_data_entry(b, k), buf, 2 * CK_READ_AHEAD_MIN, &err);
       ok(rc == 0, "%s/%s: checksums verify reading ahead %s", rows[i].fixture, rows[i].prefix, err.msg);
     }
     ck_bundle_close(b);

@@ -1,7 +1,8 @@
 /* ck_read_range: every byte of the range reaches fn once, in order, in pieces no larger
  * than the buffer (a half of it when read ahead), for ranges around the buffer's size,
- * with and without the reader thread; fn's error stops it at once; a read past the end
- * of the file is an error naming where, after the pieces before it. */
+ * with and without the reader thread (and with halves too small for it); fn's error
+ * stops it at once; a read past the end of the file is an error naming where, after
+ * the pieces before it. */
 #include "config.h"
 
 #include <errno.h>
@@ -17,7 +18,7 @@
 #include "tap.h"
 #include "testutil.h"
 
-#define FILE_BYTES 100000u
+#define FILE_BYTES 400000u
 
 struct seen {
   const uint8_t *file; /* the file's bytes */
@@ -45,17 +46,18 @@ int main(void)
     size_t bufsize;
     int threads;
   } cases[] = {
-    { 0, 0, 4096, 2 },          /* nothing */
-    { 7, 1000, 4096, 2 },       /* within one buffer: no thread */
-    { 0, 4096, 4096, 2 },       /* exactly one buffer */
-    { 0, 4097, 4096, 2 },       /* just over: read ahead in halves */
-    { 3, 99997, 4096, 2 },      /* to the end of the file, odd start */
-    { 100, 50000, 4095, 2 },    /* odd buffer: halves of 2047 */
-    { 100, 50000, 4096, 1 },    /* one thread: in buffer-sized pieces */
-    { 0, 10000, 1, 2 },         /* halves of 0 bytes: serial */
+    { 0, 0, 16384, 2 },          /* nothing */
+    { 7, 1000, 16384, 2 },       /* within one buffer: no thread */
+    { 0, 16384, 16384, 2 },      /* exactly one buffer */
+    { 0, 16385, 16384, 2 },      /* just over: read ahead in halves */
+    { 3, 399997, 16384, 2 },     /* to the end of the file, odd start */
+    { 100, 200000, 16383, 2 },   /* odd buffer: halves of 8191 */
+    { 100, 200000, 16384, 1 },   /* one thread: in buffer-sized pieces */
+    { 0, 50000, 8191, 2 },       /* halves under CK_READ_AHEAD_MIN: serial */
+    { 0, 10000, 1, 2 },          /* one byte at a time: serial */
   };
   char *dir = tu_tmpdir(), path[4200];
-  uint8_t *file = malloc(FILE_BYTES), *buf = malloc(8192);
+  uint8_t *file = malloc(FILE_BYTES), *buf = malloc(16384);
   int fd;
 
   for (unsigned i = 0; i < FILE_BYTES; i++)
@@ -67,30 +69,31 @@ int main(void)
   for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
     struct seen s = { .file = file, .off = cases[c].off };
     uint64_t bad = 0;
-    int ahead = cases[c].threads > 1 && cases[c].len > cases[c].bufsize && cases[c].bufsize / 2 > 0;
+    int ahead = cases[c].threads > 1 && cases[c].len > cases[c].bufsize && cases[c].bufsize / 2 >= CK_READ_AHEAD_MIN;
     int rc;
     s.max_piece = ahead ? cases[c].bufsize / 2 : cases[c].bufsize;
     rc = ck_read_range(fd, cases[c].off, cases[c].len, buf, cases[c].bufsize, cases[c].threads, take, &s, &bad);
-    ok(rc == 0 && !s.wrong && s.off == cases[c].off + cases[c].len && bad == UINT64_MAX,
-       "[%llu, +%llu) through %zu bytes, %d thread(s): every byte once, in order, in pieces of at most %zu (%d calls)",
+    ok(rc == 0 && !s.wrong && s.off == cases[c].off + cases[c].len && bad == UINT64_MAX &&
+           (uint64_t)s.calls == (cases[c].len + s.max_piece - 1) / s.max_piece,
+       "[%llu, +%llu) through %zu bytes, %d thread(s): every byte once, in order, in pieces of %zu (%d calls)",
        (unsigned long long)cases[c].off, (unsigned long long)cases[c].len, cases[c].bufsize, cases[c].threads,
        s.max_piece, s.calls);
   }
 
   for (int threads = 1; threads <= 2; threads++) {
-    struct seen s = { .file = file, .max_piece = 4096, .fail_at = 3 };
+    struct seen s = { .file = file, .max_piece = 16384, .fail_at = 3 };
     uint64_t bad = 0;
-    int rc = ck_read_range(fd, 0, 60000, buf, 4096, threads, take, &s, &bad);
+    int rc = ck_read_range(fd, 0, 200000, buf, 16384, threads, take, &s, &bad);
     ok(rc == -42 && s.calls == 3 && bad == UINT64_MAX && !s.wrong,
        "%d thread(s): fn's error is returned and fn is not called again (%d calls)", threads, s.calls);
   }
 
   for (int threads = 1; threads <= 2; threads++) {
-    struct seen s = { .file = file, .off = 90000, .max_piece = 4096 };
+    struct seen s = { .file = file, .off = 350000, .max_piece = 16384 };
     uint64_t bad = 0;
-    int rc = ck_read_range(fd, 90000, 20000, buf, 4096, threads, take, &s, &bad);
-    uint64_t piece = threads > 1 ? 2048 : 4096;
-    ok(rc == CK_ETRUNC && bad == 90000 + (FILE_BYTES - 90000) / piece * piece && s.off == bad && !s.wrong,
+    int rc = ck_read_range(fd, 350000, 80000, buf, 16384, threads, take, &s, &bad);
+    uint64_t piece = threads > 1 ? 8192 : 16384;
+    ok(rc == CK_ETRUNC && bad == 350000 + (FILE_BYTES - 350000) / piece * piece && s.off == bad && !s.wrong,
        "%d thread(s): a range past the end fails where the short piece starts (%llu), after the whole pieces",
        threads, (unsigned long long)bad);
   }

@@ -17,7 +17,13 @@
 #include "testutil.h"
 
 #define MIB (1u << 20)
-#define TMPFS_MAGIC 0x01021994 /* shmem pages are never dropped */
+/* Filesystems whose pages live in the page cache, written back by sync_file_range:
+ * ext4, xfs, btrfs. Elsewhere (tmpfs, overlayfs, NFS, ZFS's own cache) what is cached
+ * after pacing is not ours to check. */
+static int pages_are_ours(long type)
+{
+  return type == 0xEF53 || type == 0x58465342 || type == (long)0x9123683E;
+}
 
 static uint8_t byte_at(uint64_t off)
 {
@@ -99,7 +105,7 @@ int main(void)
   int fd, drops;
 
   snprintf(path, sizeof(path), "%s/out", dir);
-  drops = statfs(dir, &sf) == 0 && sf.f_type != TMPFS_MAGIC;
+  drops = statfs(dir, &sf) == 0 && pages_are_ours((long)sf.f_type);
 
   /* paced: only the newest steps stay cached */
   fd = write_obuf(path, 0, &o);
@@ -108,10 +114,16 @@ int main(void)
     ok(o.pos == 40 * MIB && o.wb.kicked == 40 * MIB, "every byte was handed to writeback");
     ok(o.wb.waited % 4096 == 0 && o.wb.waited > 0 && o.pos - o.wb.waited < 2 * CK_WB_STEP,
        "everything but the last two steps at most was waited for (%llu MiB)", (unsigned long long)(o.wb.waited / MIB));
-    if (drops)
-      ok(old == 0, "and dropped from the page cache (%ld pages of it cached)", old);
+    if (drops) /* (a few pages of slack) */
+      ok(old >= 0 && old <= (long)(o.wb.waited / 4096 / 20), "and dropped from the page cache (%ld pages of it cached)", old);
     else
-      ok(1, "# SKIP %s is tmpfs: its pages cannot be dropped", dir);
+      ok(1, "# SKIP %s is not ext4, xfs or btrfs: what it caches is not ours to check", dir);
+  }
+  if (drops) {
+    long left = fd >= 0 && ck_fsync_drop(fd, 0) == 0 ? resident(fd, 0, 40 * MIB) : -1;
+    ok(left >= 0 && left <= (long)(40 * MIB / 4096 / 20), "ck_fsync_drop takes the last steps too (%ld pages left)", left);
+  } else {
+    ok(1, "# SKIP %s is not ext4, xfs or btrfs: what it caches is not ours to check", dir);
   }
   ok(fd >= 0 && holds(fd, 0, 40 * MIB), "40 MiB through the paced buffer read back the same");
   close(fd);
@@ -121,7 +133,11 @@ int main(void)
   {
     long cached = fd >= 0 ? resident(fd, 0, 40 * MIB) : -1;
     ok(o.wb.waited == 0 && o.wb.kicked == 40 * MIB, "with keep everything is handed to writeback and nothing waited for");
-    ok(cached == (long)(40 * MIB / (uint64_t)sysconf(_SC_PAGESIZE)), "and all of it stays cached (%ld pages)", cached);
+    long all = (long)(40 * MIB / (uint64_t)sysconf(_SC_PAGESIZE));
+    if (drops) /* (reclaim may take a few) */
+      ok(cached >= all * 9 / 10, "and it stays cached (%ld of %ld pages)", cached, all);
+    else
+      ok(1, "# SKIP %s is not ext4, xfs or btrfs: what it caches is not ours to check", dir);
   }
   ok(fd >= 0 && holds(fd, 0, 40 * MIB), "and reads back the same");
   close(fd);

@@ -370,8 +370,8 @@ static int snk_finish(struct ck_sink *k, struct ck_err *err)
   struct h5_sink *s = (struct h5_sink *)k;
   int rc = 0;
 
-  if (fsync(s->raw_fd) != 0)
-    rc = ck_err_set(err, -errno, "%s: fsync: %s", s->tmp, strerror(errno));
+  if ((rc = ck_fsync_drop(s->raw_fd, s->conv.verify)) != 0)
+    rc = ck_err_set(err, rc, "%s: fsync: %s", s->tmp, strerror(-rc));
   if (rc == 0) {
     rc = ck_h5w_finish(s->w, err);
     s->w = NULL;

@@ -302,8 +302,7 @@ static int flush_close(struct st_sink *k, struct ck_err *err)
 
   if ((rc = ck_obuf_flush(&k->ob)) != 0)
     return ck_err_set(err, rc, "%s: write: %s", k->tmp, strerror(-rc));
-  if (fsync(k->fd) != 0) {
-    rc = -errno;
+  if ((rc = ck_fsync_drop(k->fd, k->ob.wb.keep)) != 0) {
     return ck_err_set(err, rc, "%s: fsync: %s", k->tmp, strerror(-rc));
   }
   rc = close(k->fd) == 0 ? 0 : -errno;

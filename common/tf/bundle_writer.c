@@ -559,8 +559,8 @@ static int close_shards(struct ck_bundle_writer *w, struct ck_err *err)
       return rc;
     if (sh->ob.buf && (rc = ck_obuf_flush(&sh->ob)) != 0)
       return ck_err_set(err, rc, "%s: write: %s", sh->tmp, strerror(-rc));
-    if (fsync(sh->fd) != 0 || close(sh->fd) != 0) {
-      rc = -errno;
+    if ((rc = ck_fsync_drop(sh->fd, w->o.keep_cached)) != 0 || close(sh->fd) != 0) {
+      rc = rc ? rc : -errno;
       sh->fd = -1;
       return ck_err_set(err, rc, "%s: fsync: %s", sh->tmp, strerror(-rc));
     }

@@ -640,8 +640,8 @@ static int seal(struct tsink *k, struct ck_err *err)
   free(name);
   if (rc != 0 || (rc = ck_zipw_finish(k->zw, err)) != 0)
     return rc;
-  if (fsync(k->fd) != 0 || close(k->fd) != 0) {
-    rc = -errno;
+  if ((rc = ck_fsync_drop(k->fd, k->o.conv && k->o.conv->verify)) != 0 || close(k->fd) != 0) {
+    rc = rc ? rc : -errno;
     k->fd = -1;
     return ck_err_set(err, rc, "%s: fsync: %s", k->tmp, strerror(-rc));
   }
@@ -726,7 +726,7 @@ int ck_torch_sink_open(const char *dst, const struct ck_sink_opts *o, struct ck_
     k->tmp = NULL;
     goto out;
   }
-  rc = ck_zipw_open(k->fd, write_buffer(o), o->conv && o->conv->verify, &k->zw, err);
+  rc = ck_zipw_open(k->fd, write_buffer(o), k->o.conv && k->o.conv->verify, &k->zw, err);
 out:
   if (rc != 0) {
     sink_abort(&k->base);
