@@ -111,7 +111,7 @@ int ck_create_excl(const char *path);
  * at most two steps of a region are dirty or cached at a time (ck_fsync_drop takes
  * the rest when the output is complete), so a conversion does
  * not push a training job's pages out, and the kernel does not throttle it as it
- * would a writer with gigabytes dirty (a 2 GiB copy: 3.2-3.6 s with kicks alone,
+ * would a writer with gigabytes dirty (a 2 GiB copy: 3.2-6.5 s with kicks alone,
  * 2.1-2.6 s paced; docs/performance.md). */
 struct ck_wb {
   uint64_t kicked; /* written bytes end here, all handed to writeback */
