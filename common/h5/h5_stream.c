@@ -1,10 +1,11 @@
 /* HDF5 reader, second half: a listed tensor's bytes in TensorFlow's stored layout.
  *
  * Exact little-endian data in contiguous storage is pread at the dataset's offset
- * (checked against the file size when listed), the next piece read ahead; chunks whose pipeline h5_chunk.c
- * runs are read raw and decoded by worker threads; everything else goes through
- * H5Dread in blocks bounded by the caller's buffer. Strings and variants are read
- * element by element in batches, their memory bounded (vmem). */
+ * (checked against the file size when listed), the next piece read ahead; chunks
+ * whose pipeline h5_chunk.c runs are read raw and decoded by worker threads;
+ * everything else goes through H5Dread in blocks bounded by the caller's buffer.
+ * Strings and variants are read element by element in batches, their memory bounded
+ * (vmem). */
 #include "config.h"
 
 #include <errno.h>

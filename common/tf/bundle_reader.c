@@ -674,20 +674,32 @@ void ck_entry_key_str(const struct ck_entry *e, char *buf, size_t len)
 
 /* ---- data ---- */
 
-int ck_bundle_read(struct ck_bundle *b, const struct ck_entry *e, uint64_t off, void *buf, size_t len,
-                   struct ck_err *err)
+/* Whether [off, off + len) of entry e's stored bytes can be read: 0 or the error. */
+static int readable(const struct ck_bundle *b, const struct ck_entry *e, uint64_t off, uint64_t len,
+                    struct ck_err *err)
 {
-  int rc;
-
   if (b->shard_fds == NULL)
     return ck_err_set(err, CK_EINVAL, "%s: opened index-only", b->index_path);
   if (e->nslices || off > e->size || len > e->size - off)
     return ck_err_set(err, CK_EINVAL, "%s: read outside entry %s", b->index_path, e->key);
-  rc = ck_pread_full(b->shard_fds[e->shard], buf, len, e->offset + off);
-  if (rc != 0)
-    return ck_err_set(err, rc, "%s: %s: read at %llu: %s", b->shard_paths[e->shard], e->key,
-                      (unsigned long long)(e->offset + off), ck_strerror(rc));
   return 0;
+}
+
+/* A read of entry e's bytes failed with rc at file offset at. */
+static int read_failed(const struct ck_bundle *b, const struct ck_entry *e, uint64_t at, int rc, struct ck_err *err)
+{
+  return ck_err_set(err, rc, "%s: %s: read at %llu: %s", b->shard_paths[e->shard], e->key, (unsigned long long)at,
+                    ck_strerror(rc));
+}
+
+int ck_bundle_read(struct ck_bundle *b, const struct ck_entry *e, uint64_t off, void *buf, size_t len,
+                   struct ck_err *err)
+{
+  int rc = readable(b, e, off, len, err);
+
+  if (rc == 0 && (rc = ck_pread_full(b->shard_fds[e->shard], buf, len, e->offset + off)) != 0)
+    return read_failed(b, e, e->offset + off, rc, err);
+  return rc;
 }
 
 void ck_bundle_set_read_ahead(struct ck_bundle *b, int on)
@@ -724,18 +736,13 @@ int ck_bundle_stream(struct ck_bundle *b, const struct ck_entry *e, void *buf, s
 
   if (bufsize == 0)
     return ck_err_set(err, CK_EINVAL, "zero-sized buffer");
-  if (b->shard_fds == NULL)
-    return ck_err_set(err, CK_EINVAL, "%s: opened index-only", b->index_path);
-  if (e->nslices)
-    return ck_err_set(err, CK_EINVAL, "%s: read outside entry %s", b->index_path, e->key);
+  if ((rc = readable(b, e, 0, e->size, err)) != 0)
+    return rc;
   ck_tcrc_init(&s.crc, e->dtype, e->nelem);
   rc = ck_read_range(b->shard_fds[e->shard], e->offset, e->size, buf, bufsize, b->read_ahead ? 2 : 1, stream_piece,
                      &s, &bad);
-  if (rc != 0 && bad != UINT64_MAX)
-    return ck_err_set(err, rc, "%s: %s: read at %llu: %s", b->shard_paths[e->shard], e->key, (unsigned long long)bad,
-                      ck_strerror(rc));
   if (rc != 0)
-    return rc;
+    return bad != UINT64_MAX ? read_failed(b, e, bad, rc, err) : rc;
   if ((rc = ck_tcrc_final(&s.crc, &crc)) != 0)
     return ck_err_set(err, rc, "%s: %s: %s", b->shard_paths[e->shard], e->key, s.crc.why);
   if (ck_crc32c_mask(crc) != e->crc32c)
