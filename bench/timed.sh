@@ -2,18 +2,14 @@
 # peak RSS (KiB) of ROUNDS runs -> "T RSS", measured by RUNSTAT. Before each run the
 # script's own bench_reset removes the outputs, then dirty pages are written back.
 timed() {
-  times="" rss=0 i=0
+  i=0
+  rm -f "$DIR/times.0"
   while [ $i -lt "$ROUNDS" ]; do
-    bench_reset
-    sync
-    "$RUNSTAT" "$@" 2>"$DIR/stat" >/dev/null || { cat "$DIR/stat" >&2; exit 1; }
-    times="$times $(tail -n 1 "$DIR/stat" | cut -d' ' -f1)"
-    r=$(tail -n 1 "$DIR/stat" | cut -d' ' -f2)
-    [ "$r" -gt "$rss" ] && rss=$r
+    run_into "$DIR/times.0" "$@"
     i=$((i + 1))
   done
-  med=$(echo "$times" | tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-  echo "$med $rss"
+  summary "$DIR/times.0"
+  rm -f "$DIR/times.0"
 }
 
 # interleaved CMD...: like timed, for several commands (shell strings) at once. Each of
@@ -27,18 +23,30 @@ interleaved() {
     k=0
     for cmd in "$@"; do
       k=$((k + 1))
-      bench_reset
-      sync
-      "$RUNSTAT" sh -c "$cmd" 2>"$DIR/stat" >/dev/null || { cat "$DIR/stat" >&2; exit 1; }
-      tail -n 1 "$DIR/stat" | cut -d' ' -f1,2 >>"$DIR/times.$k"
+      run_into "$DIR/times.$k" sh -c "$cmd"
     done
     i=$((i + 1))
   done
   k=0 line=""
   for cmd in "$@"; do
     k=$((k + 1))
-    line="$line $(sort -n "$DIR/times.$k" | awk '{ t[NR] = $1; if ($2 > r) r = $2 } END { print t[int((NR + 1) / 2)], r }')"
+    line="$line $(summary "$DIR/times.$k")"
   done
   rm -f "$DIR"/times.*
   echo $line
+}
+
+# run_into FILE CMD...: one run, after bench_reset and sync; "T RSS" appended to FILE.
+run_into() {
+  into=$1
+  shift
+  bench_reset
+  sync
+  "$RUNSTAT" "$@" 2>"$DIR/stat" >/dev/null || { cat "$DIR/stat" >&2; exit 1; }
+  tail -n 1 "$DIR/stat" | cut -d' ' -f1,2 >>"$into"
+}
+
+# summary FILE: the "T RSS" lines of one command's runs -> "median T, largest RSS".
+summary() {
+  sort -n "$1" | awk '{ t[NR] = $1; if ($2 > r) r = $2 } END { print t[int((NR + 1) / 2)], r + 0 }'
 }
