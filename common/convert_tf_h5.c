@@ -543,7 +543,7 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
   struct ck_h5_write_opts wo;
   char *tmp = NULL, *base = NULL, source_id[64];
   double t0 = ck_now();
-  int rc;
+  int rc, fixed_only = 1;
 
   o = o ? o : &defaults;
   st = st ? st : &local;
@@ -563,7 +563,13 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
     goto out;
   }
   ck_srcid_format(&id, source_id, sizeof(source_id));
-  wo = (struct ck_h5_write_opts){ .layout = o->layout, .compression = o->compression, .gzip_level = o->gzip_level,
+  for (size_t i = 0; i < ck_bundle_count(c.b); i++) {
+    const struct ck_entry *e = ck_bundle_entry(c.b, i);
+    if (!e->is_slice)
+      c.prog.total += ck_entry_tensor_bytes(e);
+    fixed_only &= !ck_dtype_is_varlen(e->dtype);
+  }
+  wo = (struct ck_h5_write_opts){ .fixed_only = fixed_only, .layout = o->layout, .compression = o->compression, .gzip_level = o->gzip_level,
                                   .source_name = base, .source_id = source_id,
                                   .threads = o->threads > 0 ? o->threads : 2, .budget = o->buffer_size,
                                   .chunk_bytes = o->chunk_bytes };
@@ -573,9 +579,7 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
     rc = ck_err_set(err, -errno, "%s: %s", tmp, strerror(errno));
     goto out;
   }
-  for (size_t i = 0; i < ck_bundle_count(c.b); i++)
-    if (!ck_bundle_entry(c.b, i)->is_slice)
-      c.prog.total += ck_entry_tensor_bytes(ck_bundle_entry(c.b, i));
+
   ck_progress_init(&c.prog, o);
   if ((rc = pass(&c, err)) != 0)
     goto out;

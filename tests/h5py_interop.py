@@ -14,7 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import h5py
 import numpy as np
@@ -105,6 +105,58 @@ for (fixture, prefix), rows in sorted(manifest.items()):
         checked += 1
 ok(checked >= 60, "%d fixture conversions checked with h5py" % checked)
 
+
+
+# ---- Part C: the direct writer (flat, uncompressed, fixed-size dtypes; h5_flat.c) ----
+# against libhdf5's own writer (the nested layout), both read by h5py: every name looked
+# up through the B-tree, dtypes, shapes, bytes and attributes equal; then libhdf5 itself
+# adds to the file (its heap and B-tree) and reads it all back.
+src = os.path.join(T, "direct_src")
+rc, so, se = run("ckpt", "synth", src, "--tensors", "700", "--size", "6M", "--spread", "100000", "--seed", "7",
+                 "--dtypes", "float32,bfloat16,float16,float64,int8,int16,int32,int64,uint8,bool,complex64")
+ok(rc == 0, "synth 700 tensors of 11 dtypes: %s" % se.strip())
+flat = os.path.join(T, "direct.h5")
+nested = os.path.join(T, "nested.h5")
+rc1, _, se1 = run("tensorflow-to-h5", "--verify", src, flat)
+rc2, _, se2 = run("tensorflow-to-h5", "--layout", "nested", src, nested)
+ok(rc1 == 0 and rc2 == 0, "written directly (flat) and by libhdf5 (nested): %s %s" % (se1.strip(), se2.strip()))
+with open(flat, "rb") as f:
+    sb = f.read(16)
+ok(sb[:8] == b"\x89HDF\r\n\x1a\n" and sb[8] == 0, "the flat file has the original superblock (version 0)")
+with h5py.File(flat, "r") as a, h5py.File(nested, "r") as b:
+    names = list(a.keys())
+    ok(len(names) == 700 and names == sorted(names, key=lambda n: n.encode()),
+       "h5py lists 700 names, in name order: %d" % len(names))
+    bad = []
+    kinds = set()
+    for n in names:
+        da = a[n]  # a lookup by name: the B-tree's keys
+        db = b[unquote(n)]
+        kinds.add((str(da.dtype), len(da.shape), da.size == 0))
+        same = (da.dtype == db.dtype and da.shape == db.shape and
+                np.ascontiguousarray(da[()]).tobytes() == np.ascontiguousarray(db[()]).tobytes() and
+                dict(da.attrs) == dict(db.attrs))
+        if not same:
+            bad.append(n)
+    ok(not bad, "every dataset equals libhdf5's: dtype, shape, bytes, attributes with ckptd_order (%d differ: %s)" %
+       (len(bad), bad[:3]))
+    ok(any(k[1] == 0 for k in kinds) and any(k[2] for k in kinds) and len({k[0] for k in kinds}) >= 10,
+       "scalars, empty tensors and 10+ element types among them: %s" % sorted({k[0] for k in kinds}))
+    ok(dict(a.attrs) == dict(b.attrs), "root attributes equal: %s" % sorted(a.attrs.keys()))
+    try:
+        a["layer_00001%2Fkernelx"]
+        ok(False, "a missing name is not found")
+    except KeyError:
+        ok(True, "a missing name is not found")
+with h5py.File(flat, "r+") as a:
+    a["added/by_libhdf5"] = np.arange(5, dtype=np.int32)
+    a["layer_00000%2Fkernel"].attrs["note"] = "x" * 100
+    a.attrs["more"] = 1
+with h5py.File(flat, "r") as a:
+    ok(len(a.keys()) == 701 and list(a["added/by_libhdf5"][()]) == list(range(5)) and
+       a["layer_00000%2Fkernel"].attrs["note"] == "x" * 100 and
+       all(a[n].shape == a[n][()].shape for n in names),
+       "libhdf5 adds a group, a dataset and attributes to it, and reads everything back")
 
 # ---- Part B ----
 def tf_side(prefix):

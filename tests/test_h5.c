@@ -602,6 +602,30 @@ static void writer(const char *good)
     ck_h5w_abort(w);
     unlink(path);
   }
+  { /* the direct writer (h5_flat.c) finds a name given twice when it writes the group */
+    struct ck_h5_write_opts wo = { .layout = CK_H5_FLAT, .fixed_only = 1 };
+    struct ck_h5w *w = NULL;
+    struct ck_h5w_ds *ds = NULL;
+    struct ck_err err = { 0 }, err2 = { 0 };
+    char path[4200];
+    int first = -1, dot = -1, second = -1, fin = -1;
+    snprintf(path, sizeof(path), "%s/direct_names.h5", tmp);
+    if (ck_h5w_create(path, &wo, &w, &err) == 0) {
+      first = ck_h5w_dataset(w, (const uint8_t *)"w", 1, CK_DT_FLOAT, 1, dims, 0, &ds, &err);
+      ck_h5w_ds_close(ds);
+      ds = NULL;
+      dot = ck_h5w_dataset(w, (const uint8_t *)".", 1, CK_DT_FLOAT, 1, dims, 0, &ds, &err2);
+      ck_h5w_ds_close(ds);
+      ds = NULL;
+      second = ck_h5w_dataset(w, (const uint8_t *)"w", 1, CK_DT_FLOAT, 1, dims, 0, &ds, &err);
+      ck_h5w_ds_close(ds);
+      fin = ck_h5w_finish(w, &err);
+    }
+    ok(first == 0 && dot == CK_EINVAL && strstr(err2.msg, "not an HDF5 link name") && second == 0 &&
+           fin == CK_EINVAL && strstr(err.msg, "two tensors map to the HDF5 name w"),
+       "direct writer: '.' refused (%s), w twice refused at finish (%s)", err2.msg, err.msg);
+    unlink(path);
+  }
   {
     char a[4200], b[4200];
     struct ck_convert_opts o = { .buffer_size = 1 << 20 };

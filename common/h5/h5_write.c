@@ -24,6 +24,7 @@
 #include "fileio.h"
 #include "h5.h"
 #include "h5_chunk.h"
+#include "h5_flat.h"
 #include "h5_internal.h"
 
 
@@ -46,6 +47,7 @@ struct ck_h5w {
   struct ck_h5w_ds *ring_ds; /* the dataset they belong to */
   int wb_fd;                /* compressed chunks: for starting writeback as they are stored */
   uint64_t wb_pending;      /* bytes stored since writeback was last started */
+  struct ck_h5f *flat;      /* written directly (h5_flat.c): no libhdf5 file */
 };
 
 /* Start writeback every this many bytes of stored chunks, so the final fsync
@@ -61,6 +63,7 @@ struct ck_h5w_ds {
   uint64_t chunk_elems; /* compressed: the block plan's bound, as make_dcpl chunked it; 0 otherwise */
   size_t chunk_bytes;   /* compressed: bytes of one (full) chunk */
   struct ck_h5_codec codec; /* compressed: the writer's, with this dataset's element size */
+  struct ck_h5f_ds *flat;   /* written directly */
 };
 
 /* Bytes per compressed chunk: the caller's or the default, but small enough that a
@@ -79,6 +82,14 @@ static size_t chunk_target(const struct ck_h5w *w)
 
 static int shared_init(struct ck_h5w *w);
 static void w_free(struct ck_h5w *w);
+
+/* Written directly: the flat layout of fixed-size dtypes, uncompressed (the common
+ * case, and the one where libhdf5's metadata work per dataset was the cost). */
+static int direct(const struct ck_h5_write_opts *o)
+{
+  return o->fixed_only && !o->via_libhdf5 && o->layout == CK_H5_FLAT && o->compression == CK_H5_NONE &&
+         !o->cerebras05;
+}
 
 const char *ck_h5w_path(const struct ck_h5w *w)
 {
@@ -107,6 +118,15 @@ int ck_h5w_create(const char *path, const struct ck_h5_write_opts *o, struct ck_
                                      .level = w->o.gzip_level };
   } else if (w->o.compression == CK_H5_LZ4) {
     w->codec = (struct ck_h5_codec){ .codec = CK_H5F_LZ4 };
+  }
+  if (direct(&w->o)) {
+    int rc = ck_h5f_create(path, &w->flat, err);
+    if (rc != 0) {
+      w_free(w);
+      return rc;
+    }
+    *out = w;
+    return 0;
   }
   if (w->o.compression == CK_H5_LZ4 && H5Zfilter_avail(CK_H5_LZ4_FILTER) <= 0) {
     w_free(w);
@@ -306,6 +326,16 @@ int ck_h5w_dataset(struct ck_h5w *w, const uint8_t *name, size_t nlen, int dtype
     hd[d] = (hsize_t)dims[d];
     nelem *= (uint64_t)dims[d];
   }
+  if (w->flat) {
+    if (ck_dtype_is_varlen(dtype))
+      rc = ck_err_set(err, CK_EUNSUP, "%.*s: %s: the direct writer takes fixed-size dtypes only", (int)nlen, name,
+                      ck_dtype_name(dtype));
+    else if ((dsname = ck_h5_quote(name, nlen)) == NULL)
+      rc = ck_err_set(err, -ENOMEM, "out of memory");
+    else if ((rc = ck_h5f_dataset(w->flat, dsname, dtype, rank, dims, tf_crc32c, &ds->flat, err)) == 0)
+      ds->raw_offset = ck_h5f_ds_raw_offset(ds->flat);
+    goto out;
+  }
   if (w->o.layout == CK_H5_NESTED) {
     if (memchr(name, 0, nlen) != NULL || (dsname = strndup((const char *)name, nlen)) == NULL) {
       rc = ck_err_set(err, CK_EINVAL, "%.*s: a name holding NUL bytes needs the flat layout", (int)nlen, name);
@@ -378,9 +408,12 @@ static int write_sel(struct ck_h5w_ds *ds, const uint64_t *start, const uint64_t
                      const void *data, struct ck_err *err)
 {
   hsize_t s[CK_MAX_RANK], c[CK_MAX_RANK];
-  hid_t fspace = H5Dget_space(ds->ds), mspace;
+  hid_t fspace, mspace;
   herr_t st;
 
+  if (ds->flat) /* (its callers write through the raw offset) */
+    return ck_err_set(err, CK_EUNSUP, "%s: the direct writer takes bytes at the raw offset only", ds->w->path);
+  fspace = H5Dget_space(ds->ds);
   if (ds->rank == 0) {
     mspace = H5Screate(H5S_SCALAR);
   } else {
@@ -575,6 +608,10 @@ int ck_h5w_stream_write(struct ck_h5w_stream *s, const void *data, size_t len, s
 
 int ck_h5w_ds_set_crc(struct ck_h5w_ds *ds, uint32_t tf_crc32c, struct ck_err *err)
 {
+  if (ds->flat) {
+    ck_h5f_ds_set_crc(ds->flat, tf_crc32c);
+    return 0;
+  }
   if (ck_h5_attr_u32(ds->ds, "tf_crc32c", tf_crc32c) != 0)
     return ck_h5_err(err, -EIO, "%s: cannot write tf_crc32c", ds->w->path);
   return 0;
@@ -584,6 +621,8 @@ void ck_h5w_ds_close(struct ck_h5w_ds *ds)
 {
   if (ds == NULL)
     return;
+  if (ds->flat)
+    ck_h5f_ds_close(ds->flat, NULL); /* (an error is the writer's: ck_h5w_finish reports it) */
   if (ds->w->ring_ds == ds) /* chunks of a stream that failed: never stored */
     ring_drop(ds->w);
   if (ds->ds >= 0)
@@ -639,15 +678,41 @@ static void discard(struct ck_h5w *w)
 
 int ck_h5w_root_attr(struct ck_h5w *w, const char *name, const char *value, struct ck_err *err)
 {
+  if (w->flat)
+    return ck_h5f_root_str(w->flat, name, value, err);
   if (ck_h5_attr_str(w->root, name, value) != 0)
     return ck_h5_err(err, -EIO, "%s: cannot write root attribute %s", w->path, name);
   return 0;
+}
+
+/* The direct writer's finish: the same root attributes. */
+static int finish_flat(struct ck_h5w *w, struct ck_err *err)
+{
+  struct ck_h5f *f = w->flat;
+  int rc;
+
+  w->flat = NULL;
+  if ((rc = ck_h5f_root_i32(f, "tf_version_producer", 1, err)) != 0 ||
+      (rc = ck_h5f_root_i32(f, "tf_version_min_consumer", 0, err)) != 0 ||
+      (rc = ck_h5f_root_str(f, "ckptd_version", PACKAGE_VERSION, err)) != 0 ||
+      (rc = ck_h5f_root_str(f, "ckptd_source", w->o.source_name ? w->o.source_name : "", err)) != 0 ||
+      (w->o.source_id && (rc = ck_h5f_root_str(f, "ckptd_source_id", w->o.source_id, err)) != 0) ||
+      (rc = ck_h5f_root_bool(f, "__SUCCESS__", 1, err)) != 0) {
+    ck_h5f_abort(f);
+  } else {
+    rc = ck_h5f_finish(f, err); /* (the superblock last: nothing before it is a file) */
+  }
+  w_free(w);
+  return rc;
 }
 
 int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err)
 {
   hid_t root = w->root;
   int rc = 0, fd;
+
+  if (w->flat)
+    return finish_flat(w, err);
 
   if (ck_h5_attr_i32(root, "tf_version_producer", 1) != 0 ||
       ck_h5_attr_i32(root, "tf_version_min_consumer", 0) != 0 ||
@@ -687,6 +752,12 @@ void ck_h5w_abort(struct ck_h5w *w)
 {
   if (w == NULL)
     return;
+  if (w->flat) {
+    ck_h5f_abort(w->flat);
+    w->flat = NULL;
+    w_free(w);
+    return;
+  }
   discard(w);
   w_free(w);
 }
