@@ -4,6 +4,8 @@
 # sizes, spread 16384) converted TF -> HDF5 and back, median of BENCH_ROUNDS, with peak
 # RSS. Measured in the same run, from a warm page cache:
 #   cp + sync of the tensor bytes (what the data alone costs; the rest is metadata),
+#   tensorflow-to-h5 --layout nested (the same datasets written by libhdf5: the flat
+#   layout is written directly, common/h5/h5_flat.c),
 #   the numpy + h5py peer (bench/many_peer.py, one run each way: it writes the same
 #   datasets and attributes, and reads them back without writing an index).
 set -eu
@@ -40,6 +42,9 @@ row() { # LABEL "T RSS"
 }
 OURS_W=$(timed "$TOOLS/tensorflow-to-h5" --quiet "$P" "$DIR/m.h5")
 row "tensorflow-to-h5" "$OURS_W"
+# the same datasets through libhdf5 (the nested layout is not written directly)
+LIB_W=$(timed "$TOOLS/tensorflow-to-h5" --quiet --layout nested "$P" "$DIR/m.h5")
+row "tensorflow-to-h5 --layout nested" "$LIB_W"
 OURS_R=$(timed "$TOOLS/h5-to-tensorflow" --quiet "$DIR/msrc.h5" "$DIR/mback/m.ckpt-1")
 row "h5-to-tensorflow" "$OURS_R"
 if "$PY" -c 'import h5py, numpy' 2>/dev/null; then
@@ -52,6 +57,7 @@ if "$PY" -c 'import h5py, numpy' 2>/dev/null; then
   row "peer: h5py + numpy, from .h5" "$PEER_R"
   ROUNDS=$SAVE
   echo
+  echo "$OURS_W $LIB_W" | awk '{ printf "tensorflow-to-h5: %.2fx the speed of libhdf5 writing the same datasets (nested)\n", $3 / $1 }'
   echo "$OURS_W $PEER_W" | awk '{ printf "tensorflow-to-h5: %.2fx the peer'"'"'s speed, %.2fx its peak RSS\n", $3 / $1, $2 / $4 }'
   echo "$OURS_R $PEER_R" | awk '{ printf "h5-to-tensorflow: %.2fx the peer'"'"'s speed, %.2fx its peak RSS\n", $3 / $1, $2 / $4 }'
   rm -f "$DIR/many.tsv"

@@ -608,10 +608,18 @@ static void writer(const char *good)
     struct ck_h5w_ds *ds = NULL;
     struct ck_err err = { 0 }, err2 = { 0 };
     char path[4200];
-    int first = -1, dot = -1, second = -1, fin = -1;
+    int first = -1, dot = -1, second = -1, fin = -1, deep = -1;
+    int64_t ones[33];
+    for (int d = 0; d < 33; d++)
+      ones[d] = 1;
     snprintf(path, sizeof(path), "%s/direct_names.h5", tmp);
     if (ck_h5w_create(path, &wo, &w, &err) == 0) {
       first = ck_h5w_dataset(w, (const uint8_t *)"w", 1, CK_DT_FLOAT, 1, dims, 0, &ds, &err);
+      ck_h5w_ds_close(ds);
+      ds = NULL;
+      deep = ck_h5w_dataset(w, (const uint8_t *)"d", 1, CK_DT_FLOAT, 33, ones, 0, &ds, &err2);
+      ok(deep == CK_EUNSUP && strstr(err2.msg, "at most 32 dimensions"), "direct writer: rank 33 refused: %s",
+         err2.msg);
       ck_h5w_ds_close(ds);
       ds = NULL;
       dot = ck_h5w_dataset(w, (const uint8_t *)".", 1, CK_DT_FLOAT, 1, dims, 0, &ds, &err2);

@@ -342,6 +342,11 @@ int ck_h5f_dataset(struct ck_h5f *f, const char *name, int dtype, int rank, cons
     rc = ck_err_set(err, CK_EINVAL, "%s: cannot create dataset %s: not an HDF5 link name", f->path, name);
     goto out;
   }
+  if (rank < 0 || rank > H5S_MAX_RANK) { /* (libhdf5 would not read it) */
+    rc = ck_err_set(err, CK_EUNSUP, "%s: %s has rank %d: HDF5 holds at most %d dimensions", f->path, name, rank,
+                    H5S_MAX_RANK);
+    goto out;
+  }
   if (type_of(f, dtype) != 0 || esize == 0) {
     rc = ck_err_set(err, CK_EUNSUP, "%s: %s has no HDF5 mapping", name, ck_dtype_name(dtype));
     goto out;
