@@ -126,7 +126,8 @@ def log(name):
 
 
 def events(name, kind, path=None):
-    return [l for l in log(name).splitlines()
+    # whole lines only: a line being written shows up in pieces
+    return [l for l in log(name).split("\n")[:-1]
             if f"event={kind} " in l and (path is None or f'path="{path}"' in l)]
 
 
@@ -294,7 +295,8 @@ def slurm():
     ok(wait_for(lambda: events("s1", "job_failed", src3), 60, 0.1), "cancelled by someone else: the job failed")
     fl = events("s1", "job_failed", src3)
     ok(fl and "reason=cancelled" in fl[0] and "cancelled by" in fl[0], "logged as cancelled, by whom: " + fl[0])
-    ok(not os.path.exists(src3 + ".h5") and not temporaries(slow), "nothing under the final name, nothing left")
+    ok(wait_for(lambda: not os.path.exists(src3 + ".h5") and not temporaries(slow), 10, 0.1),
+       "nothing under the final name, nothing left: %s" % temporaries(slow))
     ok(procs["s1"].poll() is None, "the daemon is alive")
     r = subprocess.run([CKPT, "ctl", "--socket", os.path.join(T, "ctl-s1.sock"), "retry", src3], capture_output=True)
     ok(r.returncode == 0 and wait_for(lambda: events("s1", "job_done", src3), 120, 0.1) and same(src3, src3 + ".h5"),

@@ -634,6 +634,37 @@ static void writer(const char *good)
        "direct writer: '.' refused (%s), w twice refused at finish (%s)", err2.msg, err.msg);
     unlink(path);
   }
+  { /* the direct writer with no dataset, and a root string longer than a heap collection */
+    struct ck_h5_write_opts wo = { .layout = CK_H5_FLAT, .fixed_only = 1, .source_name = "src" };
+    struct ck_h5w *w = NULL;
+    struct ck_err err = { 0 };
+    char path[4200], *big = malloc(5001), *back = NULL;
+    H5G_info_t gi = { 0 };
+    hid_t f = H5I_INVALID_HID, a = H5I_INVALID_HID, t = H5I_INVALID_HID;
+    int rc = -1;
+    memset(big, 'x', 5000);
+    big[5000] = 0;
+    snprintf(path, sizeof(path), "%s/direct_empty.h5", tmp);
+    if (ck_h5w_create(path, &wo, &w, &err) == 0 && ck_h5w_root_attr(w, "big", big, &err) == 0)
+      rc = ck_h5w_finish(w, &err);
+    else
+      ck_h5w_abort(w);
+    if (rc == 0 && (f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) >= 0 && H5Gget_info(f, &gi) >= 0 &&
+        (a = H5Aopen(f, "big", H5P_DEFAULT)) >= 0 && (t = H5Aget_type(a)) >= 0)
+      H5Aread(a, t, &back);
+    ok(rc == 0 && f >= 0 && gi.nlinks == 0 && back && strcmp(back, big) == 0,
+       "direct writer: an empty root group and a 5,000-byte root string read back by libhdf5 %s", err.msg);
+    if (back)
+      H5free_memory(back);
+    if (t >= 0)
+      H5Tclose(t);
+    if (a >= 0)
+      H5Aclose(a);
+    if (f >= 0)
+      H5Fclose(f);
+    free(big);
+    unlink(path);
+  }
   {
     char a[4200], b[4200];
     struct ck_convert_opts o = { .buffer_size = 1 << 20 };

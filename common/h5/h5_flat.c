@@ -70,8 +70,9 @@ struct ck_h5f {
   size_t tlen[CK_DT_COUNT];
   uint8_t *bool_type;
   size_t bool_len;
-  struct ck_err fail; /* the first failed object header write, reported by finish */
+  struct ck_err fail; /* the first failed object header write: every later call fails with it */
   int failed;
+  size_t open;        /* datasets created and not yet closed */
 };
 
 struct ck_h5f_ds {
@@ -153,7 +154,8 @@ static int put(struct ck_h5f *f, const void *p, size_t len, uint64_t at, struct 
   return rc ? ck_err_set(err, rc, "%s: write: %s", f->path, strerror(-rc)) : 0;
 }
 
-/* A message header and a zeroed body of len (8-aligned) bytes: the body, or NULL. */
+/* A message header and a zeroed body of len (8-aligned) bytes: the body, or NULL (out
+ * of memory; every message ckptd writes is far below the 64 KiB a message can hold). */
 static uint8_t *msg(struct buf *b, unsigned type, size_t len, unsigned flags)
 {
   uint8_t *h = len <= 0xfff8 ? buf_grow(b, 8 + pad8(len)) : NULL;
@@ -195,7 +197,7 @@ static int gheap_put(struct ck_h5f *f, const void *p, size_t len, uint8_t id[16]
   if (len > UINT32_MAX)
     return ck_err_set(err, CK_ELIMIT, "%s: an attribute of %zu bytes", f->path, len);
   if (f->gcol.len == 0 || need > left || (left - need != 0 && left - need < 16) || f->gcol_next > 0xfffe) {
-    size_t size = 16 + need + 16 <= GCOL_MIN ? GCOL_MIN : 16 + need;
+    size_t size = 16 + need <= GCOL_MIN ? GCOL_MIN : 16 + need; /* (libhdf5 reads no smaller one) */
     if ((rc = gcol_flush(f, err)) != 0)
       return rc;
     if (size > f->gcol.cap) {
@@ -338,6 +340,12 @@ int ck_h5f_dataset(struct ck_h5f *f, const char *name, int dtype, int rank, cons
   if (ds == NULL)
     return ck_err_set(err, -ENOMEM, "out of memory");
   ds->f = f;
+  if (f->failed) { /* a header could not be written: the file is lost, stop copying */
+    if (err)
+      *err = f->fail;
+    rc = f->fail.code;
+    goto out;
+  }
   if (nlen == 1 || strcmp(name, ".") == 0 || strchr(name, '/') != NULL) {
     rc = ck_err_set(err, CK_EINVAL, "%s: cannot create dataset %s: not an HDF5 link name", f->path, name);
     goto out;
@@ -348,12 +356,16 @@ int ck_h5f_dataset(struct ck_h5f *f, const char *name, int dtype, int rank, cons
     goto out;
   }
   if (type_of(f, dtype) != 0 || esize == 0) {
-    rc = ck_err_set(err, CK_EUNSUP, "%s: %s has no HDF5 mapping", name, ck_dtype_name(dtype));
+    rc = ck_err_set(err, CK_EUNSUP, "%s: %s: %s has no HDF5 mapping", f->path, name, ck_dtype_name(dtype));
     goto out;
   }
   for (int d = 0; d < rank; d++)
-    nelem *= (uint64_t)dims[d];
-  bytes = nelem * esize;
+    if (dims[d] < 0 || __builtin_mul_overflow(nelem, (uint64_t)dims[d], &nelem))
+      nelem = UINT64_MAX;
+  if (__builtin_mul_overflow(nelem, (uint64_t)esize, &bytes) || bytes > (UINT64_MAX >> 2)) {
+    rc = ck_err_set(err, CK_ELIMIT, "%s: %s: a shape too large for a file", f->path, name);
+    goto out;
+  }
   if (f->n == f->cap) {
     size_t cap = f->cap ? f->cap * 2 : 1024;
     struct rec *r = realloc(f->r, cap * sizeof(*r));
@@ -423,6 +435,7 @@ int ck_h5f_dataset(struct ck_h5f *f, const char *name, int dtype, int rank, cons
   le64(ds->oh.p + layout_at + 2, bytes > 0 ? ds->raw : UNDEF);
   f->r[f->n].name = f->heap.len - pad8(nlen);
   f->r[f->n++].ohdr = ds->addr;
+  f->open++;
   *out = ds;
   return 0;
 nomem:
@@ -445,16 +458,22 @@ void ck_h5f_ds_set_crc(struct ck_h5f_ds *ds, uint32_t tf_crc32c)
 
 int ck_h5f_ds_close(struct ck_h5f_ds *ds, struct ck_err *err)
 {
+  struct ck_err mine = { 0 };
   struct ck_h5f *f;
   int rc;
 
   if (ds == NULL)
     return 0;
   f = ds->f;
-  rc = put(f, ds->oh.p, ds->oh.len, ds->addr, err);
-  if (rc != 0 && !f->failed) {
-    f->failed = 1;
-    ck_err_set(&f->fail, rc, "%s", err ? err->msg : "write failed");
+  f->open--;
+  rc = put(f, ds->oh.p, ds->oh.len, ds->addr, &mine);
+  if (rc != 0) {
+    if (!f->failed) {
+      f->failed = 1;
+      f->fail = mine;
+    }
+    if (err)
+      *err = mine;
   }
   buf_free(&ds->oh);
   free(ds);
@@ -640,6 +659,10 @@ int ck_h5f_finish(struct ck_h5f *f, struct ck_err *err)
     rc = f->fail.code ? f->fail.code : -EIO;
     goto out;
   }
+  if (f->open != 0) { /* (their object headers are not written: no file to publish) */
+    rc = ck_err_set(err, CK_EINVAL, "%s: %zu datasets still open", f->path, f->open);
+    goto out;
+  }
   if ((rc = gcol_flush(f, err)) != 0 || (rc = write_group(f, &btree, &lheap, err)) != 0)
     goto out;
   /* the root's object header: its symbol table, then its attributes */
@@ -682,8 +705,14 @@ int ck_h5f_finish(struct ck_h5f *f, struct ck_err *err)
   le64(sb + 88, lheap);
   if ((rc = put(f, sb, sizeof(sb), 0, err)) != 0)
     goto out;
-  if (ftruncate(f->fd, (off_t)f->eoa) != 0 || fsync(f->fd) != 0)
+  if (ftruncate(f->fd, (off_t)f->eoa) != 0)
+    rc = ck_err_set(err, -errno, "%s: truncate: %s", f->path, strerror(errno));
+  else if (fsync(f->fd) != 0)
     rc = ck_err_set(err, -errno, "%s: fsync: %s", f->path, strerror(errno));
+  else if (close(f->fd) != 0)
+    rc = ck_err_set(err, -errno, "%s: close: %s", f->path, strerror(errno));
+  else
+    f->fd = -1;
 out:
   buf_free(&oh);
   ck_h5f_abort(f);
