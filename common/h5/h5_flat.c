@@ -13,10 +13,11 @@
  *   the root group: local heap of names, symbol table nodes, v1 B-tree of groups,
  *   object header with the root attributes
  *
- * Each structure is encoded as libhdf5 1.10 encodes it for the same calls (compared
- * with files libhdf5 wrote; the layout is that of HDF5's File Format Specification,
- * docs/h5-detection.md "Writing"); element types are encoded by libhdf5 itself
- * (H5Tencode). Nothing here parses: the reader reads these files through libhdf5. */
+ * Each structure is encoded as libhdf5 1.10 encodes it for the same calls (checked
+ * against hex dumps of files libhdf5 wrote; the layout is that of HDF5's File Format
+ * Specification; docs/h5-flat.md says what and why); element types are encoded by
+ * libhdf5 itself (H5Tencode). Nothing here parses: these files are read through
+ * libhdf5, like any other. */
 #include "config.h"
 
 #include <errno.h>
