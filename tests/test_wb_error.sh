@@ -3,18 +3,10 @@
 # conversion with a clear error, and nothing is published: tensorflow-to-h5,
 # h5-to-tensorflow and ckpt convert to safetensors, with every writeback wait failing
 # with EIO (tests/eio_preload.c). With --verify nothing is waited for. TAP output.
-set -u
-TOOLS=${TOOLS:-./tools}
 SRC=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d "${TMPDIR:-/tmp}/ckptd-wberr.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-n=0
-ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
-# the tools may be built with ASan, which wants its runtime first among the libraries
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+. "$SRC/preload.sh"
 
-${CC:-cc} -shared -fPIC -o "$T/eio.so" "$SRC/eio_preload.c" -ldl 2>"$T/cc"
-ok $? "the EIO preload builds $(head -c 200 "$T/cc")"
+build_preload eio_preload
 # one 40 MiB tensor: its copy passes two 8 MiB steps, so writeback is waited for
 $TOOLS/ckpt synth "$T/m" --size 40M --tensors 1 >/dev/null
 ok $? "a checkpoint of one 40 MiB tensor"
@@ -25,7 +17,7 @@ mkdir "$T/out"
 fails_cleanly() {
   what=$1 dir=$2
   shift 2
-  LD_PRELOAD="$T/eio.so" "$@" 2>"$T/err"
+  LD_PRELOAD="$T/eio_preload.so" "$@" 2>"$T/err"
   rc=$?
   [ $rc -ne 0 ] && grep -q ': write: Input/output error' "$T/err"
   ok $? "$what fails naming the file and the error (exit $rc: $(head -c 200 "$T/err"))"
@@ -33,7 +25,7 @@ fails_cleanly() {
 }
 
 fails_cleanly tensorflow-to-h5 "$T/out" $TOOLS/tensorflow-to-h5 --quiet "$T/m" "$T/out/m.h5"
-LD_PRELOAD="$T/eio.so" $TOOLS/tensorflow-to-h5 --quiet --verify "$T/m" "$T/out/m.h5" 2>"$T/err"
+LD_PRELOAD="$T/eio_preload.so" $TOOLS/tensorflow-to-h5 --quiet --verify "$T/m" "$T/out/m.h5" 2>"$T/err"
 ok $? "with --verify the output is only handed to writeback: it converts ($(head -c 200 "$T/err"))"
 mkdir "$T/back"
 fails_cleanly h5-to-tensorflow "$T/back" $TOOLS/h5-to-tensorflow --quiet "$T/out/m.h5" "$T/back/m"
