@@ -569,17 +569,16 @@ int ck_convert_tf_to_h5(const char *src, const char *dst, const struct ck_conver
       c.prog.total += ck_entry_tensor_bytes(e);
     fixed_only &= !ck_dtype_is_varlen(e->dtype);
   }
-  wo = (struct ck_h5_write_opts){ .fixed_only = fixed_only, .layout = o->layout, .compression = o->compression, .gzip_level = o->gzip_level,
+  wo = (struct ck_h5_write_opts){ .layout = o->layout, .compression = o->compression, .gzip_level = o->gzip_level,
                                   .source_name = base, .source_id = source_id,
                                   .threads = o->threads > 0 ? o->threads : 2, .budget = o->buffer_size,
-                                  .chunk_bytes = o->chunk_bytes };
+                                  .chunk_bytes = o->chunk_bytes, .fixed_only = fixed_only };
   if ((rc = ck_h5w_create(tmp, &wo, &c.w, err)) != 0)
     goto out;
   if ((c.raw_fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
     rc = ck_err_set(err, -errno, "%s: %s", tmp, strerror(errno));
     goto out;
   }
-
   ck_progress_init(&c.prog, o);
   if ((rc = pass(&c, err)) != 0)
     goto out;

@@ -46,7 +46,6 @@ struct ck_h5_write_opts {
   size_t chunk_bytes;      /* compressed chunks: target chunk size (0: CK_H5_CHUNK_DEFAULT) */
   int fixed_only;          /* the caller writes only fixed-size dtypes: the flat layout without
                             * compression is then written directly (h5_flat.c), not by libhdf5 */
-  int via_libhdf5;         /* never directly (tests compare the two) */
   int cerebras05;          /* torch trees: Cerebras' storage format 0.5 (root __version__ "0.5",
                             * <key>.__metadata__ and __spec__ root attributes, which may be
                             * large: stored densely, which needs the 1.8 file format) */

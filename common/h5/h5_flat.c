@@ -28,6 +28,7 @@
 
 #include <hdf5.h>
 
+#include "coding.h"
 #include "dtype.h"
 #include "fileio.h"
 #include "h5_flat.h"
@@ -64,6 +65,7 @@ struct ck_h5f {
   struct rec *r;
   size_t n, cap;
   struct buf gcol; /* the global heap collection being filled */
+  size_t gcol_size; /* its size in the file (the buffer holds at least that) */
   uint64_t gcol_addr;
   unsigned gcol_next;
   struct buf root; /* the root group's attribute messages */
@@ -99,18 +101,6 @@ static void le16(uint8_t *p, uint16_t v)
 {
   p[0] = (uint8_t)v;
   p[1] = (uint8_t)(v >> 8);
-}
-
-static void le32(uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void le64(uint8_t *p, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
 }
 
 /* n more zeroed bytes at the end of b: their address, or NULL. */
@@ -173,14 +163,14 @@ static uint8_t *msg(struct buf *b, unsigned type, size_t len, unsigned flags)
 
 static int gcol_flush(struct ck_h5f *f, struct ck_err *err)
 {
-  size_t size = f->gcol.cap, used = f->gcol.len;
+  size_t size = f->gcol_size, used = f->gcol.len;
   int rc;
 
   if (used == 0)
     return 0;
   if (size - used >= 16) { /* the rest is the free-space object (index 0) */
     uint8_t *p = buf_grow(&f->gcol, 16);
-    le64(p + 8, size - used);
+    ck_put_fixed64(p + 8, size - used);
   }
   rc = put(f, f->gcol.p, size, f->gcol_addr, err);
   f->gcol.len = 0;
@@ -191,7 +181,7 @@ static int gcol_flush(struct ck_h5f *f, struct ck_err *err)
  * (length, collection address, object index). */
 static int gheap_put(struct ck_h5f *f, const void *p, size_t len, uint8_t id[16], struct ck_err *err)
 {
-  size_t need = 16 + pad8(len), left = f->gcol.cap - f->gcol.len;
+  size_t need = 16 + pad8(len), left = f->gcol_size - f->gcol.len;
   uint8_t *o;
   int rc;
 
@@ -206,23 +196,24 @@ static int gheap_put(struct ck_h5f *f, const void *p, size_t len, uint8_t id[16]
       if (np == NULL)
         return ck_err_set(err, -ENOMEM, "out of memory");
       f->gcol.p = np;
+      f->gcol.cap = size;
     }
-    f->gcol.cap = size;
+    f->gcol_size = size;
     memset(f->gcol.p, 0, size);
     memcpy(f->gcol.p, "GCOL\1", 5);
-    le64(f->gcol.p + 8, size);
+    ck_put_fixed64(f->gcol.p + 8, size);
     f->gcol.len = 16;
     f->gcol_addr = alloc(f, size);
     f->gcol_next = 1;
   }
   o = f->gcol.p + f->gcol.len;
   le16(o, (uint16_t)f->gcol_next);
-  le64(o + 8, len);
+  ck_put_fixed64(o + 8, len);
   memcpy(o + 16, p, len);
   f->gcol.len += need;
-  le32(id, (uint32_t)len);
-  le64(id + 4, f->gcol_addr);
-  le32(id + 12, f->gcol_next++);
+  ck_put_fixed32(id, (uint32_t)len);
+  ck_put_fixed64(id + 4, f->gcol_addr);
+  ck_put_fixed32(id + 12, f->gcol_next++);
   return 0;
 }
 
@@ -390,8 +381,8 @@ int ck_h5f_dataset(struct ck_h5f *f, const char *name, int dtype, int rank, cons
   p[1] = (uint8_t)rank;
   p[2] = rank > 0; /* maximum dimensions follow */
   for (int d = 0; d < rank; d++) {
-    le64(p + 8 + 8 * d, (uint64_t)dims[d]);
-    le64(p + 8 + 8 * (rank + d), (uint64_t)dims[d]);
+    ck_put_fixed64(p + 8 + 8 * d, (uint64_t)dims[d]);
+    ck_put_fixed64(p + 8 + 8 * (rank + d), (uint64_t)dims[d]);
   }
   if ((p = msg(&ds->oh, MSG_TYPE, f->tlen[dtype], 1)) == NULL)
     goto nomem;
@@ -404,14 +395,14 @@ int ck_h5f_dataset(struct ck_h5f *f, const char *name, int dtype, int rank, cons
   p[0] = 3;
   p[1] = 1; /* contiguous */
   size_t layout_at = (size_t)(p - ds->oh.p);
-  le64(p + 10, bytes);
+  ck_put_fixed64(p + 10, bytes);
   if ((rc = attr_str(f, &ds->oh, "__H5_TYPE__", h5type, err)) != 0 ||
       (rc = attr_str(f, &ds->oh, "tf_dtype", ck_dtype_name(dtype), err)) != 0)
     goto out;
   if ((p = attr(&ds->oh, "tf_crc32c", u32_type, sizeof(u32_type), 4)) == NULL)
     goto nomem;
   ds->crc_at = (size_t)(p - ds->oh.p);
-  le32(p, tf_crc32c);
+  ck_put_fixed32(p, tf_crc32c);
   if (ck_dtype_base(dtype) == CK_DT_BFLOAT16) {
     if ((p = attr(&ds->oh, "is_bfloat16", f->bool_type, f->bool_len, 1)) == NULL)
       goto nomem;
@@ -420,12 +411,12 @@ int ck_h5f_dataset(struct ck_h5f *f, const char *name, int dtype, int rank, cons
   /* the data order, as the nested layout records it: a symbol table lists by name */
   if ((p = attr(&ds->oh, "ckptd_order", u64_type, sizeof(u64_type), 8)) == NULL)
     goto nomem;
-  le64(p, f->n);
+  ck_put_fixed64(p, f->n);
   p = ds->oh.p;
   p[0] = 1;
   le16(p + 2, (uint16_t)(2 + 2 + 2 + 2 + (ck_dtype_base(dtype) == CK_DT_BFLOAT16))); /* messages */
-  le32(p + 4, 1);                                                                   /* links to it */
-  le32(p + 8, (uint32_t)(ds->oh.len - 16));
+  ck_put_fixed32(p + 4, 1);                                                                   /* links to it */
+  ck_put_fixed32(p + 8, (uint32_t)(ds->oh.len - 16));
 
   ds->addr = alloc(f, ds->oh.len);
   if (bytes > 0) {
@@ -433,7 +424,7 @@ int ck_h5f_dataset(struct ck_h5f *f, const char *name, int dtype, int rank, cons
       f->eoa = (f->eoa + 4095) & ~(uint64_t)4095;
     ds->raw = alloc(f, bytes);
   }
-  le64(ds->oh.p + layout_at + 2, bytes > 0 ? ds->raw : UNDEF);
+  ck_put_fixed64(ds->oh.p + layout_at + 2, bytes > 0 ? ds->raw : UNDEF);
   f->r[f->n].name = f->heap.len - pad8(nlen);
   f->r[f->n++].ohdr = ds->addr;
   f->open++;
@@ -454,7 +445,7 @@ uint64_t ck_h5f_ds_raw_offset(const struct ck_h5f_ds *ds)
 
 void ck_h5f_ds_set_crc(struct ck_h5f_ds *ds, uint32_t tf_crc32c)
 {
-  le32(ds->oh.p + ds->crc_at, tf_crc32c);
+  ck_put_fixed32(ds->oh.p + ds->crc_at, tf_crc32c);
 }
 
 int ck_h5f_ds_close(struct ck_h5f_ds *ds, struct ck_err *err)
@@ -492,7 +483,7 @@ int ck_h5f_root_i32(struct ck_h5f *f, const char *name, int32_t value, struct ck
 
   if (p == NULL)
     return ck_err_set(err, -ENOMEM, "out of memory");
-  le32(p, (uint32_t)value);
+  ck_put_fixed32(p, (uint32_t)value);
   return 0;
 }
 
@@ -575,12 +566,12 @@ static int write_tree(struct ck_h5f *f, struct stage *s, struct kid *k, size_t n
       memcpy(p, "TREE", 4);
       p[5] = (uint8_t)level;
       le16(p + 6, (uint16_t)m);
-      le64(p + 8, j > 0 ? base + (j - 1) * TREE_SIZE : UNDEF);
-      le64(p + 16, j + 1 < nodes ? base + (j + 1) * TREE_SIZE : UNDEF);
-      le64(p + 24, m ? k[first].left : 0);
+      ck_put_fixed64(p + 8, j > 0 ? base + (j - 1) * TREE_SIZE : UNDEF);
+      ck_put_fixed64(p + 16, j + 1 < nodes ? base + (j + 1) * TREE_SIZE : UNDEF);
+      ck_put_fixed64(p + 24, m ? k[first].left : 0);
       for (size_t i = 0; i < m; i++) {
-        le64(p + 32 + 16 * i, k[first + i].addr);
-        le64(p + 40 + 16 * i, k[first + i].right);
+        ck_put_fixed64(p + 32 + 16 * i, k[first + i].addr);
+        ck_put_fixed64(p + 40 + 16 * i, k[first + i].right);
       }
       /* this node, as a child of the level above (in place: j <= first) */
       k[j] = (struct kid){ .addr = base + j * TREE_SIZE, .left = m ? k[first].left : 0,
@@ -619,9 +610,9 @@ static int write_group(struct ck_h5f *f, uint64_t *btree, uint64_t *lheap, struc
   *lheap = alloc(f, 32 + f->heap.len);
   memset(prefix, 0, sizeof(prefix));
   memcpy(prefix, "HEAP", 4);
-  le64(prefix + 8, f->heap.len);
-  le64(prefix + 16, 1); /* no free block */
-  le64(prefix + 24, *lheap + 32);
+  ck_put_fixed64(prefix + 8, f->heap.len);
+  ck_put_fixed64(prefix + 16, 1); /* no free block */
+  ck_put_fixed64(prefix + 24, *lheap + 32);
   if ((rc = put(f, prefix, 32, *lheap, err)) != 0 || (rc = put(f, f->heap.p, f->heap.len, *lheap + 32, err)) != 0)
     goto out;
   /* symbol table nodes, 2K entries each */
@@ -634,8 +625,8 @@ static int write_group(struct ck_h5f *f, uint64_t *btree, uint64_t *lheap, struc
     memcpy(p, "SNOD\1", 5);
     le16(p + 6, (uint16_t)m);
     for (size_t i = 0; i < m; i++) {
-      le64(p + 8 + ENTRY_SIZE * i, f->r[first + i].name);
-      le64(p + 16 + ENTRY_SIZE * i, f->r[first + i].ohdr);
+      ck_put_fixed64(p + 8 + ENTRY_SIZE * i, f->r[first + i].name);
+      ck_put_fixed64(p + 16 + ENTRY_SIZE * i, f->r[first + i].ohdr);
     }
     k[j] = (struct kid){ .addr = snod + j * SNOD_SIZE, .left = j ? f->r[first - 1].name : 0,
                          .right = f->r[first + m - 1].name };
@@ -673,8 +664,8 @@ int ck_h5f_finish(struct ck_h5f *f, struct ck_err *err)
     goto out;
   }
   p = oh.p + 16 + 8; /* (the buffer may have moved) */
-  le64(p, btree);
-  le64(p + 8, lheap);
+  ck_put_fixed64(p, btree);
+  ck_put_fixed64(p + 8, lheap);
   memcpy(oh.p + oh.len - f->root.len, f->root.p, f->root.len);
   {
     uint16_t nmsg = 1;
@@ -682,8 +673,8 @@ int ck_h5f_finish(struct ck_h5f *f, struct ck_err *err)
       nmsg++;
     oh.p[0] = 1;
     le16(oh.p + 2, nmsg);
-    le32(oh.p + 4, 1);
-    le32(oh.p + 8, (uint32_t)(oh.len - 16));
+    ck_put_fixed32(oh.p + 4, 1);
+    ck_put_fixed32(oh.p + 8, (uint32_t)(oh.len - 16));
   }
   root = alloc(f, oh.len);
   if ((rc = put(f, oh.p, oh.len, root, err)) != 0)
@@ -695,15 +686,15 @@ int ck_h5f_finish(struct ck_h5f *f, struct ck_err *err)
   sb[14] = 8; /* size of lengths */
   le16(sb + 16, LEAF_K);
   le16(sb + 18, NODE_K);
-  le64(sb + 24, 0);     /* base address */
-  le64(sb + 32, UNDEF); /* free-space info */
-  le64(sb + 40, f->eoa);
-  le64(sb + 48, UNDEF); /* driver information */
-  le64(sb + 56, 0);     /* root entry: name offset */
-  le64(sb + 64, root);
-  le32(sb + 72, 1); /* cached: the symbol table's addresses */
-  le64(sb + 80, btree);
-  le64(sb + 88, lheap);
+  ck_put_fixed64(sb + 24, 0);     /* base address */
+  ck_put_fixed64(sb + 32, UNDEF); /* free-space info */
+  ck_put_fixed64(sb + 40, f->eoa);
+  ck_put_fixed64(sb + 48, UNDEF); /* driver information */
+  ck_put_fixed64(sb + 56, 0);     /* root entry: name offset */
+  ck_put_fixed64(sb + 64, root);
+  ck_put_fixed32(sb + 72, 1); /* cached: the symbol table's addresses */
+  ck_put_fixed64(sb + 80, btree);
+  ck_put_fixed64(sb + 88, lheap);
   if ((rc = put(f, sb, sizeof(sb), 0, err)) != 0)
     goto out;
   if (ftruncate(f->fd, (off_t)f->eoa) != 0)

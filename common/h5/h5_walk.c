@@ -41,7 +41,6 @@ struct frame {
   struct helper *h;  /* a big group: the processes classifying its slices */
   int nh;
   int by_addr;       /* its links are opened by address, not looked up by name */
-  size_t cache;      /* libhdf5's metadata cache while its links are visited */
 };
 
 static void helpers_free(struct frame *f);
@@ -95,6 +94,12 @@ static int by_addr(hid_t g)
   return (int)((oi.hdr.mesg.present >> 0x11) & 1); /* a symbol table message (type 0x0011) */
 }
 
+/* libhdf5's metadata cache while f's links are visited. */
+static size_t visit_cache(const struct frame *f)
+{
+  return f->by_addr ? CK_H5_ADDR_CACHE : CK_H5_CACHE;
+}
+
 /* Open link c of frame f: one open, its kind comes with it. */
 static hid_t open_child(const struct frame *f, const struct child *c)
 {
@@ -117,8 +122,7 @@ static int list_group(struct ck_h5r *r, struct frame *f, const char *key)
   st = H5Literate(f->g, flags & H5P_CRT_ORDER_INDEXED ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME, H5_ITER_INC, &idx,
                   list_child, f);
   f->by_addr = by_addr(f->g);
-  f->cache = f->by_addr ? CK_H5_ADDR_CACHE : CK_H5_CACHE;
-  ck_h5_set_cache(r->file, f->cache); /* (helpers forked next inherit it) */
+  ck_h5_set_cache(r->file, visit_cache(f)); /* (helpers forked next inherit it) */
   if (st < 0)
     return ck_h5_err(r->err, CK_EFORMAT, "%s: cannot list group /%s", r->path, key);
   if (r->n + f->n > r->cap && f->n > 64) { /* a big group: room for all its tensors at once, no slack */
@@ -507,10 +511,10 @@ int ck_h5r_walk(struct ck_h5r *r, hid_t root)
     struct frame *f = &st[depth - 1];
     hid_t sub;
     if (f->next == f->n) {
-      size_t cache = f->cache;
+      size_t cache = visit_cache(f);
       frame_free(f);
-      if (--depth > 0 && st[depth - 1].cache != cache) /* back to the parent's links */
-        ck_h5_set_cache(r->file, st[depth - 1].cache);
+      if (--depth > 0 && visit_cache(&st[depth - 1]) != cache) /* back to the parent's links */
+        ck_h5_set_cache(r->file, visit_cache(&st[depth - 1]));
       continue;
     }
     const struct child *c = &f->c[f->next++];

@@ -87,8 +87,7 @@ static void w_free(struct ck_h5w *w);
  * case, and the one where libhdf5's metadata work per dataset was the cost). */
 static int direct(const struct ck_h5_write_opts *o)
 {
-  return o->fixed_only && !o->via_libhdf5 && o->layout == CK_H5_FLAT && o->compression == CK_H5_NONE &&
-         !o->cerebras05;
+  return o->fixed_only && o->layout == CK_H5_FLAT && o->compression == CK_H5_NONE && !o->cerebras05;
 }
 
 const char *ck_h5w_path(const struct ck_h5w *w)
@@ -685,47 +684,67 @@ int ck_h5w_root_attr(struct ck_h5w *w, const char *name, const char *value, stru
   return 0;
 }
 
-/* The direct writer's finish: the same root attributes. */
-static int finish_flat(struct ck_h5w *w, struct ck_err *err)
+static int root_i32(struct ck_h5w *w, const char *name, int32_t value, struct ck_err *err)
 {
-  struct ck_h5f *f = w->flat;
+  if (w->flat)
+    return ck_h5f_root_i32(w->flat, name, value, err);
+  if (ck_h5_attr_i32(w->root, name, value) != 0)
+    return ck_h5_err(err, -EIO, "%s: cannot write root attribute %s", w->path, name);
+  return 0;
+}
+
+static int root_bool(struct ck_h5w *w, const char *name, int value, struct ck_err *err)
+{
+  if (w->flat)
+    return ck_h5f_root_bool(w->flat, name, value, err);
+  if (ck_h5_attr_bool(w->root, name, value) != 0)
+    return ck_h5_err(err, -EIO, "%s: cannot write root attribute %s", w->path, name);
+  return 0;
+}
+
+/* The root attributes of every file ckptd writes, but __SUCCESS__ (written last). */
+static int root_attrs(struct ck_h5w *w, struct ck_err *err)
+{
   int rc;
 
+  if ((rc = root_i32(w, "tf_version_producer", 1, err)) != 0 ||
+      (rc = root_i32(w, "tf_version_min_consumer", 0, err)) != 0 ||
+      (rc = ck_h5w_root_attr(w, "ckptd_version", PACKAGE_VERSION, err)) != 0 ||
+      (rc = ck_h5w_root_attr(w, "ckptd_source", w->o.source_name ? w->o.source_name : "", err)) != 0 ||
+      (w->o.source_id && (rc = ck_h5w_root_attr(w, "ckptd_source_id", w->o.source_id, err)) != 0) ||
+      (w->o.cerebras05 && (rc = ck_h5w_root_attr(w, "__version__", "0.5", err)) != 0))
+    return rc;
+  return 0;
+}
+
+/* The direct writer's finish: its superblock last, nothing before it is a file. */
+static int finish_flat(struct ck_h5w *w, struct ck_err *err)
+{
+  int rc = root_attrs(w, err);
+
+  if (rc == 0)
+    rc = root_bool(w, "__SUCCESS__", 1, err);
+  if (rc == 0)
+    rc = ck_h5f_finish(w->flat, err);
+  else
+    ck_h5f_abort(w->flat);
   w->flat = NULL;
-  if ((rc = ck_h5f_root_i32(f, "tf_version_producer", 1, err)) != 0 ||
-      (rc = ck_h5f_root_i32(f, "tf_version_min_consumer", 0, err)) != 0 ||
-      (rc = ck_h5f_root_str(f, "ckptd_version", PACKAGE_VERSION, err)) != 0 ||
-      (rc = ck_h5f_root_str(f, "ckptd_source", w->o.source_name ? w->o.source_name : "", err)) != 0 ||
-      (w->o.source_id && (rc = ck_h5f_root_str(f, "ckptd_source_id", w->o.source_id, err)) != 0) ||
-      (rc = ck_h5f_root_bool(f, "__SUCCESS__", 1, err)) != 0) {
-    ck_h5f_abort(f);
-  } else {
-    rc = ck_h5f_finish(f, err); /* (the superblock last: nothing before it is a file) */
-  }
   w_free(w);
   return rc;
 }
 
 int ck_h5w_finish(struct ck_h5w *w, struct ck_err *err)
 {
-  hid_t root = w->root;
-  int rc = 0, fd;
+  int rc, fd;
 
   if (w->flat)
     return finish_flat(w, err);
-
-  if (ck_h5_attr_i32(root, "tf_version_producer", 1) != 0 ||
-      ck_h5_attr_i32(root, "tf_version_min_consumer", 0) != 0 ||
-      ck_h5_attr_str(root, "ckptd_version", PACKAGE_VERSION) != 0 ||
-      ck_h5_attr_str(root, "ckptd_source", w->o.source_name ? w->o.source_name : "") != 0 ||
-      (w->o.source_id && ck_h5_attr_str(root, "ckptd_source_id", w->o.source_id) != 0) ||
-      (w->o.cerebras05 && ck_h5_attr_str(root, "__version__", "0.5") != 0))
-    rc = ck_h5_err(err, -EIO, "%s: cannot write root attributes", w->path);
+  rc = root_attrs(w, err);
   /* Everything else must be on disk before __SUCCESS__ is. */
   if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
     rc = ck_h5_err(err, -EIO, "%s: flush failed (disk full?)", w->path);
-  if (rc == 0 && ck_h5_attr_bool(root, "__SUCCESS__", 1) != 0)
-    rc = ck_h5_err(err, -EIO, "%s: cannot write __SUCCESS__", w->path);
+  if (rc == 0)
+    rc = root_bool(w, "__SUCCESS__", 1, err);
   /* a flush that can fail here leaves the close below nothing to fail on */
   if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
     rc = ck_h5_err(err, -EIO, "%s: flush failed (disk full?)", w->path);
@@ -752,12 +771,9 @@ void ck_h5w_abort(struct ck_h5w *w)
 {
   if (w == NULL)
     return;
-  if (w->flat) {
+  if (w->flat)
     ck_h5f_abort(w->flat);
-    w->flat = NULL;
-    w_free(w);
-    return;
-  }
-  discard(w);
+  else
+    discard(w);
   w_free(w);
 }
